@@ -1,0 +1,38 @@
+//! `delete`: remove a file.
+//!
+//! # Format
+//! Request: `{"cmd":"delete","name":N}`.
+//! Reply: `{"ok":true}`.
+//! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST`, `INVALID_NAME`, `NOT_FOUND`,
+//! `INTERNAL`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{parse, Command, Ctx};
+use crate::error::Error;
+use crate::names::check_file_name;
+use crate::protocol::{Header, Reply};
+
+/// Request fields.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Args {
+    pub name: String,
+}
+
+/// The `delete` command.
+pub struct Delete;
+
+impl Command for Delete {
+    fn name(&self) -> &'static str {
+        "delete"
+    }
+
+    fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
+        let args: Args = parse(header)?;
+        ctx.log_name = Some(args.name.clone());
+        check_file_name(&args.name)?;
+        let user = ctx.user()?;
+        ctx.shared.storage.delete(&user.key, &args.name)?;
+        Ok(Reply::new())
+    }
+}

@@ -1,0 +1,74 @@
+//! `get`: resumable, verified download (PROTOCOL.md, "Download").
+//!
+//! # Format
+//! Request: `{"cmd":"get","name":N,"offset":K}` (`offset` absent or `null`: 0).
+//! Reply: `{"ok":true,"name":N,"size":S,"offset":K,"md5":D}`, D the MD5 of
+//! the whole file, then the raw bytes `[K, S)`.
+//! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST` (also `K > S`), `INVALID_NAME`,
+//! `NOT_FOUND`, `INTERNAL`.
+//!
+//! The digest of a file the server stored comes from its cache: the file is
+//! read once, to send it.
+
+use serde::{Deserialize, Serialize};
+
+use super::{parse, reply, Command, Ctx};
+use crate::error::Error;
+use crate::names::check_file_name;
+use crate::protocol::{Header, Reply};
+use crate::server::conn::Body;
+
+/// Request fields.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Args {
+    pub name: String,
+    #[serde(default)]
+    pub offset: Option<u64>,
+}
+
+/// Reply fields; the body follows.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Answer {
+    pub name: String,
+    pub size: u64,
+    pub offset: u64,
+    pub md5: String,
+}
+
+/// The `get` command.
+pub struct Get;
+
+impl Command for Get {
+    fn name(&self) -> &'static str {
+        "get"
+    }
+
+    fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
+        let args: Args = parse(header)?;
+        ctx.log_name = Some(args.name.clone());
+        check_file_name(&args.name)?;
+        let user = ctx.user()?;
+        let storage = &ctx.shared.storage;
+        let (file, meta) = storage.open_file(&user.key, &args.name)?;
+        let size = meta.len();
+        let offset = args.offset.unwrap_or(0);
+        if offset > size {
+            return Err(Error::bad_request(format!(
+                "offset {offset} is past the end ({size} bytes)"
+            )));
+        }
+        let md5 = storage.digest(&user.key, &file, &meta)?;
+        ctx.log_bytes = size - offset;
+        ctx.body = Some(Body {
+            file,
+            offset,
+            len: size - offset,
+        });
+        Ok(reply(Answer {
+            name: args.name,
+            size,
+            offset,
+            md5,
+        }))
+    }
+}

@@ -1,0 +1,46 @@
+//! `login`: act as a user from now on.
+//!
+//! # Format
+//! Request: `{"cmd":"login","user":U,"password":P}`.
+//! Reply: `{"ok":true,"user":NAME}`, NAME as it was registered.
+//! Errors: `BAD_REQUEST`, `RATE_LIMITED`, `AUTH_FAILED` (one code for every
+//! kind of wrong credentials). A failed login leaves the session as it was.
+
+use serde::{Deserialize, Serialize};
+
+use super::register::Args;
+use super::{parse, reply, Command, Ctx};
+use crate::error::Error;
+use crate::protocol::{Header, Reply};
+
+/// Reply fields.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Answer {
+    pub user: String,
+}
+
+/// The `login` command.
+pub struct Login;
+
+impl Command for Login {
+    fn name(&self) -> &'static str {
+        "login"
+    }
+
+    fn requires_auth(&self) -> bool {
+        false
+    }
+
+    fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
+        let args: Args = parse(header)?;
+        let user = ctx
+            .shared
+            .users
+            .login(&args.user, &args.password, ctx.peer)?;
+        let answer = Answer {
+            user: user.name.clone(),
+        };
+        *ctx.user = Some(user);
+        Ok(reply(answer))
+    }
+}

@@ -1,0 +1,185 @@
+//! The wire commands: one file per `cmd`, and the table that maps names to
+//! them.
+//!
+//! Adding a command means one new file here and one line in [`REGISTRY`].
+//! Each file defines the command's `Args` (shared with the client, which
+//! builds requests from them) and a unit struct implementing [`Command`].
+//! Handlers return `Result<Reply, Error>`; the session turns errors into
+//! error frames and logs the request.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::protocol::{Header, Reply};
+use crate::server::conn::{Body, Conn};
+use crate::server::Shared;
+use crate::users::User;
+
+pub mod delete;
+pub mod get;
+pub mod login;
+pub mod ls;
+pub mod put;
+pub mod quit;
+pub mod register;
+pub mod rename;
+pub mod whoami;
+
+/// A wire command.
+pub trait Command: Sync {
+    /// The `cmd` string, exactly as on the wire.
+    fn name(&self) -> &'static str;
+
+    /// Whether an anonymous connection gets `NOT_LOGGED_IN`.
+    fn requires_auth(&self) -> bool {
+        true
+    }
+
+    /// Runs the command; the session writes the reply.
+    ///
+    /// # Errors
+    /// Any [`Error`]; its code goes to the client.
+    fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error>;
+}
+
+/// Every command, looked up by [`lookup`].
+pub static REGISTRY: &[&dyn Command] = &[
+    &register::Register,
+    &login::Login,
+    &ls::Ls,
+    &put::Put,
+    &get::Get,
+    &delete::Delete,
+    &rename::Rename,
+    &whoami::Whoami,
+    &quit::Quit,
+];
+
+/// Finds the command called `name`.
+pub fn lookup(name: &str) -> Option<&'static dyn Command> {
+    REGISTRY.iter().copied().find(|c| c.name() == name)
+}
+
+/// What a handler can reach: the server's state, this connection and its
+/// session, and the fields of the request's log line.
+pub struct Ctx<'a> {
+    /// Users, storage and configuration.
+    pub shared: &'a Shared,
+    /// The connection, for bodies and the frames inside an exchange.
+    pub conn: &'a mut Conn,
+    /// The logged-in user, if any.
+    pub user: &'a mut Option<Arc<User>>,
+    /// The peer's address, for rate limiting.
+    pub peer: &'a str,
+    /// Set by `quit`: close after the reply.
+    pub close: bool,
+    /// File name for the log line.
+    pub log_name: Option<String>,
+    /// Body bytes moved, for the log line.
+    pub log_bytes: u64,
+    /// A file body to stream after the reply (`get`).
+    pub body: Option<Body>,
+}
+
+impl Ctx<'_> {
+    /// The logged-in user. The session only runs commands that
+    /// [`Command::requires_auth`] on logged-in connections.
+    ///
+    /// # Errors
+    /// `NOT_LOGGED_IN` on an anonymous connection.
+    pub fn user(&self) -> Result<Arc<User>, Error> {
+        self.user.clone().ok_or(Error::NotLoggedIn)
+    }
+
+    /// The quota that applies to `user`: their own, else the server's.
+    pub fn quota(&self, user: &User) -> Option<u64> {
+        user.quota.or(self.shared.config.quota)
+    }
+}
+
+/// Decodes a request's fields. Unknown fields, `cmd` among them, are
+/// ignored (PROTOCOL.md: forward compatibility).
+///
+/// # Errors
+/// `BAD_REQUEST` for a missing or ill-typed field.
+pub fn parse<T: DeserializeOwned>(header: &Header) -> Result<T, Error> {
+    serde_json::from_value(Value::Object(header.clone())).map_err(Error::bad_request)
+}
+
+/// Turns a reply struct into reply fields.
+///
+/// # Panics
+/// If `T` does not serialise to a JSON object: a bug in a command.
+pub fn reply<T: Serialize>(fields: T) -> Reply {
+    match serde_json::to_value(fields) {
+        Ok(Value::Object(m)) => m,
+        other => panic!("reply is not an object: {other:?}"),
+    }
+}
+
+/// A request header for `cmd` with the fields of `args`, as clients send it.
+///
+/// # Panics
+/// If `A` does not serialise to a JSON object: a bug in a command's `Args`.
+pub fn request<A: Serialize>(cmd: &str, args: &A) -> Header {
+    let mut h = Header::new();
+    h.insert("cmd".into(), Value::from(cmd));
+    h.extend(reply(args));
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// PROTOCOL.md's command table.
+    const SPEC: [&str; 9] = [
+        "register", "login", "ls", "put", "get", "delete", "rename", "whoami", "quit",
+    ];
+
+    #[test]
+    fn names_are_unique_lowercase_and_cover_the_spec() {
+        let names: HashSet<_> = REGISTRY.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), REGISTRY.len(), "duplicate command name");
+        for n in &names {
+            assert_eq!(n.to_lowercase(), *n);
+        }
+        assert_eq!(names, SPEC.into_iter().collect());
+    }
+
+    #[test]
+    fn only_register_login_and_quit_are_anonymous() {
+        let anon: HashSet<_> = REGISTRY
+            .iter()
+            .filter(|c| !c.requires_auth())
+            .map(|c| c.name())
+            .collect();
+        assert_eq!(anon, ["register", "login", "quit"].into_iter().collect());
+    }
+
+    #[test]
+    fn lookup_finds_each_and_nothing_else() {
+        for n in SPEC {
+            assert_eq!(lookup(n).map(|c| c.name()), Some(n));
+        }
+        assert!(lookup("LS").is_none());
+        assert!(lookup("").is_none());
+    }
+
+    #[test]
+    fn parse_rejects_ill_typed_integers() {
+        let h: Header = serde_json::from_str(r#"{"cmd":"put","name":"a","size":5.0}"#).unwrap();
+        assert!(matches!(parse::<put::Args>(&h), Err(Error::BadRequest(_))));
+        let h: Header = serde_json::from_str(r#"{"cmd":"put","name":"a","size":-1}"#).unwrap();
+        assert!(matches!(parse::<put::Args>(&h), Err(Error::BadRequest(_))));
+        let h: Header =
+            serde_json::from_str(r#"{"cmd":"put","name":"a","size":18446744073709551615,"x":1}"#)
+                .unwrap();
+        assert_eq!(parse::<put::Args>(&h).unwrap().size, u64::MAX);
+    }
+}

@@ -1,0 +1,43 @@
+//! `register`: create an account with an empty folder.
+//!
+//! # Format
+//! Request: `{"cmd":"register","user":U,"password":P}`.
+//! Reply: `{"ok":true}`. Does not log in or out.
+//! Errors: `BAD_REQUEST`, `INVALID_NAME`, `WEAK_PASSWORD`, `USER_EXISTS`,
+//! `INTERNAL`.
+
+use serde::{Deserialize, Serialize};
+
+use super::{parse, Command, Ctx};
+use crate::error::Error;
+use crate::protocol::{Header, Reply};
+use crate::users::Password;
+
+/// Request fields (also `login`'s).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Args {
+    pub user: String,
+    pub password: Password,
+}
+
+/// The `register` command.
+pub struct Register;
+
+impl Command for Register {
+    fn name(&self) -> &'static str {
+        "register"
+    }
+
+    fn requires_auth(&self) -> bool {
+        false
+    }
+
+    fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
+        let args: Args = parse(header)?;
+        let storage = &ctx.shared.storage;
+        ctx.shared
+            .users
+            .register(&args.user, &args.password, |key| storage.create_home(key))?;
+        Ok(Reply::new())
+    }
+}

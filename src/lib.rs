@@ -1,0 +1,22 @@
+//! netdisk: a small self-hosted network disk.
+//!
+//! - [`protocol`]: frames, headers and digests of the wire protocol (`docs/PROTOCOL.md`).
+//! - [`error`]: [`error::Error`] by cause and the one mapping to wire codes.
+//! - [`names`]: user-name, file-name and password rules.
+//! - [`users`]: accounts in `users.xlsx`, argon2id hashes, login limits ([`ratelimit`]).
+//! - [`storage`]: users' folders, staged uploads, cached digests.
+//! - [`server`]: accept loop, worker pool, sessions.
+//! - [`commands`]: one module per wire command and the dispatch table
+//!   (the top-level `commands/` folder).
+//! - [`client`]: a protocol client, used by the command-line client.
+
+pub mod client;
+#[path = "../commands/mod.rs"]
+pub mod commands;
+pub mod error;
+pub mod names;
+pub mod protocol;
+pub mod ratelimit;
+pub mod server;
+pub mod storage;
+pub mod users;

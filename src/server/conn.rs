@@ -1,0 +1,217 @@
+//! One client connection: frames and bodies, each read bounded in size and
+//! time.
+//!
+//! Waiting for a request is bounded by the idle timeout and checks the
+//! server's stop flag a few times a second; once a frame has begun, the
+//! whole header must arrive within the idle timeout too, so a client
+//! dribbling bytes cannot hold a worker. Body reads and writes fail after
+//! the stall timeout without progress.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::protocol::{encode_frame, read_header, FrameError, Header, MAX_REQUEST_HEADER};
+
+/// Size of the buffer a body is read through.
+const BODY_BUF: usize = 256 * 1024;
+/// How often an idle connection looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// A file body to stream after a reply.
+pub struct Body {
+    pub file: File,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A socket whose reads can share one deadline.
+struct Timed {
+    stream: TcpStream,
+    deadline: Option<Instant>,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        self.stream.read(buf)
+    }
+}
+
+/// A server-side connection.
+pub struct Conn {
+    reader: BufReader<Timed>,
+    writer: TcpStream,
+    idle: Duration,
+    stall: Duration,
+    stop: Arc<AtomicBool>,
+    buf: Vec<u8>,
+    /// Set when a body was not fully consumed: the stream is out of step
+    /// and the connection must close after the reply.
+    pub desynced: bool,
+}
+
+impl Conn {
+    /// Wraps an accepted stream.
+    ///
+    /// # Errors
+    /// If the socket options cannot be set.
+    pub fn new(
+        stream: TcpStream,
+        idle: Duration,
+        stall: Duration,
+        stop: Arc<AtomicBool>,
+    ) -> io::Result<Conn> {
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(stall))?;
+        let writer = stream.try_clone()?;
+        Ok(Conn {
+            reader: BufReader::with_capacity(
+                64 * 1024,
+                Timed {
+                    stream,
+                    deadline: None,
+                },
+            ),
+            writer,
+            idle,
+            stall,
+            stop,
+            buf: Vec::new(),
+            desynced: false,
+        })
+    }
+
+    /// Waits for the next request. `Ok(None)` when the peer closed cleanly
+    /// or the server is stopping.
+    ///
+    /// # Errors
+    /// `TIMEOUT` when idle too long, `BAD_FRAME`, or a lost connection.
+    pub fn wait_request(&mut self) -> Result<Option<Header>, Error> {
+        let idle_until = Instant::now() + self.idle;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if now >= idle_until {
+                return Err(Error::Timeout);
+            }
+            self.reader.get_mut().deadline = Some((now + STOP_POLL).min(idle_until));
+            match self.reader.fill_buf() {
+                Ok([]) => return Ok(None),
+                Ok(_) => break,
+                Err(e) if is_timeout(&e) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::Disconnected(e)),
+            }
+        }
+        self.read_request()
+    }
+
+    /// Reads one request header that must arrive within the idle timeout.
+    /// `Ok(None)` on a clean close.
+    ///
+    /// # Errors
+    /// `BAD_FRAME`, `TIMEOUT`, or a lost connection.
+    pub fn read_request(&mut self) -> Result<Option<Header>, Error> {
+        self.reader.get_mut().deadline = Some(Instant::now() + self.idle);
+        match read_header(&mut self.reader, MAX_REQUEST_HEADER) {
+            Ok(h) => Ok(h),
+            Err(FrameError::Io(e)) => Err(net_error(e)),
+            Err(e) => Err(Error::BadFrame(e.to_string())),
+        }
+    }
+
+    /// Sends one header frame.
+    ///
+    /// # Errors
+    /// `TIMEOUT` or a lost connection.
+    pub fn send(&mut self, header: &Header) -> Result<(), Error> {
+        self.writer
+            .write_all(&encode_frame(header))
+            .map_err(net_error)
+    }
+
+    /// Receives exactly `len` body bytes, handing them to `sink` in chunks.
+    ///
+    /// # Errors
+    /// `TIMEOUT` if the body stalls, a lost connection, or the sink's I/O
+    /// error (then the rest of the body is unread and [`Conn::desynced`]).
+    pub fn recv_body(
+        &mut self,
+        len: u64,
+        mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        let timed = self.reader.get_mut();
+        timed.deadline = None;
+        timed
+            .stream
+            .set_read_timeout(Some(self.stall))
+            .map_err(Error::Disconnected)?;
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; BODY_BUF];
+        }
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match self.reader.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(Error::Disconnected(io::ErrorKind::UnexpectedEof.into())),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(net_error(e)),
+            };
+            if let Err(e) = sink(&self.buf[..n]) {
+                self.desynced = true;
+                return Err(Error::Io(e));
+            }
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Streams a file body. `io::copy` from a file to a socket uses the
+    /// kernel's zero-copy path (`sendfile`/`splice`) on Linux.
+    ///
+    /// # Errors
+    /// A read error, a short file (changed under us), `TIMEOUT` or a lost
+    /// connection. The connection must close after any of them.
+    pub fn send_body(&mut self, body: Body) -> Result<u64, Error> {
+        use std::io::Seek;
+        let mut file = body.file;
+        file.seek(io::SeekFrom::Start(body.offset))?;
+        let sent = io::copy(&mut (&file).take(body.len), &mut self.writer).map_err(net_error)?;
+        if sent != body.len {
+            return Err(Error::Internal(format!(
+                "file shrank while sending: {sent} of {} bytes",
+                body.len
+            )));
+        }
+        Ok(sent)
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn net_error(e: io::Error) -> Error {
+    if is_timeout(&e) {
+        Error::Timeout
+    } else {
+        Error::Disconnected(e)
+    }
+}

@@ -1,0 +1,673 @@
+//! Files on disk: users' folders, staged uploads and cached digests.
+//!
+//! ```text
+//! DATA/users.xlsx                 accounts (see `users`)
+//! DATA/users/KEY/files/NAME       what the user sees: regular files only
+//! DATA/users/KEY/staging/H.part   an upload in progress, H = md5(NAME)
+//! DATA/users/KEY/staging/H.meta   {"name": NAME, "size": S} of that upload
+//! DATA/users/KEY/digests/INO      "SIZE MTIME_NS MD5" of the file with inode INO
+//! DATA/attic/KEY.TIME/            a removed user's leftovers, out of reach
+//! ```
+//!
+//! Server files live outside every user's `files/`, so no user name or file
+//! name can collide with them. Every name reaching this module has passed
+//! [`names::check_file_name`]: it is one plain path component, joined only to
+//! the user's own folder. Files are opened with `O_NOFOLLOW | O_NONBLOCK` and
+//! their type checked on the open descriptor, so a symlink, FIFO or device
+//! placed in a folder is never followed, read or written through.
+//!
+//! Digests are keyed by inode and checked against size and mtime: a rename
+//! keeps the inode, so the MD5 moves with the file for free, and a file
+//! changed by other means no longer matches its record and is re-hashed.
+
+use std::collections::HashSet;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::names;
+use crate::protocol::md5_hex;
+
+/// Buffer size for hashing files from disk.
+const HASH_BUF: usize = 1 << 20;
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+    /// Unix seconds.
+    pub mtime: u64,
+    /// `None` until known for a file placed by other means.
+    pub md5: Option<String>,
+}
+
+/// The data directory.
+pub struct Storage {
+    root: PathBuf,
+    /// (user key, file name) pairs with an upload in progress.
+    uploads: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+impl Storage {
+    /// Opens (creating if needed) the data directory.
+    ///
+    /// # Errors
+    /// If the folders cannot be created.
+    pub fn open(root: &Path) -> io::Result<Storage> {
+        fs::create_dir_all(root.join("users"))?;
+        fs::create_dir_all(root.join("attic"))?;
+        Ok(Storage {
+            root: root.to_path_buf(),
+            uploads: Arc::default(),
+        })
+    }
+
+    /// Path of `users.xlsx`.
+    pub fn users_file(&self) -> PathBuf {
+        self.root.join("users.xlsx")
+    }
+
+    fn user_dir(&self, key: &str) -> PathBuf {
+        self.root.join("users").join(key)
+    }
+
+    fn files_dir(&self, key: &str) -> PathBuf {
+        self.user_dir(key).join("files")
+    }
+
+    /// Gives a new user an empty folder. Anything left under that name by a
+    /// removed account is moved to the attic first, never inherited.
+    ///
+    /// # Errors
+    /// If the folders cannot be moved or created.
+    pub fn create_home(&self, key: &str) -> io::Result<()> {
+        let dir = self.user_dir(key);
+        if fs::symlink_metadata(&dir).is_ok() {
+            let stamp = unix_secs(SystemTime::now());
+            let mut n = 0;
+            loop {
+                let to = self.root.join("attic").join(format!("{key}.{stamp}.{n}"));
+                if fs::symlink_metadata(&to).is_err() {
+                    fs::rename(&dir, &to)?;
+                    break;
+                }
+                n += 1;
+            }
+        }
+        self.ensure_home(key)?;
+        sync_dir(&self.root.join("users"))
+    }
+
+    /// Creates a user's folders if missing (a crash may have left a
+    /// registered user without them).
+    fn ensure_home(&self, key: &str) -> io::Result<()> {
+        for sub in ["files", "staging", "digests"] {
+            fs::create_dir_all(self.user_dir(key).join(sub))?;
+        }
+        Ok(())
+    }
+
+    /// Lists a user's regular files, sorted by UTF-8 bytes.
+    ///
+    /// # Errors
+    /// If the folder cannot be read.
+    pub fn list(&self, key: &str) -> Result<Vec<FileInfo>, Error> {
+        self.ensure_home(key)?;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.files_dir(key))? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if names::check_file_name(&name).is_err() {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow symlinks.
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let md5 = self.cached_digest(key, &meta);
+            out.push(FileInfo {
+                name,
+                size: meta.len(),
+                mtime: unix_secs(meta.modified()?),
+                md5,
+            });
+        }
+        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(out)
+    }
+
+    /// Number of files and bytes used by a user's regular files.
+    ///
+    /// # Errors
+    /// If the folder cannot be read.
+    pub fn usage(&self, key: &str) -> Result<(u64, u64), Error> {
+        self.ensure_home(key)?;
+        let mut count = 0;
+        let mut used = 0;
+        for entry in fs::read_dir(self.files_dir(key))? {
+            let entry = entry?;
+            let visible = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| names::check_file_name(n).is_ok());
+            match entry.metadata() {
+                Ok(meta) if visible && meta.is_file() => {
+                    count += 1;
+                    used += meta.len();
+                }
+                _ => {}
+            }
+        }
+        Ok((count, used))
+    }
+
+    /// Size of the regular file `name`, if there is one.
+    pub fn size_of(&self, key: &str, name: &str) -> Option<u64> {
+        let meta = fs::symlink_metadata(self.files_dir(key).join(name)).ok()?;
+        meta.is_file().then(|| meta.len())
+    }
+
+    /// Opens a regular file for reading, refusing symlinks, FIFOs, devices.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` if there is no regular file of that name.
+    pub fn open_file(&self, key: &str, name: &str) -> Result<(File, Metadata), Error> {
+        let path = self.files_dir(key).join(name);
+        let file = match open_nofollow(&path, OpenOptions::new().read(true)) {
+            Ok(f) => f,
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(Error::NotFound);
+        }
+        Ok((file, meta))
+    }
+
+    /// MD5 of an open file: from the cache when the server stored it,
+    /// otherwise computed from disk and cached.
+    ///
+    /// # Errors
+    /// If the file cannot be read.
+    pub fn digest(&self, key: &str, file: &File, meta: &Metadata) -> Result<String, Error> {
+        if let Some(d) = self.cached_digest(key, meta) {
+            return Ok(d);
+        }
+        let mut hasher = Md5::new();
+        let mut buf = vec![0u8; HASH_BUF];
+        let mut reader = file;
+        reader.seek(SeekFrom::Start(0))?;
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let digest = md5_hex(&hasher.finalize());
+        // Cache only if the file did not change while it was read.
+        if file.metadata().is_ok_and(|now| same_version(&now, meta)) {
+            self.record_digest(key, meta, &digest)?;
+        }
+        Ok(digest)
+    }
+
+    fn digest_path(&self, key: &str, ino: u64) -> PathBuf {
+        self.user_dir(key).join("digests").join(ino.to_string())
+    }
+
+    fn cached_digest(&self, key: &str, meta: &Metadata) -> Option<String> {
+        let text = fs::read_to_string(self.digest_path(key, meta.ino())).ok()?;
+        let mut parts = text.split_whitespace();
+        let size: u64 = parts.next()?.parse().ok()?;
+        let mtime: i128 = parts.next()?.parse().ok()?;
+        let md5 = parts.next()?;
+        (size == meta.len() && mtime == mtime_ns(meta) && crate::protocol::is_md5_hex(md5))
+            .then(|| md5.to_string())
+    }
+
+    fn record_digest(&self, key: &str, meta: &Metadata, md5: &str) -> io::Result<()> {
+        let line = format!("{} {} {md5}\n", meta.len(), mtime_ns(meta));
+        let path = self.digest_path(key, meta.ino());
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, line)?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// Deletes a regular file.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` if there is no regular file of that name.
+    pub fn delete(&self, key: &str, name: &str) -> Result<(), Error> {
+        let path = self.files_dir(key).join(name);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Err(Error::NotFound),
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        fs::remove_file(&path)?;
+        let _ = fs::remove_file(self.digest_path(key, meta.ino()));
+        sync_dir(&self.files_dir(key))?;
+        Ok(())
+    }
+
+    /// Renames a regular file; never replaces an existing name.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` if `from` is not a regular file, `EXISTS` if `to` exists.
+    pub fn rename(&self, key: &str, from: &str, to: &str) -> Result<(), Error> {
+        let dir = self.files_dir(key);
+        match fs::symlink_metadata(dir.join(from)) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(Error::NotFound),
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        // link + unlink is an atomic "rename unless the target exists"; the
+        // inode, and so the cached digest, carries over.
+        match fs::hard_link(dir.join(from), dir.join(to)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::Exists),
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        fs::remove_file(dir.join(from))?;
+        sync_dir(&dir)?;
+        Ok(())
+    }
+
+    /// Claims the right to upload `name` for this connection.
+    ///
+    /// # Errors
+    /// `LOCKED` if another connection is uploading that name.
+    pub fn lock_upload(&self, key: &str, name: &str) -> Result<UploadLock, Error> {
+        let entry = (key.to_string(), name.to_string());
+        let mut set = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        if !set.insert(entry.clone()) {
+            return Err(Error::Locked);
+        }
+        Ok(UploadLock {
+            set: Arc::clone(&self.uploads),
+            entry,
+        })
+    }
+
+    /// Opens (or resumes) the staged upload of `name` with `size` bytes.
+    /// The returned [`Upload`] has already hashed the bytes it holds.
+    ///
+    /// # Errors
+    /// If the staging folder cannot be written.
+    pub fn begin_upload(
+        &self,
+        _lock: &UploadLock,
+        key: &str,
+        name: &str,
+        size: u64,
+    ) -> Result<Upload, Error> {
+        self.ensure_home(key)?;
+        let stage = self.user_dir(key).join("staging");
+        let id = md5_hex(&Md5::digest(name.as_bytes()));
+        let part = stage.join(format!("{id}.part"));
+        let meta_path = stage.join(format!("{id}.meta"));
+        let wanted = StagedMeta {
+            name: name.to_string(),
+            size,
+        };
+        let resumable = fs::read(&meta_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
+            .is_some_and(|m| m == wanted);
+        let mut file = open_nofollow(
+            &part,
+            OpenOptions::new().read(true).write(true).create(true),
+        )?;
+        let mut held = file.metadata()?.len();
+        if !resumable || held > size {
+            file.set_len(0)?;
+            held = 0;
+            fs::write(
+                &meta_path,
+                serde_json::to_vec(&wanted).map_err(io::Error::other)?,
+            )?;
+        }
+        let mut hasher = Md5::new();
+        if held > 0 {
+            hash_prefix(&mut file, held, &mut hasher)?;
+        }
+        file.seek(SeekFrom::Start(held))?;
+        Ok(Upload {
+            file,
+            hasher,
+            held,
+            size,
+            part,
+            meta_path,
+            target: self.files_dir(key).join(name),
+            digests: self.user_dir(key).join("digests"),
+        })
+    }
+
+    /// Removes staged uploads nobody touched for `max_age`, except those
+    /// being uploaded right now.
+    pub fn sweep_staging(&self, max_age: Duration) {
+        let Ok(users) = fs::read_dir(self.root.join("users")) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for user in users.flatten() {
+            let Ok(stage) = fs::read_dir(user.path().join("staging")) else {
+                continue;
+            };
+            for f in stage.flatten() {
+                let path = f.path();
+                if path.extension().is_some_and(|e| e == "part") {
+                    let old = f
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > max_age);
+                    let meta_path = path.with_extension("meta");
+                    if old && !self.is_uploading(&user.file_name(), &meta_path) {
+                        let _ = fs::remove_file(&path);
+                        let _ = fs::remove_file(&meta_path);
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_uploading(&self, key: &std::ffi::OsStr, meta_path: &Path) -> bool {
+        let Some(key) = key.to_str() else {
+            return false;
+        };
+        let name = fs::read(meta_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
+            .map(|m| m.name);
+        let set = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
+        name.is_some_and(|n| set.contains(&(key.to_string(), n)))
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StagedMeta {
+    name: String,
+    size: u64,
+}
+
+/// Held while a connection uploads a name; released on drop.
+pub struct UploadLock {
+    set: Arc<Mutex<HashSet<(String, String)>>>,
+    entry: (String, String),
+}
+
+impl Drop for UploadLock {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.entry);
+    }
+}
+
+/// A staged upload: bytes are appended and hashed as they arrive; the
+/// visible file is replaced only by [`Upload::finish`] with a matching MD5.
+pub struct Upload {
+    file: File,
+    hasher: Md5,
+    held: u64,
+    size: u64,
+    part: PathBuf,
+    meta_path: PathBuf,
+    target: PathBuf,
+    digests: PathBuf,
+}
+
+impl Upload {
+    /// Bytes staged so far: where the client continues.
+    pub fn offset(&self) -> u64 {
+        self.held
+    }
+
+    /// Bytes still expected.
+    pub fn remaining(&self) -> u64 {
+        self.size - self.held
+    }
+
+    /// Appends received bytes.
+    ///
+    /// # Errors
+    /// If the disk write fails (a full disk among others).
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        self.file.write_all(chunk)?;
+        self.hasher.update(chunk);
+        self.held += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Checks the client's digest; on a match makes the upload durable and
+    /// visible in one rename, on a mismatch discards it.
+    ///
+    /// # Errors
+    /// `CHECKSUM_MISMATCH` (staged data discarded, old file untouched), or
+    /// an I/O error (old file untouched, staged data kept).
+    pub fn finish(self, expected: &str) -> Result<String, Error> {
+        debug_assert_eq!(self.held, self.size);
+        let actual = md5_hex(&self.hasher.finalize());
+        if actual != expected {
+            drop(self.file);
+            let _ = fs::remove_file(&self.part);
+            let _ = fs::remove_file(&self.meta_path);
+            return Err(Error::ChecksumMismatch);
+        }
+        self.file.sync_all()?;
+        let meta = self.file.metadata()?;
+        let line = format!("{} {} {actual}\n", meta.len(), mtime_ns(&meta));
+        fs::write(self.digests.join(meta.ino().to_string()), line)?;
+        let replaced = fs::symlink_metadata(&self.target).ok().map(|m| m.ino());
+        fs::rename(&self.part, &self.target)?;
+        if let Some(dir) = self.target.parent() {
+            sync_dir(dir)?;
+        }
+        if let Some(old) = replaced.filter(|&i| i != meta.ino()) {
+            let _ = fs::remove_file(self.digests.join(old.to_string()));
+        }
+        let _ = fs::remove_file(&self.meta_path);
+        Ok(actual)
+    }
+}
+
+fn hash_prefix(file: &mut File, len: u64, hasher: &mut Md5) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; HASH_BUF];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..want])?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    Ok(())
+}
+
+fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer. It has no
+    // effect on regular files.
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn is_not_found(e: &io::Error) -> bool {
+    // ELOOP: the name is a symlink, which does not count as a file.
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP)
+}
+
+fn same_version(a: &Metadata, b: &Metadata) -> bool {
+    a.ino() == b.ino() && a.len() == b.len() && mtime_ns(a) == mtime_ns(b)
+}
+
+fn mtime_ns(m: &Metadata) -> i128 {
+    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Fsyncs a directory, making renames and creations in it durable.
+///
+/// # Errors
+/// If the directory cannot be opened or synced.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn storage() -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        s.create_home("alice").unwrap();
+        (dir, s)
+    }
+
+    fn upload(s: &Storage, name: &str, data: &[u8]) -> Result<String, Error> {
+        let lock = s.lock_upload("alice", name)?;
+        let mut up = s.begin_upload(&lock, "alice", name, data.len() as u64)?;
+        up.write(data)?;
+        let md5 = md5_hex(&Md5::digest(data));
+        up.finish(&md5)
+    }
+
+    #[test]
+    fn upload_list_rename_delete() {
+        let (_d, s) = storage();
+        upload(&s, "a.txt", b"hello").unwrap();
+        let ls = s.list("alice").unwrap();
+        assert_eq!(ls.len(), 1);
+        assert_eq!(
+            ls[0].md5.as_deref(),
+            Some("5d41402abc4b2a76b9719d911017c592")
+        );
+        s.rename("alice", "a.txt", "b.txt").unwrap();
+        let ls = s.list("alice").unwrap();
+        assert_eq!(ls[0].name, "b.txt");
+        assert!(ls[0].md5.is_some(), "digest follows the rename");
+        upload(&s, "c.txt", b"x").unwrap();
+        assert!(matches!(
+            s.rename("alice", "b.txt", "c.txt"),
+            Err(Error::Exists)
+        ));
+        assert!(matches!(s.rename("alice", "zz", "q"), Err(Error::NotFound)));
+        s.delete("alice", "b.txt").unwrap();
+        assert!(matches!(s.delete("alice", "b.txt"), Err(Error::NotFound)));
+        assert_eq!(s.usage("alice").unwrap(), (1, 1));
+    }
+
+    #[test]
+    fn resume_continues_from_staged_bytes() {
+        let (_d, s) = storage();
+        let data = b"0123456789";
+        {
+            let lock = s.lock_upload("alice", "f").unwrap();
+            let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
+            up.write(&data[..4]).unwrap();
+        }
+        assert!(
+            s.list("alice").unwrap().is_empty(),
+            "staged data is not listed"
+        );
+        let lock = s.lock_upload("alice", "f").unwrap();
+        let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
+        assert_eq!(up.offset(), 4);
+        up.write(&data[4..]).unwrap();
+        up.finish(&md5_hex(&Md5::digest(data))).unwrap();
+        assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), data);
+        // A different size starts over.
+        let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
+        assert_eq!(up.offset(), 0);
+        up.write(b"abc").unwrap();
+        drop(up);
+        assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 3);
+    }
+
+    #[test]
+    fn mismatch_keeps_the_old_file_and_drops_staging() {
+        let (_d, s) = storage();
+        upload(&s, "f", b"old").unwrap();
+        let lock = s.lock_upload("alice", "f").unwrap();
+        let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
+        up.write(b"new").unwrap();
+        assert!(matches!(
+            up.finish(&"0".repeat(32)),
+            Err(Error::ChecksumMismatch)
+        ));
+        assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), b"old");
+        assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 0);
+    }
+
+    #[test]
+    fn second_uploader_is_locked_out() {
+        let (_d, s) = storage();
+        let lock = s.lock_upload("alice", "f").unwrap();
+        assert!(matches!(s.lock_upload("alice", "f"), Err(Error::Locked)));
+        assert!(s.lock_upload("alice", "g").is_ok());
+        drop(lock);
+        assert!(s.lock_upload("alice", "f").is_ok());
+    }
+
+    #[test]
+    fn symlinks_and_fifos_are_invisible() {
+        let (d, s) = storage();
+        let files = s.files_dir("alice");
+        let outside = d.path().join("secret");
+        fs::write(&outside, b"top secret").unwrap();
+        std::os::unix::fs::symlink(&outside, files.join("link")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(files.join("pipe"))
+            .status();
+        assert!(s.list("alice").unwrap().is_empty());
+        assert!(matches!(s.open_file("alice", "link"), Err(Error::NotFound)));
+        if fifo.is_ok_and(|st| st.success()) {
+            assert!(matches!(s.open_file("alice", "pipe"), Err(Error::NotFound)));
+        }
+        assert!(matches!(s.delete("alice", "link"), Err(Error::NotFound)));
+        assert!(outside.exists());
+    }
+
+    #[test]
+    fn foreign_files_get_their_digest_computed_and_cached() {
+        let (_d, s) = storage();
+        fs::write(s.files_dir("alice").join("dropped"), b"hello").unwrap();
+        assert_eq!(s.list("alice").unwrap()[0].md5, None);
+        let (f, m) = s.open_file("alice", "dropped").unwrap();
+        assert_eq!(
+            s.digest("alice", &f, &m).unwrap(),
+            "5d41402abc4b2a76b9719d911017c592"
+        );
+        assert!(s.list("alice").unwrap()[0].md5.is_some());
+    }
+
+    #[test]
+    fn a_new_user_never_inherits_old_files() {
+        let (d, s) = storage();
+        upload(&s, "old.txt", b"x").unwrap();
+        s.create_home("alice").unwrap();
+        assert!(s.list("alice").unwrap().is_empty());
+        assert_eq!(fs::read_dir(d.path().join("attic")).unwrap().count(), 1);
+    }
+}
