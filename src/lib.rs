@@ -10,6 +10,7 @@
 //!   (the top-level `commands/` folder).
 //! - [`client`]: a protocol client, used by the command-line client.
 
+pub mod cli;
 pub mod client;
 #[path = "../commands/mod.rs"]
 pub mod commands;

@@ -1,1 +1,6 @@
+//! Integration tests: a real server on loopback, driven over real TCP by the
+//! protocol client, raw frames, and the real command-line client.
 
+mod support;
+
+mod smoke;

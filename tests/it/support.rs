@@ -1,0 +1,262 @@
+//! Test fixtures: a real `netdisk serve` on `127.0.0.1:0` with a temp data
+//! dir, a raw frame client for hostile input, and small helpers.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use netdisk::client::Client;
+use netdisk::users::Password;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The `netdisk` binary under test.
+pub fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin!("netdisk").to_path_buf()
+}
+
+/// A running server; killed and reaped on drop.
+pub struct TestServer {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The data directory (kept across restarts by [`TestServer::restart`]).
+    pub data: Arc<TempDir>,
+    log: Arc<Mutex<String>>,
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl TestServer {
+    /// Starts a server with default options.
+    pub fn start() -> TestServer {
+        TestServer::with_args(&[])
+    }
+
+    /// Starts a server with extra `serve` options.
+    pub fn with_args(args: &[&str]) -> TestServer {
+        TestServer::start_in(Arc::new(tempfile::tempdir().unwrap()), args)
+    }
+
+    /// Starts a server on an existing data directory.
+    pub fn start_in(data: Arc<TempDir>, args: &[&str]) -> TestServer {
+        let mut child = Command::new(bin())
+            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netdisk serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        // The first stdout line says the server is ready, and where.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let addr = match line.trim().strip_prefix("listening on ") {
+            Some(a) => a.to_string(),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not start: {line:?}\n{}", log.lock().unwrap());
+            }
+        };
+        TestServer {
+            child,
+            addr,
+            data,
+            log,
+            _stdout: stdout,
+        }
+    }
+
+    /// Path inside the data directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.data.path().join(rel)
+    }
+
+    /// A user's visible folder.
+    pub fn user_files(&self, key: &str) -> PathBuf {
+        self.data.path().join("users").join(key).join("files")
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`) and waits for the exit.
+    pub fn signal(&mut self, sig: &str) -> ExitStatus {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        self.child.wait().unwrap()
+    }
+
+    /// Kills the server (SIGKILL) and starts a new one on the same data.
+    pub fn restart(mut self, args: &[&str]) -> TestServer {
+        self.signal("KILL");
+        TestServer::start_in(Arc::clone(&self.data), args)
+    }
+
+    /// A fresh protocol client connection.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.addr).unwrap()
+    }
+
+    /// A fresh raw connection.
+    pub fn raw(&self) -> Raw {
+        Raw::connect(&self.addr)
+    }
+
+    /// Registers `user` with [`PASSWORD`] and returns a logged-in client.
+    pub fn user(&self, user: &str) -> Client {
+        let mut c = self.client();
+        c.register(user, &pw()).unwrap();
+        c.login(user, &pw()).unwrap();
+        c
+    }
+
+    /// A client logged in as an existing `user`.
+    pub fn login(&self, user: &str) -> Client {
+        let mut c = self.client();
+        c.login(user, &pw()).unwrap();
+        c
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The password every test user has.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// [`PASSWORD`] as a [`Password`].
+pub fn pw() -> Password {
+    Password::new(PASSWORD)
+}
+
+/// Lowercase hex MD5 of `data`.
+pub fn md5(data: &[u8]) -> String {
+    use md5::Digest;
+    netdisk::protocol::md5_hex(&md5::Md5::digest(data))
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A raw connection for byte-level tests.
+pub struct Raw {
+    pub stream: TcpStream,
+}
+
+impl Raw {
+    /// Connects, with a read timeout that bounds a failing test.
+    pub fn connect(addr: &str) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw { stream }
+    }
+
+    /// Sends raw bytes.
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends a frame with the given length prefix and payload.
+    pub fn send_frame(&mut self, len: u32, payload: &[u8]) {
+        let mut v = len.to_be_bytes().to_vec();
+        v.extend_from_slice(payload);
+        self.send_bytes(&v);
+    }
+
+    /// Sends a JSON header as a well-formed frame.
+    pub fn send(&mut self, header: &Value) {
+        let b = serde_json::to_vec(header).unwrap();
+        self.send_frame(b.len() as u32, &b);
+    }
+
+    /// Reads one reply header.
+    pub fn recv(&mut self) -> Value {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).unwrap();
+        let mut buf = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut buf).unwrap();
+        serde_json::from_slice(&buf).unwrap()
+    }
+
+    /// Sends a header and reads the reply.
+    pub fn call(&mut self, header: Value) -> Value {
+        self.send(&header);
+        self.recv()
+    }
+
+    /// Reads exactly `n` body bytes.
+    pub fn recv_body(&mut self, n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        self.stream.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    /// Whether the server closed the connection (EOF on the next read).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+/// Asserts an error reply carries `code`.
+#[track_caller]
+pub fn assert_code(reply: &Value, code: &str) {
+    assert_eq!(reply["ok"], false, "expected {code}, got {reply}");
+    assert_eq!(reply["error"], code, "expected {code}, got {reply}");
+}
+
+/// Writes `data` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
