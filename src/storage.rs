@@ -175,7 +175,7 @@ impl Storage {
     /// Size of the regular file `name`, if there is one.
     pub fn size_of(&self, key: &str, name: &str) -> Option<u64> {
         let meta = fs::symlink_metadata(self.files_dir(key).join(name)).ok()?;
-        meta.is_file().then(|| meta.len())
+        meta.is_file().then_some(meta.len())
     }
 
     /// Opens a regular file for reading, refusing symlinks, FIFOs, devices.
