@@ -39,7 +39,7 @@ serve *ARGS:
 client *ARGS:
     cargo run --release -- shell {{ARGS}}
 
-# Benchmark transfers against the MD5 and loopback ceilings (QUICK=1 for a short run)
+# Benchmark transfers against the MD5 and loopback ceilings (`just bench --quick` for a short run)
 bench *ARGS:
     cargo build --release
-    cargo run --release --bin netdisk-bench -- {{ARGS}}
+    cargo bench --bench transfer -- {{ARGS}}

@@ -1,0 +1,543 @@
+//! `just bench`: transfer throughput against its ceilings, measured in one run.
+//!
+//! Starts the release server on loopback with a temp data dir and drives it
+//! with the release client binary. Prints one table and writes the figures
+//! to `target/bench.json`. Every transferred file's MD5 is checked: a fast
+//! wrong answer is a failure.
+//!
+//! Usage: `cargo bench --bench transfer [-- --quick]` (after
+//! `cargo build --release`); `--quick` shrinks every size to finish in
+//! well under a minute.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use netdisk::client::Client;
+use netdisk::protocol::md5_hex;
+use netdisk::users::Password;
+use serde_json::json;
+
+const MIB: u64 = 1 << 20;
+const USER: &str = "bench";
+const PASSWORD: &str = "benchmark password";
+
+struct Sizes {
+    big: u64,
+    small_count: usize,
+    small_size: usize,
+    clients: usize,
+    client_size: u64,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("QUICK").is_some();
+    let sizes = if quick {
+        Sizes {
+            big: 256 * MIB,
+            small_count: 300,
+            small_size: 4096,
+            clients: 8,
+            client_size: 16 * MIB,
+        }
+    } else {
+        Sizes {
+            big: 1024 * MIB,
+            small_count: 1000,
+            small_size: 4096,
+            clients: 16,
+            client_size: 64 * MIB,
+        }
+    };
+    let bin = binary();
+    let work = tempfile::Builder::new()
+        .prefix("netdisk-bench")
+        .tempdir()
+        .expect("temp dir");
+    let mut rows: Vec<Row> = Vec::new();
+
+    let md5_ceiling = md5_throughput(sizes.big);
+    rows.push(Row::rate(
+        "MD5, one core, in memory",
+        sizes.big,
+        md5_ceiling,
+        None,
+    ));
+    let tcp = loopback_copy(sizes.big);
+    rows.push(Row::rate("loopback TCP copy", sizes.big, tcp, None));
+
+    let server = BenchServer::start(&bin, &work.path().join("data"));
+    let mut c = Client::connect(&server.addr).expect("connect");
+    c.register(USER, &Password::new(PASSWORD))
+        .expect("register");
+    c.login(USER, &Password::new(PASSWORD)).expect("login");
+
+    // One big file, up and down.
+    let big = work.path().join("big.bin");
+    let big_md5 = write_random(&big, sizes.big);
+    let (secs, client_rss) = server.client(&bin, &["put", path_str(&big)]);
+    let put_rate = sizes.big as f64 / secs;
+    check_remote(&mut c, "big.bin", &big_md5);
+    rows.push(Row::rate("put 1 file", sizes.big, put_rate, Some(md5_ceiling)).rss(client_rss));
+    let down = work.path().join("down.bin");
+    let (secs, client_rss) = server.client(
+        &bin,
+        &["get", "big.bin", "--overwrite", "-o", path_str(&down)],
+    );
+    let get_rate = sizes.big as f64 / secs;
+    assert_eq!(file_md5(&down), big_md5, "downloaded file differs");
+    rows.push(Row::rate("get 1 file", sizes.big, get_rate, Some(md5_ceiling)).rss(client_rss));
+    fs::remove_file(&down).ok();
+    let server_rss = server.peak_rss();
+
+    // Many small files in one invocation each way.
+    let small_dir = work.path().join("small");
+    fs::create_dir(&small_dir).unwrap();
+    let mut names = Vec::new();
+    let mut digests = Vec::new();
+    for i in 0..sizes.small_count {
+        let name = format!("s{i:05}.bin");
+        let data = pseudo_random(sizes.small_size, i as u64);
+        digests.push(md5_hex(&Md5::digest(&data)));
+        fs::write(small_dir.join(&name), data).unwrap();
+        names.push(name);
+    }
+    let mut args = vec!["put".to_string()];
+    args.extend(
+        names
+            .iter()
+            .map(|n| small_dir.join(n).display().to_string()),
+    );
+    let (secs, _) = server.client_owned(&bin, &args);
+    let listed = c.ls().expect("ls");
+    for (n, d) in names.iter().zip(&digests) {
+        let f = listed
+            .iter()
+            .find(|f| &f.name == n)
+            .expect("small file listed");
+        assert_eq!(f.md5.as_deref(), Some(d.as_str()), "{n} digest");
+    }
+    rows.push(Row::files(
+        "put small files",
+        sizes.small_count,
+        sizes.small_size,
+        secs,
+    ));
+    let back = work.path().join("back");
+    fs::create_dir(&back).unwrap();
+    let mut args = vec!["get".to_string()];
+    args.extend(names.iter().cloned());
+    args.extend([
+        "--overwrite".into(),
+        "-o".into(),
+        back.display().to_string(),
+    ]);
+    let (secs, _) = server.client_owned(&bin, &args);
+    for (n, d) in names.iter().zip(&digests) {
+        assert_eq!(&file_md5(&back.join(n)), d, "{n} came back different");
+    }
+    rows.push(Row::files(
+        "get small files",
+        sizes.small_count,
+        sizes.small_size,
+        secs,
+    ));
+
+    // Concurrent clients.
+    let (total, slowest) = concurrent(&server, &bin, work.path(), &sizes);
+    rows.push(
+        Row::rate(
+            &format!("{} clients put+get", sizes.clients),
+            sizes.client_size * sizes.clients as u64 * 2,
+            total,
+            Some(md5_ceiling),
+        )
+        .note(format!("slowest client {slowest:.2} s")),
+    );
+    let server_rss = server_rss.max(server.peak_rss());
+    rows.push(Row::memory("server peak RSS", server_rss));
+
+    print_table(&rows, quick);
+    let ratios = json!({
+        "get_vs_md5": get_rate / md5_ceiling,
+        "put_vs_md5": put_rate / md5_ceiling,
+        "concurrent_vs_single_get": total / get_rate,
+    });
+    write_json(&rows, quick, ratios);
+}
+
+/// One line of the table.
+struct Row {
+    what: String,
+    bytes: u64,
+    rate_mb_s: Option<f64>,
+    files_s: Option<f64>,
+    ratio: Option<f64>,
+    rss: Option<u64>,
+    note: String,
+}
+
+impl Row {
+    fn rate(what: &str, bytes: u64, rate: f64, ceiling: Option<f64>) -> Row {
+        Row {
+            what: what.into(),
+            bytes,
+            rate_mb_s: Some(rate / 1e6),
+            files_s: None,
+            ratio: ceiling.map(|c| rate / c),
+            rss: None,
+            note: String::new(),
+        }
+    }
+
+    fn files(what: &str, count: usize, size: usize, secs: f64) -> Row {
+        Row {
+            what: format!("{what} ({count} x {} KiB)", size / 1024),
+            bytes: (count * size) as u64,
+            rate_mb_s: None,
+            files_s: Some(count as f64 / secs),
+            ratio: None,
+            rss: None,
+            note: String::new(),
+        }
+    }
+
+    fn memory(what: &str, rss: u64) -> Row {
+        Row {
+            what: what.into(),
+            bytes: 0,
+            rate_mb_s: None,
+            files_s: None,
+            ratio: None,
+            rss: Some(rss),
+            note: String::new(),
+        }
+    }
+
+    fn rss(mut self, rss: u64) -> Row {
+        self.rss = Some(rss);
+        self
+    }
+
+    fn note(mut self, note: String) -> Row {
+        self.note = note;
+        self
+    }
+}
+
+fn print_table(rows: &[Row], quick: bool) {
+    let opt = |v: Option<f64>, w: usize, p: usize| {
+        v.map_or_else(|| format!("{:>w$}", "-"), |v| format!("{v:>w$.p$}"))
+    };
+    println!();
+    println!(
+        "netdisk transfer benchmark{}",
+        if quick { " (quick)" } else { "" }
+    );
+    println!(
+        "| {:<34} | {:>9} | {:>9} | {:>9} | {:>8} | {:>10} | note",
+        "measurement", "MiB", "MB/s", "files/s", "x MD5", "client RSS"
+    );
+    println!("|{}|", "-".repeat(110));
+    for r in rows {
+        let rss = r
+            .rss
+            .map_or_else(|| format!("{:>10}", "-"), |b| format!("{:>7} MiB", b / MIB));
+        println!(
+            "| {:<34} | {:>9} | {} | {} | {} | {} | {}",
+            r.what,
+            if r.bytes > 0 {
+                (r.bytes / MIB).to_string()
+            } else {
+                "-".into()
+            },
+            opt(r.rate_mb_s, 9, 1),
+            opt(r.files_s, 9, 0),
+            opt(r.ratio, 8, 2),
+            rss,
+            r.note
+        );
+    }
+}
+
+fn write_json(rows: &[Row], quick: bool, ratios: serde_json::Value) {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "measurement": r.what, "bytes": r.bytes, "mb_per_s": r.rate_mb_s,
+                "files_per_s": r.files_s, "ratio_to_md5": r.ratio, "peak_rss_bytes": r.rss,
+                "note": r.note,
+            })
+        })
+        .collect();
+    let doc = json!({ "quick": quick, "rows": rows, "ratios": ratios });
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench.json");
+    fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).expect("write bench.json");
+    println!("\nfigures written to {}", path.display());
+}
+
+fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("NETDISK_BIN") {
+        return p.into();
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/netdisk");
+    assert!(p.exists(), "build the client first: cargo build --release");
+    p
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+/// MD5 throughput of one core over `len` bytes held in memory, bytes/s.
+fn md5_throughput(len: u64) -> f64 {
+    let data = pseudo_random(len as usize, 7);
+    let start = Instant::now();
+    let d = Md5::digest(&data);
+    let secs = start.elapsed().as_secs_f64();
+    std::hint::black_box(d);
+    len as f64 / secs
+}
+
+/// A plain loopback copy: one thread writes `len` bytes, one reads; bytes/s.
+fn loopback_copy(len: u64) -> f64 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writer = thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let buf = vec![0x5au8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            s.write_all(&buf[..n]).unwrap();
+            left -= n as u64;
+        }
+    });
+    let (mut s, _) = listener.accept().unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let start = Instant::now();
+    let mut got = 0u64;
+    while got < len {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "loopback writer stopped early");
+        got += n as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    writer.join().unwrap();
+    len as f64 / secs
+}
+
+struct BenchServer {
+    child: Child,
+    addr: String,
+}
+
+impl BenchServer {
+    fn start(bin: &Path, data: &Path) -> BenchServer {
+        let mut child = Command::new(bin)
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--workers",
+                "40",
+                "--data",
+            ])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("server ready line")
+            .to_string();
+        BenchServer { child, addr }
+    }
+
+    fn peak_rss(&self) -> u64 {
+        peak_rss(self.child.id()).unwrap_or(0)
+    }
+
+    fn command(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.env("NETDISK_SERVER", &self.addr)
+            .env("NETDISK_USER", USER)
+            .env("NETDISK_PASSWORD", PASSWORD)
+            .arg("-q")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs the client; returns seconds and its peak resident memory.
+    fn client(&self, bin: &Path, args: &[&str]) -> (f64, u64) {
+        let owned: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        self.client_owned(bin, &owned)
+    }
+
+    fn client_owned(&self, bin: &Path, args: &[String]) -> (f64, u64) {
+        let start = Instant::now();
+        let mut child = self.command(bin).args(args).spawn().expect("client");
+        let rss = watch_rss(child.id());
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).ok();
+        let status = child.wait().unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        let peak = rss.finish();
+        assert!(status.success(), "client {:?} failed: {err}", &args[..1]);
+        (secs, peak)
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Samples a process's peak RSS (VmHWM) until told to stop.
+struct RssWatch {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    handle: thread::JoinHandle<()>,
+}
+
+impl RssWatch {
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().ok();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+fn watch_rss(pid: u32) -> RssWatch {
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let (s, p) = (Arc::clone(&stop), Arc::clone(&peak));
+    let handle = thread::spawn(move || {
+        // VmHWM only grows, so the last reading before exit is the peak.
+        while !s.load(Ordering::Relaxed) {
+            match peak_rss(pid) {
+                Some(v) => p.fetch_max(v, Ordering::Relaxed),
+                None => break,
+            };
+            thread::sleep(Duration::from_millis(5));
+        }
+    });
+    RssWatch { stop, peak, handle }
+}
+
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `clients` processes each put a file, then all get theirs back.
+/// Returns total bytes/s over both phases and the slowest client's seconds.
+fn concurrent(server: &BenchServer, bin: &Path, dir: &Path, sizes: &Sizes) -> (f64, f64) {
+    let mut files = Vec::new();
+    for i in 0..sizes.clients {
+        let p = dir.join(format!("c{i:02}.bin"));
+        let d = write_random(&p, sizes.client_size);
+        files.push((p, d));
+    }
+    let start = Instant::now();
+    let times: Vec<f64> = thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .enumerate()
+            .map(|(i, (path, _))| {
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let (_, _) = server.client(bin, &["put", path_str(path)]);
+                    let out = dir.join(format!("c{i:02}.back"));
+                    let name = format!("c{i:02}.bin");
+                    server.client(bin, &["get", &name, "--overwrite", "-o", path_str(&out)]);
+                    t.elapsed().as_secs_f64()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    for (i, (_, d)) in files.iter().enumerate() {
+        let back = dir.join(format!("c{i:02}.back"));
+        assert_eq!(&file_md5(&back), d, "client {i} got a different file");
+    }
+    let total = (sizes.client_size * sizes.clients as u64 * 2) as f64 / secs;
+    (total, times.into_iter().fold(0.0, f64::max))
+}
+
+fn check_remote(c: &mut Client, name: &str, md5: &str) {
+    let files = c.ls().expect("ls");
+    let f = files
+        .iter()
+        .find(|f| f.name == name)
+        .expect("uploaded file listed");
+    assert_eq!(
+        f.md5.as_deref(),
+        Some(md5),
+        "server holds a different {name}"
+    );
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Writes `len` pseudo-random bytes to `path`; returns their MD5.
+fn write_random(path: &Path, len: u64) -> String {
+    let mut f = fs::File::create(path).unwrap();
+    let mut h = Md5::new();
+    let mut left = len;
+    let mut seed = len;
+    while left > 0 {
+        let n = left.min(8 * MIB);
+        let chunk = pseudo_random(n as usize, seed);
+        seed += 1;
+        h.update(&chunk);
+        f.write_all(&chunk).unwrap();
+        left -= n;
+    }
+    md5_hex(&h.finalize())
+}
+
+fn file_md5(path: &Path) -> String {
+    let mut f = fs::File::open(path).unwrap();
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 4 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    md5_hex(&h.finalize())
+}
