@@ -1,50 +1,284 @@
-//! The command-line client (placeholder: one-shot `whoami` only).
+//! The command-line client: what a person types. It speaks only
+//! PROTOCOL.md (through [`crate::client`]), so it works against any
+//! conforming server.
+//!
+//! - this file: the options and subcommands (clap), [`run`] for one-shot
+//!   commands, and [`execute`], the one code path every command takes, from
+//!   the command line or from the shell;
+//! - `session`: the connection, login, and retries while the server is busy;
+//! - `transfer`, `upload`, `download`: `put` and `get`, resumable and
+//!   MD5-checked, several files in parallel;
+//! - `progress`: progress bars on stderr; `prompt`: questions on a terminal;
+//! - `output`: tables, sizes, times, plain-word errors, cleaning of names;
+//! - `shell`: the interactive session.
 
+mod download;
+mod output;
+mod progress;
+mod prompt;
+mod session;
+mod shell;
+mod transfer;
+mod upload;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 
-use crate::client::Client;
-use crate::users::Password;
+use output::clean;
+use session::{Account, Session};
 
-/// Options every client subcommand accepts.
+/// Options every client subcommand accepts, before or after it.
 #[derive(Args, Debug)]
 pub struct Global {
-    /// Server address.
+    /// Server address, HOST:PORT.
     #[arg(
         long,
         global = true,
+        display_order = 100,
+        value_name = "ADDR",
         env = "NETDISK_SERVER",
         default_value = "127.0.0.1:9000"
     )]
     pub server: String,
-    /// User name.
-    #[arg(long, global = true, env = "NETDISK_USER")]
+    /// User name to log in as. The password comes from NETDISK_PASSWORD,
+    /// or is asked for on a terminal.
+    #[arg(
+        long,
+        global = true,
+        display_order = 101,
+        value_name = "NAME",
+        env = "NETDISK_USER"
+    )]
     pub user: Option<String>,
-    /// No progress bars.
-    #[arg(short, long, global = true)]
+    /// No progress bars, notes or confirmations; errors are still shown.
+    #[arg(short, long, global = true, display_order = 102)]
     pub quiet: bool,
 }
 
 /// Client subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Who am I.
+    #[command(flatten)]
+    Action(Action),
+    /// Run commands interactively over one connection.
+    #[command(after_help = SHELL_HELP)]
+    Shell,
+}
+
+/// The commands the command line and the shell share.
+#[derive(Subcommand, Debug)]
+pub enum Action {
+    /// Create an account (asks for the password twice on a terminal).
+    #[command(after_help = "Example:\n  NETDISK_PASSWORD=s3cret-pw netdisk register alice")]
+    Register(AccountArgs),
+    /// List your files: size, time modified (UTC) and name.
+    #[command(after_help = "Examples:\n  netdisk ls\n  netdisk ls --json")]
+    Ls(LsArgs),
+    /// Upload files, replacing files of the same name. An interrupted
+    /// upload continues where it stopped the next time the same file is put.
+    #[command(
+        after_help = "Examples:\n  netdisk put report.pdf\n  netdisk put notes.txt --as 2024-notes.txt\n  netdisk put *.jpg -j 8"
+    )]
+    Put(PutArgs),
+    /// Download files and check their MD5.
+    #[command(
+        after_help = "Examples:\n  netdisk get report.pdf\n  netdisk get report.pdf -o ~/Desktop/r.pdf\n  netdisk get a.jpg b.jpg -o photos/\n  netdisk get big.iso --resume"
+    )]
+    Get(GetArgs),
+    /// Delete a file.
+    #[command(after_help = "Example:\n  netdisk rm old-report.pdf")]
+    Rm(RmArgs),
+    /// Rename a file; fails if the new name is taken.
+    #[command(after_help = "Example:\n  netdisk mv draft.txt final.txt")]
+    Mv(MvArgs),
+    /// Show who you are, how many files you have, and the space used.
+    #[command(after_help = "Example:\n  netdisk whoami")]
     Whoami,
 }
 
-/// Runs a client subcommand.
+const SHELL_HELP: &str = "\
+Commands: register, login, ls, put, get, rm, mv, whoami, help, quit.
+They take the same options as the one-shot commands. Lines are split into
+words like a shell does: quote names with spaces (\"my file.txt\").
+Reads commands from stdin, so it can be scripted; then it exits with an
+error if any command failed.
+
+Example:
+  printf 'put a.txt\\nls\\n' | netdisk shell --user alice";
+
+/// `register [NAME]` and the shell's `login [NAME]`.
+#[derive(Args, Debug)]
+pub struct AccountArgs {
+    /// User name (default: --user or NETDISK_USER).
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+/// `ls`.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Print JSON for scripts: [{name, size, mtime, md5}].
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `put`.
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// Local files to upload.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Name on the server (one FILE only); default: the file's own name.
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_name: Option<String>,
+    /// How many files go up at once, each over its own connection.
+    #[arg(short, long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
+/// `get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// Files to download.
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Where to save: a file (or an existing folder) for one NAME, a folder
+    /// for several. Default: the current folder.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// If the local file exists, continue it from its length.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// If the local file exists, download it whole and replace it.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// How many files come down at once, each over its own connection.
+    #[arg(short, long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+}
+
+/// `rm`.
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// The file to delete.
+    pub name: String,
+}
+
+/// `mv`.
+#[derive(Args, Debug)]
+pub struct MvArgs {
+    /// The file's current name.
+    pub from: String,
+    /// Its new name.
+    pub to: String,
+}
+
+/// Runs a one-shot client subcommand, or the shell.
 ///
 /// # Errors
-/// Any failure, as a message for the user.
+/// Any failure, as one line for the user.
 pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
-    match cmd {
-        Command::Whoami => {
-            let mut c = Client::connect(&global.server)?;
-            let user = global.user.clone().unwrap_or_default();
-            let pw = Password::new(std::env::var("NETDISK_PASSWORD").unwrap_or_default());
-            c.login(&user, &pw)?;
-            let w = c.whoami()?;
-            println!("{} {} {}", w.user, w.files, w.used);
-            Ok(())
+    let mut session = Session::new(&global.server, global.quiet);
+    let action = match cmd {
+        Command::Shell => return shell::run(&mut session, global),
+        Command::Action(action) => action,
+    };
+    if !matches!(action, Action::Register(_)) {
+        let user = user_name(None, global)?;
+        let password = prompt::password(&user, false)?;
+        session.set_account(Account { user, password });
+    }
+    let result = execute(&mut session, global, &action);
+    session.close();
+    result
+}
+
+/// Runs one command on a session: the one code path of the command line
+/// and the shell.
+///
+/// # Errors
+/// Any failure, as one line for the user.
+pub(crate) fn execute(
+    session: &mut Session,
+    global: &Global,
+    action: &Action,
+) -> anyhow::Result<()> {
+    match action {
+        Action::Register(a) => {
+            let user = user_name(a.name.as_deref(), global)?;
+            let password = prompt::password(&user, true)?;
+            let account = Account { user, password };
+            session
+                .register(&account)
+                .with_context(|| format!("cannot register {}", clean(&account.user)))?;
+            confirm(session, &format!("registered {}", clean(&account.user)))
+        }
+        Action::Ls(a) => {
+            let files = session.call(|c| c.ls())?;
+            let text = if a.json {
+                output::ls_json(&files)
+            } else {
+                output::ls_table(&files)
+            };
+            print(&text)
+        }
+        Action::Put(a) => transfer::put(session, a),
+        Action::Get(a) => transfer::get(session, a),
+        Action::Rm(a) => {
+            let context = || format!("cannot remove {}", clean(&a.name));
+            check_name(&a.name).with_context(context)?;
+            session.call(|c| c.delete(&a.name)).with_context(context)?;
+            confirm(session, &format!("removed {}", clean(&a.name)))
+        }
+        Action::Mv(a) => {
+            let context = || format!("cannot rename {} to {}", clean(&a.from), clean(&a.to));
+            check_name(&a.from).with_context(context)?;
+            check_name(&a.to).with_context(context)?;
+            session
+                .call(|c| c.rename(&a.from, &a.to))
+                .with_context(context)?;
+            confirm(
+                session,
+                &format!("renamed {} to {}", clean(&a.from), clean(&a.to)),
+            )
+        }
+        Action::Whoami => {
+            let me = session.call(|c| c.whoami())?;
+            print(&output::whoami_text(&me))
         }
     }
+}
+
+/// The user name: the argument, else `--user` / `NETDISK_USER`.
+fn user_name(arg: Option<&str>, global: &Global) -> anyhow::Result<String> {
+    arg.or(global.user.as_deref())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no user name: pass --user NAME or set NETDISK_USER"))
+}
+
+/// Checks a file name the user typed against PROTOCOL.md's rules.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    crate::names::check_file_name(name).map_err(|e| anyhow!("{e}"))
+}
+
+/// Writes `text` to stdout. A closed pipe (`netdisk ls | head`) comes back
+/// as an `io::Error`, which `main` treats as success.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints a confirmation line unless `-q`.
+fn confirm(session: &Session, text: &str) -> anyhow::Result<()> {
+    if session.quiet {
+        return Ok(());
+    }
+    print(&format!("{text}\n"))
 }

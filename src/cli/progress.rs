@@ -1,0 +1,238 @@
+//! Progress bars on stderr: bytes, rate and ETA, one line per file.
+//!
+//! Each bar is a `pbr::ProgressBar` (it does the counting, rate and ETA);
+//! the lines are put together here instead of by `pbr::MultiBar`, whose
+//! pipe writer answers `Ok(1)` to every write: `write_all` then sends every
+//! suffix of a line again, and the suffix that starts inside a multi-byte
+//! character (any Chinese or emoji name) makes it panic. Here every bar
+//! writes into a shared [`Board`] that redraws its lines in place.
+//!
+//! Bars are hidden when stderr is not a terminal or with `-q`; notes (such
+//! as "resuming at ...") still go to stderr unless `-q`.
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pbr::{ProgressBar, Units};
+
+use super::output::clean;
+
+/// How often a bar redraws at most.
+const REFRESH: Duration = Duration::from_millis(150);
+/// Longest file-name label in front of a bar, in characters.
+const LABEL_CHARS: usize = 24;
+
+/// Where the bars of one command go.
+pub struct Progress {
+    board: Option<Arc<Board>>,
+    quiet: bool,
+}
+
+/// The lines on screen, redrawn together.
+struct Board {
+    state: Mutex<BoardState>,
+}
+
+struct BoardState {
+    lines: Vec<String>,
+    /// How many lines the last drawing took (the cursor is below them).
+    drawn: usize,
+}
+
+impl Progress {
+    /// Bars on stderr if it is a terminal and not `quiet`.
+    pub fn new(quiet: bool) -> Progress {
+        let visible = !quiet && io::stderr().is_terminal();
+        let board = visible.then(|| {
+            Arc::new(Board {
+                state: Mutex::new(BoardState {
+                    lines: Vec::new(),
+                    drawn: 0,
+                }),
+            })
+        });
+        Progress { board, quiet }
+    }
+
+    /// A new bar for `name` with `total` bytes (0 if not known yet).
+    pub fn bar(&self, name: &str) -> Bar {
+        let Some(board) = &self.board else {
+            return Bar { inner: None };
+        };
+        let index = board.add_line();
+        let line = Line {
+            board: Arc::clone(board),
+            index,
+        };
+        let label = label(name);
+        let mut pb = ProgressBar::on(line, 0);
+        pb.set_units(Units::Bytes);
+        pb.set_max_refresh_rate(Some(REFRESH));
+        pb.show_speed = true;
+        pb.show_time_left = true;
+        pb.set_width(Some(bar_width(&label)));
+        pb.message(&format!("{label} "));
+        Bar { inner: Some(pb) }
+    }
+
+    /// A line for the user on stderr (above the bars), unless `-q`.
+    pub fn note(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.board {
+            Some(board) => board.note(text),
+            None => {
+                let _ = writeln!(io::stderr().lock(), "{text}");
+            }
+        }
+    }
+}
+
+/// One file's bar; does nothing when bars are hidden.
+pub struct Bar {
+    inner: Option<ProgressBar<Line>>,
+}
+
+impl Bar {
+    /// Sets the number of bytes the transfer will move in all.
+    pub fn set_total(&mut self, total: u64) {
+        if let Some(pb) = &mut self.inner {
+            pb.total = total;
+        }
+    }
+
+    /// Sets how many bytes are done (a resume starts past 0).
+    pub fn set(&mut self, done: u64) {
+        if let Some(pb) = &mut self.inner {
+            pb.set(done);
+        }
+    }
+
+    /// Counts `n` more bytes as done.
+    pub fn add(&mut self, n: u64) {
+        if let Some(pb) = &mut self.inner {
+            pb.add(n);
+        }
+    }
+
+    /// Draws the bar complete.
+    pub fn finish(&mut self) {
+        if let Some(pb) = &mut self.inner {
+            pb.finish();
+        }
+    }
+}
+
+impl Board {
+    fn add_line(&self) -> usize {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.lines.push(String::new());
+        s.lines.len() - 1
+    }
+
+    fn set_line(&self, index: usize, text: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.lines[index] = text.to_string();
+        s.redraw(None);
+    }
+
+    fn note(&self, text: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.redraw(Some(text));
+    }
+}
+
+impl BoardState {
+    /// Moves up over the last drawing and draws again, with an optional
+    /// note that scrolls up above the bars.
+    fn redraw(&mut self, note: Option<&str>) {
+        let mut out = String::new();
+        if self.drawn > 0 {
+            out.push_str(&format!("\x1b[{}A", self.drawn));
+        }
+        if let Some(note) = note {
+            out.push_str(&format!("\r{note}\x1b[K\n"));
+        }
+        for line in &self.lines {
+            out.push_str(&format!("\r{line}\x1b[K\n"));
+        }
+        self.drawn = self.lines.len();
+        // A terminal that went away is no reason to fail a transfer.
+        let mut err = io::stderr().lock();
+        let _ = err.write_all(out.as_bytes());
+        let _ = err.flush();
+    }
+}
+
+/// The writer a `pbr::ProgressBar` draws into: one line of the board.
+struct Line {
+    board: Arc<Board>,
+    index: usize,
+}
+
+impl Write for Line {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let text = text.trim_start_matches('\r').trim_end();
+        // `finish` writes an empty string: nothing to show.
+        if !text.is_empty() {
+            self.board.set_line(self.index, text);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The name shown before a bar: cleaned and cut to [`LABEL_CHARS`].
+fn label(name: &str) -> String {
+    let name = clean(name);
+    if name.chars().count() <= LABEL_CHARS {
+        return name.into_owned();
+    }
+    let mut cut: String = name.chars().take(LABEL_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// Width pbr may fill: the terminal's (`COLUMNS`, else 80) less one, less
+/// one more per wide character in the label, which pbr counts as one
+/// column but terminals draw as two.
+fn bar_width(label: &str) -> usize {
+    let cols = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|&c| c >= 40)
+        .unwrap_or(80);
+    let wide = label.chars().filter(|&c| c >= '\u{1100}').count();
+    cols.saturating_sub(1 + wide).max(30)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_clean_and_short() {
+        assert_eq!(label("a\x1b[2Jb"), "a?[2Jb");
+        let long = "报".repeat(40);
+        let l = label(&long);
+        assert_eq!(l.chars().count(), LABEL_CHARS);
+        assert!(l.ends_with('…'));
+    }
+
+    #[test]
+    fn hidden_bars_accept_everything() {
+        let p = Progress::new(true);
+        let mut b = p.bar("x");
+        b.set_total(10);
+        b.add(5);
+        b.set(10);
+        b.finish();
+        p.note("quiet: not shown");
+    }
+}

@@ -1,0 +1,106 @@
+//! Questions for the person at the terminal: the password, and what to do
+//! with a local file that is in the way.
+//!
+//! Nothing here ever waits on a stdin that is not a terminal: scripts and
+//! tests get a clear error instead of a hang.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use crate::users::Password;
+
+/// The environment variable the password is read from.
+pub const PASSWORD_ENV: &str = "NETDISK_PASSWORD";
+
+/// Whether questions can be asked: stdin and stderr are both terminals.
+pub fn interactive() -> bool {
+    io::stdin().is_terminal() && io::stderr().is_terminal()
+}
+
+/// The password: `NETDISK_PASSWORD`, else asked without echo on a
+/// terminal (twice when `confirm`, for a new account).
+///
+/// # Errors
+/// With neither a variable nor a terminal, if the terminal fails, or if
+/// the two answers differ.
+pub fn password(user: &str, confirm: bool) -> anyhow::Result<Password> {
+    if let Ok(pw) = std::env::var(PASSWORD_ENV) {
+        return Ok(Password::new(pw));
+    }
+    if !io::stdin().is_terminal() {
+        bail!("no password: set {PASSWORD_ENV}, or run on a terminal to be asked for it");
+    }
+    let user = super::output::clean(user);
+    let first = rpassword::prompt_password(format!("Password for {user}: "))
+        .context("cannot read the password")?;
+    if confirm {
+        let again = rpassword::prompt_password("Repeat the password: ")
+            .context("cannot read the password")?;
+        if again != first {
+            bail!("the two passwords differ");
+        }
+    }
+    Ok(Password::new(first))
+}
+
+/// What to do with a local file that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Continue it from its length.
+    Resume,
+    /// Download the whole file again and replace it.
+    Overwrite,
+    /// Leave it alone and skip this download.
+    Cancel,
+}
+
+/// Asks what to do with `path` (`have` bytes long). Only call when
+/// [`interactive`].
+///
+/// # Errors
+/// If the terminal cannot be read (end of input counts as cancel).
+pub fn existing(path: &Path, have: u64) -> anyhow::Result<Existing> {
+    let shown = super::output::clean(&path.display().to_string()).into_owned();
+    let size = super::output::human_size(have);
+    let mut err = io::stderr().lock();
+    loop {
+        write!(
+            err,
+            "{shown} exists ({size}). [r]esume, [s]tart over or [c]ancel? "
+        )?;
+        err.flush()?;
+        let mut answer = String::new();
+        if io::stdin().lock().read_line(&mut answer)? == 0 {
+            writeln!(err)?;
+            return Ok(Existing::Cancel);
+        }
+        match parse_choice(&answer) {
+            Some(choice) => return Ok(choice),
+            None => writeln!(err, "please answer r, s or c")?,
+        }
+    }
+}
+
+fn parse_choice(answer: &str) -> Option<Existing> {
+    match answer.trim().to_lowercase().as_str() {
+        "r" | "resume" => Some(Existing::Resume),
+        "s" | "start over" | "o" | "overwrite" => Some(Existing::Overwrite),
+        "c" | "cancel" | "n" | "no" | "" => Some(Existing::Cancel),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices() {
+        assert_eq!(parse_choice("r\n"), Some(Existing::Resume));
+        assert_eq!(parse_choice(" Start over "), Some(Existing::Overwrite));
+        assert_eq!(parse_choice("\n"), Some(Existing::Cancel));
+        assert_eq!(parse_choice("maybe"), None);
+    }
+}

@@ -1,0 +1,258 @@
+//! The client's side of a session: where the server is, who to log in as,
+//! and the connection, opened when first needed.
+//!
+//! Every new connection goes through [`Session::open`], which retries a
+//! few times with backoff when the server answers `BUSY` (PROTOCOL.md: the
+//! reply to the first request on a fresh connection, then a close). A
+//! connection that broke, timed out or was left in the middle of a body is
+//! dropped, and the next command opens a new one and logs in again.
+
+use std::io;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use super::output::{clean, Plain};
+use crate::client::{Client, ClientError};
+use crate::error::ErrorCode;
+use crate::users::Password;
+
+/// Attempts at a new connection while the server is busy.
+const BUSY_TRIES: u32 = 4;
+/// Wait before the first retry; doubled before each later one.
+const BUSY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A user name and password to log in with.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub user: String,
+    pub password: Password,
+}
+
+/// Connection state shared by one-shot commands and the shell.
+pub struct Session {
+    /// `host:port` of the server.
+    pub addr: String,
+    /// No progress bars or notes.
+    pub quiet: bool,
+    /// Who new connections log in as; `None` until someone logs in.
+    account: Option<Account>,
+    client: Option<Client>,
+}
+
+impl Session {
+    /// A session without a connection yet.
+    pub fn new(addr: &str, quiet: bool) -> Session {
+        Session {
+            addr: addr.to_string(),
+            quiet,
+            account: None,
+            client: None,
+        }
+    }
+
+    /// Logs in as `account` on the first connection (for one-shot
+    /// commands: no round trip until one is needed).
+    pub fn set_account(&mut self, account: Account) {
+        self.account = Some(account);
+    }
+
+    /// Opens a connection whose first request is `first`, retrying while
+    /// the server is busy.
+    ///
+    /// # Errors
+    /// Connection refused (naming the address), still busy after
+    /// [`BUSY_TRIES`], or `first`'s own error.
+    pub fn open<T>(
+        &self,
+        mut first: impl FnMut(&mut Client) -> Result<T, ClientError>,
+    ) -> anyhow::Result<(Client, T)> {
+        let mut wait = BUSY_BACKOFF;
+        for attempt in 1..=BUSY_TRIES {
+            let mut client = Client::connect(&self.addr).map_err(Plain)?;
+            match first(&mut client) {
+                Ok(v) => return Ok((client, v)),
+                Err(e) if is_busy(&e) && attempt < BUSY_TRIES => {
+                    thread::sleep(wait);
+                    wait *= 2;
+                }
+                Err(e) if is_busy(&e) => {
+                    return Err(anyhow!(
+                        "the server at {} is busy; gave up after {BUSY_TRIES} tries",
+                        clean(&self.addr)
+                    ))
+                }
+                Err(e) => return Err(Plain(e).into()),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    /// A new connection logged in as the session's account.
+    ///
+    /// # Errors
+    /// As [`Session::open`]; "not logged in" without an account.
+    pub fn connect_logged_in(&self) -> anyhow::Result<Client> {
+        let account = self
+            .account
+            .clone()
+            .ok_or_else(|| anyhow!("not logged in (use `login NAME` first)"))?;
+        let (client, _) = self.open(|c| c.login(&account.user, &account.password))?;
+        Ok(client)
+    }
+
+    /// The open connection, logging in on a new one if needed.
+    ///
+    /// # Errors
+    /// As [`Session::connect_logged_in`].
+    pub fn client(&mut self) -> anyhow::Result<&mut Client> {
+        if self.client.is_none() {
+            self.client = Some(self.connect_logged_in()?);
+        }
+        // Just set if it was empty.
+        Ok(self.client.as_mut().expect("connection is open"))
+    }
+
+    /// Runs one request on the session's connection; drops the connection
+    /// if the error left it unusable.
+    ///
+    /// # Errors
+    /// The request's error, in plain words.
+    pub fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<T, ClientError>,
+    ) -> anyhow::Result<T> {
+        let result = f(self.client()?);
+        if let Err(e) = &result {
+            if is_broken(e) {
+                self.client = None;
+            }
+        }
+        result.map_err(|e| Plain(e).into())
+    }
+
+    /// `login`: on the open connection if there is one, else on a new one.
+    /// On success the account is kept for later connections.
+    ///
+    /// # Errors
+    /// `AUTH_FAILED` and the like, in plain words.
+    pub fn login(&mut self, account: Account) -> anyhow::Result<String> {
+        let name = match self.client.as_mut() {
+            Some(c) => {
+                let r = c.login(&account.user, &account.password);
+                if r.as_ref().is_err_and(is_broken) {
+                    self.client = None;
+                }
+                r.map_err(Plain)?
+            }
+            None => {
+                let (c, name) = self.open(|c| c.login(&account.user, &account.password))?;
+                self.client = Some(c);
+                name
+            }
+        };
+        self.account = Some(account);
+        Ok(name)
+    }
+
+    /// `register`: on the open connection if there is one, else on a new
+    /// one. Does not change who the session is logged in as.
+    ///
+    /// # Errors
+    /// `USER_EXISTS`, `INVALID_NAME`, `WEAK_PASSWORD`, in plain words.
+    pub fn register(&mut self, account: &Account) -> anyhow::Result<()> {
+        match self.client.as_mut() {
+            Some(c) => {
+                let r = c.register(&account.user, &account.password);
+                if r.as_ref().is_err_and(is_broken) {
+                    self.client = None;
+                }
+                r.map_err(Plain)?;
+            }
+            None => {
+                let (c, ()) = self.open(|c| c.register(&account.user, &account.password))?;
+                self.client = Some(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the connection out (for a transfer pool), if one is open.
+    pub fn take_client(&mut self) -> Option<Client> {
+        self.client.take()
+    }
+
+    /// Gives a healthy connection back.
+    pub fn put_client(&mut self, client: Client) {
+        self.client = Some(client);
+    }
+
+    /// Drops the connection, e.g. after a transfer failed mid-body.
+    pub fn drop_client(&mut self) {
+        self.client = None;
+    }
+
+    /// Says `quit` politely and closes the connection.
+    pub fn close(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            let _ = c.quit();
+        }
+    }
+}
+
+/// `BUSY`, or a connection the server closed before answering the first
+/// request: it may have sent `BUSY` and closed before the request arrived,
+/// and the reset can then overtake the reply.
+fn is_busy(e: &ClientError) -> bool {
+    match e {
+        ClientError::Server { code, .. } => *code == Some(ErrorCode::Busy),
+        ClientError::Io(io) => matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        ),
+        _ => false,
+    }
+}
+
+/// Whether the connection cannot carry another request after `e`.
+pub fn is_broken(e: &ClientError) -> bool {
+    match e {
+        ClientError::Server { code, .. } => code.is_some_and(ErrorCode::closes_connection),
+        ClientError::Connect { .. } => false,
+        ClientError::Timeout | ClientError::Io(_) | ClientError::Protocol(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: ErrorCode) -> ClientError {
+        ClientError::Server {
+            code: Some(code),
+            raw: code.as_str().into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn busy_and_early_close_are_retried_nothing_else() {
+        assert!(is_busy(&server(ErrorCode::Busy)));
+        assert!(is_busy(&ClientError::Io(
+            io::ErrorKind::ConnectionReset.into()
+        )));
+        assert!(!is_busy(&server(ErrorCode::AuthFailed)));
+        assert!(!is_busy(&ClientError::Timeout));
+    }
+
+    #[test]
+    fn closing_codes_break_the_connection() {
+        assert!(is_broken(&server(ErrorCode::Timeout)));
+        assert!(is_broken(&ClientError::Timeout));
+        assert!(!is_broken(&server(ErrorCode::NotFound)));
+    }
+}

@@ -1,0 +1,252 @@
+//! `put` and `get` for one or many files: planning, the parallel driver,
+//! and the report.
+//!
+//! One file goes over the session's own connection. Several go in
+//! parallel on up to `-j` connections (a rayon pool; each connection logs
+//! in as the session's account, the session's own connection is one of
+//! them), one progress bar per file.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail};
+use rayon::prelude::*;
+
+use super::download::{self, local_target, GetJob, Mode};
+use super::output::{clean, human_size, io_words, Plain};
+use super::progress::{Bar, Progress};
+use super::prompt::{self, Existing};
+use super::session::{is_broken, Session};
+use super::upload;
+use super::{GetArgs, PutArgs};
+use crate::client::Client;
+
+/// Size of the one buffer each transfer reads and writes through.
+pub const BUF: usize = 256 * 1024;
+
+/// `put FILE... [--as NAME] [-j N]`.
+///
+/// # Errors
+/// Bad arguments before anything is sent; otherwise the failed uploads.
+pub fn put(session: &mut Session, args: &PutArgs) -> anyhow::Result<()> {
+    let jobs = upload::plan(&args.files, args.as_name.as_deref())?;
+    let results = run_all(session, &jobs, |j| &j.name, args.jobs, upload::upload)?;
+    report(
+        session.quiet,
+        &jobs,
+        |j| &j.name,
+        results,
+        "upload",
+        |name, up| {
+            let resumed = up
+                .resumed_at
+                .map_or(String::new(), |k| format!(", resumed at {}", human_size(k)));
+            format!("uploaded {name} ({}{resumed})", human_size(up.size))
+        },
+    )
+}
+
+/// `get NAME... [-o PATH] [--resume | --overwrite] [-j N]`.
+///
+/// # Errors
+/// Bad arguments or a local file in the way, before anything is
+/// downloaded; otherwise the failed downloads.
+pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
+    let jobs = plan_get(args)?;
+    let results = run_all(session, &jobs, |j| &j.name, args.jobs, download::download)?;
+    report(
+        session.quiet,
+        &jobs,
+        |j| &j.name,
+        results,
+        "download",
+        |name, d| {
+            let resumed = d
+                .resumed_at
+                .map_or(String::new(), |k| format!(", resumed at {}", human_size(k)));
+            format!(
+                "downloaded {name} ({}{resumed}, MD5 checked)",
+                human_size(d.size)
+            )
+        },
+    )
+}
+
+/// The jobs of a `get`: a target for each name and what to do with a
+/// target that exists. Names the user cancels are left out.
+fn plan_get(args: &GetArgs) -> anyhow::Result<Vec<GetJob>> {
+    let names = &args.names;
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            bail!("{} is named twice", clean(n));
+        }
+    }
+    let folder = match (&args.output, names.len()) {
+        (Some(p), 1) if !p.is_dir() => None,
+        (Some(p), _) => Some(p.clone()),
+        (None, _) => Some(PathBuf::new()),
+    };
+    if let Some(dir) = &folder {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow!("cannot create {}: {}", show(dir), io_words(&e)))?;
+    }
+    let mut jobs = Vec::with_capacity(names.len());
+    for name in names {
+        let target = match (&folder, &args.output) {
+            (Some(dir), _) => local_target(dir, name)?,
+            (None, Some(file)) => {
+                local_target(Path::new("."), name)?;
+                file.clone()
+            }
+            (None, None) => unreachable!("no -o means the current folder"),
+        };
+        match decide(&target, args.resume, args.overwrite)? {
+            Some(mode) => jobs.push(GetJob {
+                name: name.clone(),
+                target,
+                mode,
+            }),
+            None => {
+                let mut err = io::stderr().lock();
+                writeln!(err, "skipped {}", clean(name))?;
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// How to write `target`; `None` if the user cancels.
+fn decide(target: &Path, resume: bool, overwrite: bool) -> anyhow::Result<Option<Mode>> {
+    let meta = match std::fs::metadata(target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Mode::Fresh)),
+        Err(e) => bail!("cannot use {}: {}", show(target), io_words(&e)),
+    };
+    if !meta.is_file() {
+        bail!("{} exists and is not a regular file", show(target));
+    }
+    if resume {
+        return Ok(Some(Mode::Resume));
+    }
+    if overwrite {
+        return Ok(Some(Mode::Fresh));
+    }
+    if !prompt::interactive() {
+        bail!(
+            "{} exists; pass --resume to continue it or --overwrite to replace it \
+             (it was left untouched)",
+            show(target)
+        );
+    }
+    Ok(match prompt::existing(target, meta.len())? {
+        Existing::Resume => Some(Mode::Resume),
+        Existing::Overwrite => Some(Mode::Fresh),
+        Existing::Cancel => None,
+    })
+}
+
+/// Runs `work` for every item: one after another over the session's
+/// connection, or on up to `parallel` connections at once.
+fn run_all<J: Sync, T: Send>(
+    session: &mut Session,
+    items: &[J],
+    name: impl Fn(&J) -> &str + Sync,
+    parallel: u16,
+    work: impl Fn(&mut Client, &J, &mut Bar, &Progress) -> anyhow::Result<T> + Sync,
+) -> anyhow::Result<Vec<anyhow::Result<T>>> {
+    let progress = Progress::new(session.quiet);
+    if items.len() <= 1 || parallel <= 1 {
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let mut bar = progress.bar(name(item));
+            let result = session
+                .client()
+                .and_then(|c| work(c, item, &mut bar, &progress));
+            if result.as_ref().is_err_and(|e| !reusable(e)) {
+                session.drop_client();
+            }
+            results.push(result);
+        }
+        return Ok(results);
+    }
+    let threads = usize::from(parallel).min(items.len());
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let idle = Mutex::new(Vec::from_iter(session.take_client()));
+    let bars: Vec<Bar> = items.iter().map(|i| progress.bar(name(i))).collect();
+    let shared: &Session = session;
+    let results = pool.install(|| {
+        items
+            .par_iter()
+            .zip(bars.into_par_iter())
+            .map(|(item, mut bar)| {
+                let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let mut client = match pooled {
+                    Some(c) => c,
+                    None => shared.connect_logged_in()?,
+                };
+                let result = work(&mut client, item, &mut bar, &progress);
+                if result.as_ref().map_or_else(reusable, |_| true) {
+                    idle.lock().unwrap_or_else(|p| p.into_inner()).push(client);
+                }
+                result
+            })
+            .collect()
+    });
+    let mut idle = idle.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = idle.pop() {
+        session.put_client(c);
+    }
+    for mut c in idle {
+        let _ = c.quit();
+    }
+    Ok(results)
+}
+
+/// Whether a connection can go on after a transfer failed with `e`: only
+/// after a server error reply, which always arrives with the stream in
+/// step. Anything else may have left half a body on the wire.
+fn reusable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Plain>().is_some_and(|p| {
+        matches!(p.0, crate::client::ClientError::Server { .. }) && !is_broken(&p.0)
+    })
+}
+
+/// Prints one line per finished transfer (stdout, unless `-q`) and one per
+/// failure (stderr). One failed file is the command's error; with several,
+/// the error counts them.
+fn report<J, T>(
+    quiet: bool,
+    items: &[J],
+    name: impl Fn(&J) -> &str,
+    results: Vec<anyhow::Result<T>>,
+    verb: &str,
+    done: impl Fn(&str, &T) -> String,
+) -> anyhow::Result<()> {
+    let total = results.len();
+    let mut failed = 0;
+    let mut out = io::stdout().lock();
+    for (item, result) in items.iter().zip(results) {
+        let shown = clean(name(item));
+        match result {
+            Ok(v) if !quiet => writeln!(out, "{}", done(&shown, &v))?,
+            Ok(_) => {}
+            Err(e) if total == 1 => return Err(e.context(format!("cannot {verb} {shown}"))),
+            Err(e) => {
+                failed += 1;
+                let mut err = io::stderr().lock();
+                writeln!(err, "error: cannot {verb} {shown}: {e:#}")?;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {total} {verb}s failed");
+    }
+    Ok(())
+}
+
+fn show(p: &Path) -> String {
+    clean(&p.display().to_string()).into_owned()
+}

@@ -1,0 +1,192 @@
+//! One upload over one connection (PROTOCOL.md, "Upload").
+//!
+//! The server says where to continue (`offset` K in its `put` reply). The
+//! client hashes the local prefix `[0, K)` and then hashes the bytes
+//! `[K, S)` as it sends them, so the file is read once. If a resumed upload
+//! ends in `CHECKSUM_MISMATCH` (the server's staged prefix and the local
+//! file differ), it is retried once; the server then answers K = 0.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use md5::{Digest, Md5};
+
+use super::output::{clean, human_size, io_words, Plain};
+use super::progress::{Bar, Progress};
+use super::transfer::BUF;
+use crate::client::{Client, ClientError};
+use crate::error::ErrorCode;
+use crate::protocol::md5_hex;
+
+/// One file to upload.
+#[derive(Debug, Clone)]
+pub struct PutJob {
+    /// The local file.
+    pub path: PathBuf,
+    /// Its name on the server (checked with `names::check_file_name`).
+    pub name: String,
+}
+
+/// What an upload did.
+#[derive(Debug)]
+pub struct Uploaded {
+    pub size: u64,
+    /// Where the upload continued, if the server held part of it.
+    pub resumed_at: Option<u64>,
+}
+
+/// Uploads `job` over `client`, replacing any file of that name.
+///
+/// # Errors
+/// Local read errors, the server's refusal, a second checksum mismatch, or
+/// a lost connection (then the connection is not reusable).
+pub fn upload(
+    client: &mut Client,
+    job: &PutJob,
+    bar: &mut Bar,
+    progress: &Progress,
+) -> anyhow::Result<Uploaded> {
+    let shown = clean(&job.name).into_owned();
+    let mut file = open(&job.path)?;
+    let size = file.metadata()?.len();
+    bar.set_total(size);
+    let mut buf = vec![0u8; BUF];
+    let (offset, verdict) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
+    let verdict = match verdict {
+        Err(e) if offset > 0 && e.code() == Some(ErrorCode::ChecksumMismatch) => {
+            progress.note(&format!(
+                "{shown}: the part the server kept does not match the local file; \
+                 uploading it again from the start"
+            ));
+            let (_, again) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
+            again
+        }
+        other => other,
+    };
+    verdict.map_err(Plain)?;
+    bar.finish();
+    Ok(Uploaded {
+        size,
+        resumed_at: (offset > 0).then_some(offset),
+    })
+}
+
+fn open(path: &Path) -> anyhow::Result<File> {
+    let shown = clean(&path.display().to_string()).into_owned();
+    let file = File::open(path).map_err(|e| anyhow!("{shown}: {}", io_words(&e)))?;
+    if !file.metadata()?.is_file() {
+        bail!("{shown}: not a regular file");
+    }
+    Ok(file)
+}
+
+/// One `put` exchange: steps 1 to 5. Returns the server's offset and its
+/// verdict; errors before the verdict are returned as `Err`.
+fn attempt(
+    client: &mut Client,
+    file: &mut File,
+    size: u64,
+    job: &PutJob,
+    bar: &mut Bar,
+    progress: &Progress,
+    buf: &mut [u8],
+) -> anyhow::Result<(u64, Result<(), ClientError>)> {
+    let offset = client.put_begin(&job.name, size).map_err(Plain)?;
+    let mut hasher = Md5::new();
+    if offset > 0 {
+        progress.note(&format!(
+            "{}: resuming the upload at {} of {}",
+            clean(&job.name),
+            human_size(offset),
+            human_size(size)
+        ));
+        hash_prefix(file, offset, &mut hasher, buf).map_err(|e| changed(job, e))?;
+    }
+    file.seek(SeekFrom::Start(offset))?;
+    bar.set(offset);
+    let mut left = size - offset;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..want])
+            .map_err(|e| changed(job, e))?;
+        hasher.update(&buf[..want]);
+        client.write_body(&buf[..want]).map_err(Plain)?;
+        bar.add(want as u64);
+        left -= want as u64;
+    }
+    let md5 = md5_hex(&hasher.finalize());
+    let verdict = client.put_end(&md5).and_then(|answer| {
+        if answer.md5 == md5 && answer.size == size {
+            Ok(())
+        } else {
+            Err(ClientError::Protocol(
+                "put reply does not match the upload".into(),
+            ))
+        }
+    });
+    Ok((offset, verdict))
+}
+
+/// Hashes `[0, len)` of `file` into `hasher`.
+///
+/// # Errors
+/// If the file cannot be read or is shorter than `len`.
+pub fn hash_prefix(file: &mut File, len: u64, hasher: &mut Md5, buf: &mut [u8]) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        file.read_exact(&mut buf[..want])?;
+        hasher.update(&buf[..want]);
+        left -= want as u64;
+    }
+    Ok(())
+}
+
+fn changed(job: &PutJob, e: io::Error) -> anyhow::Error {
+    let shown = clean(&job.path.display().to_string()).into_owned();
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        anyhow!("{shown} shrank while it was being uploaded")
+    } else {
+        anyhow::Error::new(e).context(format!("cannot read {shown}"))
+    }
+}
+
+/// Checks the arguments of `put` and names each upload.
+///
+/// # Errors
+/// A file that is missing or not regular, a name the protocol does not
+/// allow, `--as` with several files, or two files with one name.
+pub fn plan(files: &[PathBuf], as_name: Option<&str>) -> anyhow::Result<Vec<PutJob>> {
+    if as_name.is_some() && files.len() != 1 {
+        bail!("--as needs exactly one FILE");
+    }
+    let mut jobs: Vec<PutJob> = Vec::with_capacity(files.len());
+    for path in files {
+        let shown = clean(&path.display().to_string()).into_owned();
+        let meta = std::fs::metadata(path).map_err(|e| anyhow!("{shown}: {}", io_words(&e)))?;
+        if !meta.is_file() {
+            bail!("{shown}: not a regular file");
+        }
+        let name = match as_name {
+            Some(n) => n.to_string(),
+            None => path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("{shown}: the file name is not UTF-8; use --as NAME"))?
+                .to_string(),
+        };
+        crate::names::check_file_name(&name)
+            .map_err(|e| anyhow!("cannot upload as {:?}: {e}", clean(&name)))?;
+        if jobs.iter().any(|j| j.name == name) {
+            bail!("two files would be uploaded as {}", clean(&name));
+        }
+        jobs.push(PutJob {
+            path: path.clone(),
+            name,
+        });
+    }
+    Ok(jobs)
+}
