@@ -3,5 +3,8 @@
 
 mod support;
 
+mod cli;
+mod cli_transfer;
+mod hostile;
 mod protocol;
 mod smoke;
