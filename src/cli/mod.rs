@@ -40,6 +40,7 @@ pub struct Global {
         display_order = 100,
         value_name = "ADDR",
         env = "NETDISK_SERVER",
+        hide_env_values = true,
         default_value = "127.0.0.1:9000"
     )]
     pub server: String,
@@ -50,7 +51,8 @@ pub struct Global {
         global = true,
         display_order = 101,
         value_name = "NAME",
-        env = "NETDISK_USER"
+        env = "NETDISK_USER",
+        hide_env_values = true
     )]
     pub user: Option<String>,
     /// No progress bars, notes or confirmations; errors are still shown.
@@ -77,11 +79,15 @@ pub enum Action {
     /// List your files: size, time modified (UTC) and name.
     #[command(after_help = "Examples:\n  netdisk ls\n  netdisk ls --json")]
     Ls(LsArgs),
-    /// Upload files, replacing files of the same name. An interrupted
-    /// upload continues where it stopped the next time the same file is put.
-    #[command(
-        after_help = "Examples:\n  netdisk put report.pdf\n  netdisk put notes.txt --as 2024-notes.txt\n  netdisk put *.jpg -j 8"
-    )]
+    /// Upload files, replacing files of the same name.
+    #[command(after_help = "\
+An interrupted upload continues where it stopped the next time the same
+file is put.
+
+Examples:
+  netdisk put report.pdf
+  netdisk put notes.txt --as 2024-notes.txt
+  netdisk put *.jpg -j 8")]
     Put(PutArgs),
     /// Download files and check their MD5.
     #[command(

@@ -53,18 +53,18 @@ pub fn upload(
     let size = file.metadata()?.len();
     bar.set_total(size);
     let mut buf = vec![0u8; BUF];
-    let (offset, verdict) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
-    let verdict = match verdict {
-        Err(e) if offset > 0 && e.code() == Some(ErrorCode::ChecksumMismatch) => {
-            progress.note(&format!(
-                "{shown}: the part the server kept does not match the local file; \
-                 uploading it again from the start"
-            ));
-            let (_, again) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
-            again
-        }
-        other => other,
-    };
+    let (mut offset, mut verdict) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
+    if offset > 0
+        && verdict
+            .as_ref()
+            .is_err_and(|e| e.code() == Some(ErrorCode::ChecksumMismatch))
+    {
+        progress.note(&format!(
+            "{shown}: the part the server kept does not match the local file; \
+             uploading it again from the start"
+        ));
+        (offset, verdict) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
+    }
     verdict.map_err(Plain)?;
     bar.finish();
     Ok(Uploaded {
