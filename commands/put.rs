@@ -64,14 +64,8 @@ impl Command for Put {
         check_file_name(&args.name)?;
         let user = ctx.user()?;
         let storage = &ctx.shared.storage;
-        let lock = storage.lock_upload(&user.key, &args.name)?;
-        if let Some(quota) = ctx.quota(&user) {
-            let (_, used) = storage.usage(&user.key)?;
-            let replaced = storage.size_of(&user.key, &args.name).unwrap_or(0);
-            if used.saturating_sub(replaced).saturating_add(args.size) > quota {
-                return Err(Error::QuotaExceeded);
-            }
-        }
+        let quota = ctx.quota(&user);
+        let lock = storage.lock_upload(&user.key, &args.name, args.size, quota)?;
         let mut upload = storage.begin_upload(&lock, &user.key, &args.name, args.size)?;
         let ready = Ready {
             offset: upload.offset(),

@@ -20,7 +20,7 @@
 //! keeps the inode, so the MD5 moves with the file for free, and a file
 //! changed by other means no longer matches its record and is re-hashed.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -38,6 +38,9 @@ use crate::protocol::md5_hex;
 /// Buffer size for hashing files from disk.
 const HASH_BUF: usize = 1 << 20;
 
+/// Uploads in progress, and what each will add to its user's folder.
+type Uploads = HashMap<(String, String), u64>;
+
 /// One entry of a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
@@ -52,8 +55,10 @@ pub struct FileInfo {
 /// The data directory.
 pub struct Storage {
     root: PathBuf,
-    /// (user key, file name) pairs with an upload in progress.
-    uploads: Arc<Mutex<HashSet<(String, String)>>>,
+    /// Uploads in progress: (user key, file name) → the bytes the upload
+    /// will add to the user's folder when it succeeds, so that uploads in
+    /// flight together stay within the quota.
+    uploads: Arc<Mutex<Uploads>>,
 }
 
 impl Storage {
@@ -289,20 +294,57 @@ impl Storage {
         Ok(())
     }
 
-    /// Claims the right to upload `name` for this connection.
+    /// Claims the right to upload `name` with `size` bytes for this
+    /// connection, and checks that the upload fits in `quota` together with
+    /// the files and with the user's other uploads in flight.
     ///
     /// # Errors
-    /// `LOCKED` if another connection is uploading that name.
-    pub fn lock_upload(&self, key: &str, name: &str) -> Result<UploadLock, Error> {
+    /// `LOCKED` if another connection is uploading that name;
+    /// `QUOTA_EXCEEDED` if it would not fit.
+    pub fn lock_upload(
+        &self,
+        key: &str,
+        name: &str,
+        size: u64,
+        quota: Option<u64>,
+    ) -> Result<UploadLock, Error> {
+        let replaced = self.size_of(key, name).unwrap_or(0);
         let entry = (key.to_string(), name.to_string());
-        let mut set = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        if !set.insert(entry.clone()) {
-            return Err(Error::Locked);
-        }
-        Ok(UploadLock {
-            set: Arc::clone(&self.uploads),
+        let others: u64 = {
+            let mut uploads = self.lock_uploads();
+            if uploads.contains_key(&entry) {
+                return Err(Error::Locked);
+            }
+            uploads.insert(entry.clone(), size.saturating_sub(replaced));
+            uploads
+                .iter()
+                .filter(|((k, n), _)| k == key && n != name)
+                .map(|(_, grows)| grows)
+                .sum()
+        };
+        let lock = UploadLock {
+            uploads: Arc::clone(&self.uploads),
             entry,
-        })
+        };
+        if let Some(quota) = quota {
+            // Read after the reservations: an upload that finishes meanwhile
+            // shows its file before it drops its reservation, so it is
+            // counted at least once.
+            let (_, used) = self.usage(key)?;
+            let after = used
+                .saturating_sub(replaced)
+                .saturating_add(size)
+                .saturating_add(others);
+            if after > quota {
+                return Err(Error::QuotaExceeded);
+            }
+        }
+        Ok(lock)
+    }
+
+    fn lock_uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {
+        // Each update is one insert or remove: nothing half-done to see.
+        self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Opens (or resumes) the staged upload of `name` with `size` bytes.
@@ -396,8 +438,8 @@ impl Storage {
             .ok()
             .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
             .map(|m| m.name);
-        let set = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-        name.is_some_and(|n| set.contains(&(key.to_string(), n)))
+        let uploads = self.lock_uploads();
+        name.is_some_and(|n| uploads.contains_key(&(key.to_string(), n)))
     }
 }
 
@@ -407,15 +449,16 @@ struct StagedMeta {
     size: u64,
 }
 
-/// Held while a connection uploads a name; released on drop.
+/// Held while a connection uploads a name; releases the name and its share
+/// of the quota on drop.
 pub struct UploadLock {
-    set: Arc<Mutex<HashSet<(String, String)>>>,
+    uploads: Arc<Mutex<Uploads>>,
     entry: (String, String),
 }
 
 impl Drop for UploadLock {
     fn drop(&mut self) {
-        self.set
+        self.uploads
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.entry);
@@ -546,7 +589,7 @@ mod tests {
     }
 
     fn upload(s: &Storage, name: &str, data: &[u8]) -> Result<String, Error> {
-        let lock = s.lock_upload("alice", name)?;
+        let lock = s.lock_upload("alice", name, data.len() as u64, None)?;
         let mut up = s.begin_upload(&lock, "alice", name, data.len() as u64)?;
         up.write(data)?;
         let md5 = md5_hex(&Md5::digest(data));
@@ -583,7 +626,7 @@ mod tests {
         let (_d, s) = storage();
         let data = b"0123456789";
         {
-            let lock = s.lock_upload("alice", "f").unwrap();
+            let lock = s.lock_upload("alice", "f", 10, None).unwrap();
             let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
             up.write(&data[..4]).unwrap();
         }
@@ -591,7 +634,7 @@ mod tests {
             s.list("alice").unwrap().is_empty(),
             "staged data is not listed"
         );
-        let lock = s.lock_upload("alice", "f").unwrap();
+        let lock = s.lock_upload("alice", "f", 10, None).unwrap();
         let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
         assert_eq!(up.offset(), 4);
         up.write(&data[4..]).unwrap();
@@ -609,7 +652,7 @@ mod tests {
     fn mismatch_keeps_the_old_file_and_drops_staging() {
         let (_d, s) = storage();
         upload(&s, "f", b"old").unwrap();
-        let lock = s.lock_upload("alice", "f").unwrap();
+        let lock = s.lock_upload("alice", "f", 10, None).unwrap();
         let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
         up.write(b"new").unwrap();
         assert!(matches!(
@@ -623,11 +666,37 @@ mod tests {
     #[test]
     fn second_uploader_is_locked_out() {
         let (_d, s) = storage();
-        let lock = s.lock_upload("alice", "f").unwrap();
-        assert!(matches!(s.lock_upload("alice", "f"), Err(Error::Locked)));
-        assert!(s.lock_upload("alice", "g").is_ok());
+        let lock = s.lock_upload("alice", "f", 10, None).unwrap();
+        assert!(matches!(
+            s.lock_upload("alice", "f", 10, None),
+            Err(Error::Locked)
+        ));
+        assert!(s.lock_upload("alice", "g", 10, None).is_ok());
         drop(lock);
-        assert!(s.lock_upload("alice", "f").is_ok());
+        assert!(s.lock_upload("alice", "f", 10, None).is_ok());
+    }
+
+    #[test]
+    fn uploads_in_flight_share_the_quota() {
+        let (_d, s) = storage();
+        upload(&s, "old", &[0; 30]).unwrap();
+        let quota = Some(100);
+        let a = s.lock_upload("alice", "a", 50, quota).unwrap();
+        assert!(matches!(
+            s.lock_upload("alice", "b", 21, quota),
+            Err(Error::QuotaExceeded)
+        ));
+        // Replacing a file only reserves what it adds.
+        let old = s.lock_upload("alice", "old", 40, quota).unwrap();
+        assert!(matches!(
+            s.lock_upload("alice", "b", 11, quota),
+            Err(Error::QuotaExceeded)
+        ));
+        // Another user's uploads and a released reservation do not count.
+        assert!(s.lock_upload("bob", "b", 100, quota).is_ok());
+        drop(a);
+        drop(old);
+        assert!(s.lock_upload("alice", "b", 70, quota).is_ok());
     }
 
     #[test]
