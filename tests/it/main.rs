@@ -8,3 +8,4 @@ mod cli_transfer;
 mod hostile;
 mod protocol;
 mod smoke;
+mod transfer;
