@@ -77,7 +77,7 @@ impl Session {
                     thread::sleep(wait);
                     wait *= 2;
                 }
-                Err(e) if is_busy(&e) => {
+                Err(e) if e.code() == Some(ErrorCode::Busy) => {
                     return Err(anyhow!(
                         "the server at {} is busy; gave up after {BUSY_TRIES} tries",
                         clean(&self.addr)
@@ -107,7 +107,7 @@ impl Session {
     /// # Errors
     /// As [`Session::connect_logged_in`].
     pub fn client(&mut self) -> anyhow::Result<&mut Client> {
-        if self.client.is_none() {
+        if self.live_client().is_none() {
             self.client = Some(self.connect_logged_in()?);
         }
         // Just set if it was empty.
@@ -138,7 +138,7 @@ impl Session {
     /// # Errors
     /// `AUTH_FAILED` and the like, in plain words.
     pub fn login(&mut self, account: Account) -> anyhow::Result<String> {
-        let name = match self.client.as_mut() {
+        let name = match self.live_client() {
             Some(c) => {
                 let r = c.login(&account.user, &account.password);
                 if r.as_ref().is_err_and(is_broken) {
@@ -162,7 +162,7 @@ impl Session {
     /// # Errors
     /// `USER_EXISTS`, `INVALID_NAME`, `WEAK_PASSWORD`, in plain words.
     pub fn register(&mut self, account: &Account) -> anyhow::Result<()> {
-        match self.client.as_mut() {
+        match self.live_client() {
             Some(c) => {
                 let r = c.register(&account.user, &account.password);
                 if r.as_ref().is_err_and(is_broken) {
@@ -178,8 +178,18 @@ impl Session {
         Ok(())
     }
 
+    /// The open connection, unless the server has closed it meanwhile (a
+    /// shell left idle finds its connection timed out).
+    fn live_client(&mut self) -> Option<&mut Client> {
+        if self.client.as_mut().is_some_and(Client::is_stale) {
+            self.client = None;
+        }
+        self.client.as_mut()
+    }
+
     /// Takes the connection out (for a transfer pool), if one is open.
     pub fn take_client(&mut self) -> Option<Client> {
+        self.live_client();
         self.client.take()
     }
 

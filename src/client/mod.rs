@@ -333,6 +333,24 @@ impl Client {
         self.reader.read_exact(buf)?;
         Ok(())
     }
+
+    /// Whether this idle connection can no longer carry a request: the
+    /// server closed it, or sent something nobody asked for (a `TIMEOUT`
+    /// before closing an idle connection). Looks without waiting.
+    pub fn is_stale(&mut self) -> bool {
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let stream = self.reader.get_ref();
+        if stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        // Data or end of stream (Ok of any length) both mean stale.
+        let stale =
+            !matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        stream.set_nonblocking(false).is_err() || stale
+    }
 }
 
 fn decode<R: DeserializeOwned>(mut reply: Header) -> Result<R> {

@@ -351,3 +351,40 @@ fn a_reply_naming_another_file_is_refused() {
     assert!(!root.path().join("escape.txt").exists());
     assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "nothing written");
 }
+
+#[test]
+fn the_shell_reconnects_after_the_server_timed_it_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        // The first connection gets TIMEOUT right after its login reply,
+        // as a server does to a connection left idle, and is closed.
+        for (i, conn) in listener.incoming().take(2).enumerate() {
+            let mut s = conn.unwrap();
+            let mut r = s.try_clone().unwrap();
+            while let Ok(Some(h)) = read_header(&mut r, MAX_REQUEST_HEADER) {
+                let mut frame = match h["cmd"].as_str() {
+                    Some("login") => encode_frame(&json!({"ok": true, "user": USER})),
+                    Some("ls") => encode_frame(&json!({"ok": true, "files": []})),
+                    _ => encode_frame(&json!({"ok": true})),
+                };
+                if i == 0 {
+                    let timeout = json!({"ok": false, "error": "TIMEOUT", "message": "idle"});
+                    frame.extend(encode_frame(&timeout));
+                    let _ = s.write_all(&frame);
+                    break;
+                }
+                if s.write_all(&frame).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = success(
+        netdisk_at(&addr, dir.path())
+            .arg("shell")
+            .write_stdin("ls\nquit\n"),
+    );
+    assert_eq!(out, "logged in as alice\nno files\n");
+}
