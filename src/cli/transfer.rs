@@ -146,6 +146,13 @@ fn decide(target: &Path, resume: bool, overwrite: bool) -> anyhow::Result<Option
     })
 }
 
+/// What a transfer does with one item over one connection.
+trait Work<J, T>: Fn(&mut Client, &J, &mut Bar, &Progress) -> anyhow::Result<T> + Sync {}
+impl<J, T, F> Work<J, T> for F where
+    F: Fn(&mut Client, &J, &mut Bar, &Progress) -> anyhow::Result<T> + Sync
+{
+}
+
 /// Runs `work` for every item: one after another over the session's
 /// connection, or on up to `parallel` connections at once.
 fn run_all<J: Sync, T: Send>(
@@ -153,7 +160,7 @@ fn run_all<J: Sync, T: Send>(
     items: &[J],
     name: impl Fn(&J) -> &str + Sync,
     parallel: u16,
-    work: impl Fn(&mut Client, &J, &mut Bar, &Progress) -> anyhow::Result<T> + Sync,
+    work: impl Work<J, T>,
 ) -> anyhow::Result<Vec<anyhow::Result<T>>> {
     let progress = Progress::new(session.quiet);
     if items.len() <= 1 || parallel <= 1 {
@@ -170,12 +177,25 @@ fn run_all<J: Sync, T: Send>(
         }
         return Ok(results);
     }
+    let bars: Vec<Bar> = items.iter().map(|i| progress.bar(name(i))).collect();
+    run_parallel(session, items, bars, parallel, &progress, work)
+}
+
+/// The parallel half of [`run_all`]: a rayon pool of `parallel` threads
+/// sharing a pool of logged-in connections, the session's among them.
+fn run_parallel<J: Sync, T: Send>(
+    session: &mut Session,
+    items: &[J],
+    bars: Vec<Bar>,
+    parallel: u16,
+    progress: &Progress,
+    work: impl Work<J, T>,
+) -> anyhow::Result<Vec<anyhow::Result<T>>> {
     let threads = usize::from(parallel).min(items.len());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
     let idle = Mutex::new(Vec::from_iter(session.take_client()));
-    let bars: Vec<Bar> = items.iter().map(|i| progress.bar(name(i))).collect();
     let shared: &Session = session;
     let results = pool.install(|| {
         items
@@ -187,7 +207,7 @@ fn run_all<J: Sync, T: Send>(
                     Some(c) => c,
                     None => shared.connect_logged_in()?,
                 };
-                let result = work(&mut client, item, &mut bar, &progress);
+                let result = work(&mut client, item, &mut bar, progress);
                 if result.as_ref().map_or_else(reusable, |_| true) {
                     idle.lock().unwrap_or_else(|p| p.into_inner()).push(client);
                 }

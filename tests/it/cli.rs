@@ -147,72 +147,70 @@ fn ls_of_an_empty_folder() {
     assert_eq!(out, "no files\n");
 }
 
+/// (what, server address, an environment change, arguments)
+type Case<'a> = (&'a str, &'a str, Option<EnvChange<'a>>, &'a [&'a str]);
+/// A variable to set, or (`None`) to remove.
+type EnvChange<'a> = (&'a str, Option<&'a str>);
+
 #[test]
 fn error_messages() {
     let (server, dir) = setup(&[]);
     let d = dir.path();
     success(netdisk(&server, d).args(["put", "small.bin"]));
     let dead = dead_addr();
-    let cases: Vec<(&str, assert_cmd::Command)> = vec![
-        ("wrong password", {
-            let mut c = netdisk(&server, d);
-            c.env("NETDISK_PASSWORD", "not the password").arg("ls");
-            c
-        }),
-        ("missing local file", {
-            let mut c = netdisk(&server, d);
-            c.args(["put", "nope.bin"]);
-            c
-        }),
-        ("missing remote file", {
-            let mut c = netdisk(&server, d);
-            c.args(["get", "nope.bin"]);
-            c
-        }),
-        ("server down", {
-            let mut c = netdisk_at(&dead, d);
-            c.arg("ls");
-            c
-        }),
-        ("target exists", {
-            let mut c = netdisk(&server, d);
-            c.args(["get", "small.bin"]);
-            c
-        }),
-        ("escaping name", {
-            let mut c = netdisk(&server, d);
-            c.args(["get", "../escape"]);
-            c
-        }),
-        ("rm missing", {
-            let mut c = netdisk(&server, d);
-            c.args(["rm", "nope.bin"]);
-            c
-        }),
-        ("mv onto a file", {
-            let mut c = netdisk(&server, d);
-            c.args(["mv", "small.bin", "small.bin"]);
-            c
-        }),
-        ("no password", {
-            let mut c = netdisk(&server, d);
-            c.env_remove("NETDISK_PASSWORD").arg("whoami");
-            c
-        }),
-        ("no user", {
-            let mut c = netdisk(&server, d);
-            c.env_remove("NETDISK_USER").arg("whoami");
-            c
-        }),
-        ("user exists", {
-            let mut c = netdisk(&server, d);
-            c.arg("register");
-            c
-        }),
+    let pw = Some("not the password");
+    let cases: [Case; 11] = [
+        (
+            "wrong password",
+            &server.addr,
+            Some(("NETDISK_PASSWORD", pw)),
+            &["ls"],
+        ),
+        (
+            "missing local file",
+            &server.addr,
+            None,
+            &["put", "nope.bin"],
+        ),
+        (
+            "missing remote file",
+            &server.addr,
+            None,
+            &["get", "nope.bin"],
+        ),
+        ("server down", &dead, None, &["ls"]),
+        ("target exists", &server.addr, None, &["get", "small.bin"]),
+        ("escaping name", &server.addr, None, &["get", "../escape"]),
+        ("rm missing", &server.addr, None, &["rm", "nope.bin"]),
+        (
+            "mv onto a file",
+            &server.addr,
+            None,
+            &["mv", "small.bin", "small.bin"],
+        ),
+        (
+            "no password",
+            &server.addr,
+            Some(("NETDISK_PASSWORD", None)),
+            &["whoami"],
+        ),
+        (
+            "no user",
+            &server.addr,
+            Some(("NETDISK_USER", None)),
+            &["whoami"],
+        ),
+        ("user exists", &server.addr, None, &["register"]),
     ];
     let mut all = String::new();
-    for (label, mut cmd) in cases {
-        let err = failure(&mut cmd);
+    for (label, addr, env, args) in cases {
+        let mut cmd = netdisk_at(addr, d);
+        match env {
+            Some((k, Some(v))) => cmd.env(k, v),
+            Some((k, None)) => cmd.env_remove(k),
+            None => &mut cmd,
+        };
+        let err = failure(cmd.args(args));
         assert_eq!(err.lines().count(), 1, "{label}: one line: {err}");
         all.push_str(&format!("{label}: {err}"));
     }
