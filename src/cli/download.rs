@@ -109,8 +109,9 @@ fn resume(
         human_size(have),
         human_size(answer.size)
     ));
-    bar.set_total(answer.size);
-    bar.set(have);
+    // The bar counts what moves now, so that its rate and ETA are true.
+    bar.set_total(answer.size - have);
+    bar.set(0);
     receive(client, answer.size - have, &mut file, &mut hasher, bar, buf)?;
     if md5_hex(&hasher.finalize()) == answer.md5 {
         file.sync_all()?;

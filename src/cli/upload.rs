@@ -51,7 +51,6 @@ pub fn upload(
     let shown = clean(&job.name).into_owned();
     let mut file = open(&job.path)?;
     let size = file.metadata()?.len();
-    bar.set_total(size);
     let mut buf = vec![0u8; BUF];
     let (mut offset, mut verdict) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
     if offset > 0
@@ -105,7 +104,9 @@ fn attempt(
         hash_prefix(file, offset, &mut hasher, buf).map_err(|e| changed(job, e))?;
     }
     file.seek(SeekFrom::Start(offset))?;
-    bar.set(offset);
+    // The bar counts what moves now, so that its rate and ETA are true.
+    bar.set_total(size - offset);
+    bar.set(0);
     let mut left = size - offset;
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
