@@ -162,6 +162,9 @@ impl Server {
                 Err(TrySendError::Disconnected(_)) => break,
             }
         }
+        // Stop accepting for real: connections arriving during the grace
+        // period are refused instead of waiting unserved in the backlog.
+        drop(self.listener);
         drop(tx);
         if !pool.join(config.grace) {
             eprintln!("shutdown: requests still running after the grace period were cut off");
