@@ -10,24 +10,27 @@ use serde_json::json;
 use crate::protocol::{closed, raw_login};
 use crate::support::*;
 
-/// A fresh connection is served: register, login, ls.
+/// A fresh connection is served: a login of the user [`serving`]
+/// registered, and an `ls`.
 #[track_caller]
-fn still_serving(server: &TestServer, n: usize) {
-    let mut raw = server.raw();
-    let user = format!("probe{n}");
-    let r = raw.call(json!({"cmd": "register", "user": user, "password": PASSWORD}));
-    assert_eq!(r["ok"], true, "{r}");
-    let r = raw.call(json!({"cmd": "login", "user": user, "password": PASSWORD}));
-    assert_eq!(r["ok"], true, "{r}");
+fn still_serving(server: &TestServer) {
+    let mut raw = raw_login(server, "probe");
     assert_eq!(
         raw.call(json!({"cmd": "ls"})),
         json!({"ok": true, "files": []})
     );
 }
 
+/// A server with the user that [`still_serving`] logs in as.
+fn serving() -> TestServer {
+    let server = TestServer::start();
+    server.user("probe");
+    server
+}
+
 #[test]
 fn bad_frames_are_answered_then_closed() {
-    let server = TestServer::start();
+    let server = serving();
     let with_len = |len: u32, payload: &[u8]| {
         let mut v = len.to_be_bytes().to_vec();
         v.extend_from_slice(payload);
@@ -55,14 +58,14 @@ fn bad_frames_are_answered_then_closed() {
         ("invalid UTF-8", with_len(12, b"{\"cmd\":\"\xff\xfe\"}")),
         ("UTF-16 BOM", with_len(4, b"\xff\xfe{}")),
     ];
-    for (i, (what, bytes)) in cases.into_iter().enumerate() {
+    for (what, bytes) in cases {
         let mut raw = server.raw();
         raw.send_bytes(&bytes);
         let r = raw.recv();
         assert_eq!(r["error"], "BAD_FRAME", "{what}: {r}");
         assert!(r["message"].is_string(), "{what}: {r}");
         assert!(closed(&mut raw), "{what}: connection left open");
-        still_serving(&server, i);
+        still_serving(&server);
     }
 }
 
@@ -70,7 +73,7 @@ fn bad_frames_are_answered_then_closed() {
 /// reading (or allocating) them, and the reply is not lost to a reset.
 #[test]
 fn oversized_header_with_its_bytes() {
-    let server = TestServer::start();
+    let server = serving();
     let mut raw = server.raw();
     let mut frame = 65537u32.to_be_bytes().to_vec();
     frame.extend_from_slice(&[b' '; 65535]);
@@ -78,7 +81,7 @@ fn oversized_header_with_its_bytes() {
     raw.send_bytes(&frame);
     assert_code(&raw.recv(), "BAD_FRAME");
     assert!(closed(&mut raw));
-    still_serving(&server, 0);
+    still_serving(&server);
 }
 
 #[test]
@@ -109,14 +112,14 @@ fn a_header_of_exactly_65536_bytes_is_served() {
 /// A connection that ends inside a frame costs the server nothing lasting.
 #[test]
 fn truncated_frames_then_close() {
-    let server = TestServer::start();
+    let server = serving();
     for bytes in [&b"\0\0"[..], b"\0\0\0\x20{\"cmd\":", b"\0\0\0"] {
         let mut raw = server.raw();
         raw.send_bytes(bytes);
         raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(closed(&mut raw));
     }
-    still_serving(&server, 0);
+    still_serving(&server);
 }
 
 #[test]

@@ -5,7 +5,9 @@ mod support;
 
 mod cli;
 mod cli_transfer;
+mod concurrency;
 mod hostile;
+mod lifecycle;
 mod protocol;
 mod smoke;
 mod transfer;
