@@ -186,7 +186,11 @@ fn tree(dir: &Path) -> BTreeSet<PathBuf> {
 
 #[test]
 fn illegal_names_are_refused_by_every_file_command() {
-    let server = TestServer::start();
+    // The data dir sits alone in a private folder, so anything created
+    // beside it would be ours (the system temp dir is shared with other tests).
+    let outer = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir_in(outer.path()).unwrap();
+    let server = TestServer::start_in(std::sync::Arc::new(data), &[]);
     let mut c = server.user("alice");
     crate::protocol::put_all(&mut c, "ok", b"data");
     let long = "x".repeat(256);
@@ -213,9 +217,9 @@ fn illegal_names_are_refused_by_every_file_command() {
         &long,
         &long_utf8,
     ];
-    let parent = server.data.path().parent().unwrap().to_path_buf();
     let before = tree(server.data.path());
-    let outside_before = fs::read_dir(&parent).unwrap().count();
+    assert_eq!(fs::read_dir(outer.path()).unwrap().count(), 1);
+    let escaped_before = Path::new("/tmp/escape").exists();
     let mut raw = raw_login(&server, "alice");
     for name in bad {
         for h in [
@@ -232,7 +236,8 @@ fn illegal_names_are_refused_by_every_file_command() {
     }
     // Nothing was created, moved or removed, inside or beside the data dir.
     assert_eq!(tree(server.data.path()), before);
-    assert_eq!(fs::read_dir(&parent).unwrap().count(), outside_before);
+    assert_eq!(fs::read_dir(outer.path()).unwrap().count(), 1);
+    assert_eq!(Path::new("/tmp/escape").exists(), escaped_before);
     assert_eq!(crate::protocol::get_all(&mut c, "ok"), b"data");
 }
 
