@@ -72,7 +72,13 @@ impl Command for Put {
         };
         ctx.conn.send(&ok_header(reply(ready)))?;
         let remaining = upload.remaining();
-        ctx.conn.recv_body(remaining, |chunk| upload.write(chunk))?;
+        ctx.conn.begin_body()?;
+        let conn = &mut *ctx.conn;
+        if let Err(e) = upload.receive(|chunk| conn.read_body(chunk)) {
+            // The rest of the body, if any, is still on the wire.
+            conn.desynced = true;
+            return Err(e);
+        }
         ctx.log_bytes = remaining;
 
         let Some(step4) = ctx.conn.read_request()? else {

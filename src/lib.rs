@@ -4,6 +4,7 @@
 //! - [`error`]: [`error::Error`] by cause and the one mapping to wire codes.
 //! - [`names`]: user-name, file-name and password rules.
 //! - [`users`]: accounts in `users.xlsx`, argon2id hashes, login limits ([`ratelimit`]).
+//! - [`hashcopy`]: transfers that hash on a second thread as they move bytes.
 //! - [`storage`]: users' folders, staged uploads, cached digests.
 //! - [`server`]: accept loop, worker pool, sessions.
 //! - [`commands`]: one module per wire command and the dispatch table
@@ -15,6 +16,7 @@ pub mod client;
 #[path = "../commands/mod.rs"]
 pub mod commands;
 pub mod error;
+pub mod hashcopy;
 pub mod names;
 pub mod protocol;
 pub mod ratelimit;

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,11 +32,9 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::hashcopy::{hash_prefix, hashed_copy};
 use crate::names;
 use crate::protocol::md5_hex;
-
-/// Buffer size for hashing files from disk.
-const HASH_BUF: usize = 1 << 20;
 
 /// Uploads in progress, and what each will add to its user's folder.
 type Uploads = HashMap<(String, String), u64>;
@@ -211,16 +209,7 @@ impl Storage {
             return Ok(d);
         }
         let mut hasher = Md5::new();
-        let mut buf = vec![0u8; HASH_BUF];
-        let mut reader = file;
-        reader.seek(SeekFrom::Start(0))?;
-        loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
+        hash_prefix(file, meta.len(), &mut hasher)?;
         let digest = md5_hex(&hasher.finalize());
         // Cache only if the file did not change while it was read.
         if file.metadata().is_ok_and(|now| same_version(&now, meta)) {
@@ -387,7 +376,7 @@ impl Storage {
         }
         let mut hasher = Md5::new();
         if held > 0 {
-            hash_prefix(&mut file, held, &mut hasher)?;
+            hash_prefix(&file, held, &mut hasher)?;
         }
         file.seek(SeekFrom::Start(held))?;
         Ok(Upload {
@@ -489,15 +478,28 @@ impl Upload {
         self.size - self.held
     }
 
-    /// Appends received bytes.
+    /// Receives the rest of the upload. `fill` reads each chunk from the
+    /// client and says how many bytes arrived (all of them, unless it also
+    /// returns an error). They are written to the staged file while the
+    /// chunks before them are hashed, and a large upload is flushed to disk
+    /// as it grows.
     ///
     /// # Errors
-    /// If the disk write fails (a full disk among others).
-    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.file.write_all(chunk)?;
-        self.hasher.update(chunk);
-        self.held += chunk.len() as u64;
-        Ok(())
+    /// `fill`'s error, or a failed disk write (a full disk among others).
+    /// Every byte that arrived before it is staged for a resume.
+    pub fn receive(
+        &mut self,
+        mut fill: impl FnMut(&mut [u8]) -> (usize, Result<(), Error>),
+    ) -> Result<(), Error> {
+        let file = &self.file;
+        let held = &mut self.held;
+        hashed_copy(&mut self.hasher, self.size - *held, Some(file), |chunk| {
+            let (got, read) = fill(chunk);
+            let mut w = file;
+            w.write_all(&chunk[..got])?;
+            *held += got as u64;
+            read
+        })
     }
 
     /// Checks the client's digest; on a match makes the upload durable and
@@ -530,19 +532,6 @@ impl Upload {
         let _ = fs::remove_file(&self.meta_path);
         Ok(actual)
     }
-}
-
-fn hash_prefix(file: &mut File, len: u64, hasher: &mut Md5) -> io::Result<()> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut buf = vec![0u8; HASH_BUF];
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        file.read_exact(&mut buf[..want])?;
-        hasher.update(&buf[..want]);
-        left -= want as u64;
-    }
-    Ok(())
 }
 
 fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
@@ -588,10 +577,27 @@ mod tests {
         (dir, s)
     }
 
+    /// Sends `data` as a client's body; if it is shorter than the upload
+    /// expects, the client hangs up after it.
+    fn feed(up: &mut Upload, data: &[u8]) -> Result<(), Error> {
+        let mut src = data;
+        up.receive(|chunk| {
+            let n = chunk.len().min(src.len());
+            chunk[..n].copy_from_slice(&src[..n]);
+            src = &src[n..];
+            if n < chunk.len() {
+                let eof = io::ErrorKind::UnexpectedEof.into();
+                (n, Err(Error::Disconnected(eof)))
+            } else {
+                (n, Ok(()))
+            }
+        })
+    }
+
     fn upload(s: &Storage, name: &str, data: &[u8]) -> Result<String, Error> {
         let lock = s.lock_upload("alice", name, data.len() as u64, None)?;
         let mut up = s.begin_upload(&lock, "alice", name, data.len() as u64)?;
-        up.write(data)?;
+        feed(&mut up, data)?;
         let md5 = md5_hex(&Md5::digest(data));
         up.finish(&md5)
     }
@@ -628,7 +634,7 @@ mod tests {
         {
             let lock = s.lock_upload("alice", "f", 10, None).unwrap();
             let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
-            up.write(&data[..4]).unwrap();
+            assert!(feed(&mut up, &data[..4]).is_err(), "the client hung up");
         }
         assert!(
             s.list("alice").unwrap().is_empty(),
@@ -637,13 +643,13 @@ mod tests {
         let lock = s.lock_upload("alice", "f", 10, None).unwrap();
         let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
         assert_eq!(up.offset(), 4);
-        up.write(&data[4..]).unwrap();
+        feed(&mut up, &data[4..]).unwrap();
         up.finish(&md5_hex(&Md5::digest(data))).unwrap();
         assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), data);
         // A different size starts over.
         let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
         assert_eq!(up.offset(), 0);
-        up.write(b"abc").unwrap();
+        feed(&mut up, b"abc").unwrap();
         drop(up);
         assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 3);
     }
@@ -654,7 +660,7 @@ mod tests {
         upload(&s, "f", b"old").unwrap();
         let lock = s.lock_upload("alice", "f", 10, None).unwrap();
         let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
-        up.write(b"new").unwrap();
+        feed(&mut up, b"new").unwrap();
         assert!(matches!(
             up.finish(&"0".repeat(32)),
             Err(Error::ChecksumMismatch)

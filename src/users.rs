@@ -10,6 +10,12 @@
 //! Locks: `state` is held only to look up or insert a record; `write`
 //! serialises registrations around the file rewrite. Neither is held while
 //! hashing, so a slow login never delays another request.
+//!
+//! Hashing runs on a small pool of its own threads, one per core at most.
+//! Each argon2id hash needs 19 MiB of memory; were every worker to hash at
+//! once, a burst of logins would cost the server hundreds of MiB. More
+//! hashes at once than cores would not finish any sooner, so a login waits
+//! its turn instead, and the memory stays bounded by the pool's size.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -90,7 +96,12 @@ pub struct UserStore {
     state: Mutex<State>,
     write: Mutex<()>,
     limiter: RateLimiter,
+    /// Where passwords are hashed and checked (see the module comment).
+    hashers: rayon::ThreadPool,
 }
+
+/// Most password hashes computed at once.
+const MAX_HASHERS: usize = 4;
 
 impl UserStore {
     /// Loads `path`, or starts empty (and writes a header-only file) if it
@@ -100,11 +111,18 @@ impl UserStore {
     /// If the file exists but cannot be read as a workbook: the server must
     /// not start and later overwrite accounts it failed to read.
     pub fn open(path: &Path) -> Result<UserStore, Error> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hashers = rayon::ThreadPoolBuilder::new()
+            .num_threads(cores.min(MAX_HASHERS))
+            .thread_name(|i| format!("hasher-{i}"))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start hashing threads: {e}")))?;
         let store = UserStore {
             path: path.to_path_buf(),
             state: Mutex::new(State::default()),
             write: Mutex::new(()),
             limiter: RateLimiter::default(),
+            hashers,
         };
         if path.exists() {
             let users = read_sheet(path)?;
@@ -157,7 +175,7 @@ impl UserStore {
         if self.get(&key).is_some() {
             return Err(Error::UserExists);
         }
-        let password_hash = hash_password(password)?;
+        let password_hash = self.hashers.install(|| hash_password(password))?;
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
         if self.get(&key).is_some() {
             return Err(Error::UserExists);
@@ -196,11 +214,13 @@ impl UserStore {
             return Err(Error::RateLimited);
         }
         let user = key.ok().and_then(|k| self.get(&k));
-        // Unknown users cost a hash too, so timing does not tell who exists.
-        let hash = user
-            .as_ref()
-            .map_or_else(|| dummy_hash(), |u| u.password_hash.as_str());
-        let valid = verify_password(password, hash);
+        let valid = self.hashers.install(|| {
+            // Unknown users cost a hash too, so timing does not tell who exists.
+            let hash = user
+                .as_ref()
+                .map_or_else(|| dummy_hash(), |u| u.password_hash.as_str());
+            verify_password(password, hash)
+        });
         match user {
             Some(user) if valid => {
                 self.limiter.succeeded(&limit_key);

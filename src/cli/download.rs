@@ -9,7 +9,7 @@
 //! file is downloaded once more from the start.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -18,11 +18,10 @@ use md5::{Digest, Md5};
 
 use super::output::{clean, human_size, Plain};
 use super::progress::{Bar, Progress};
-use super::transfer::BUF;
-use super::upload::hash_prefix;
 use crate::client::{Client, ClientError};
 use crate::commands::get;
 use crate::error::ErrorCode;
+use crate::hashcopy::{hash_prefix, hashed_copy};
 use crate::protocol::md5_hex;
 
 /// How the local target is written.
@@ -63,14 +62,13 @@ pub fn download(
     bar: &mut Bar,
     progress: &Progress,
 ) -> anyhow::Result<Downloaded> {
-    let mut buf = vec![0u8; BUF];
     if job.mode == Mode::Resume {
-        if let Some(done) = resume(client, job, bar, progress, &mut buf)? {
+        if let Some(done) = resume(client, job, bar, progress)? {
             bar.finish();
             return Ok(done);
         }
     }
-    let size = fresh(client, job, bar, &mut buf)?;
+    let size = fresh(client, job, bar)?;
     bar.finish();
     Ok(Downloaded {
         size,
@@ -84,7 +82,6 @@ fn resume(
     job: &GetJob,
     bar: &mut Bar,
     progress: &Progress,
-    buf: &mut [u8],
 ) -> anyhow::Result<Option<Downloaded>> {
     let shown = clean(&job.name).into_owned();
     let mut file = OpenOptions::new()
@@ -94,7 +91,7 @@ fn resume(
         .with_context(|| format!("cannot open {}", show(&job.target)))?;
     let have = file.metadata()?.len();
     let mut hasher = Md5::new();
-    hash_prefix(&mut file, have, &mut hasher, buf)?;
+    hash_prefix(&file, have, &mut hasher)?;
     let answer = match begin(client, &job.name, have) {
         Err(e) if have > 0 && e.code() == Some(ErrorCode::BadRequest) => {
             progress.note(&format!(
@@ -112,7 +109,7 @@ fn resume(
     // The bar counts what moves now, so that its rate and ETA are true.
     bar.set_total(answer.size - have);
     bar.set(0);
-    receive(client, answer.size - have, &mut file, &mut hasher, bar, buf)?;
+    receive(client, answer.size - have, &mut file, &mut hasher, bar)?;
     if md5_hex(&hasher.finalize()) == answer.md5 {
         file.sync_all()?;
         return Ok(Some(Downloaded {
@@ -131,7 +128,7 @@ fn resume(
 
 /// Downloads the whole file into a temporary file and renames it over the
 /// target once the MD5 matches. Returns the size.
-fn fresh(client: &mut Client, job: &GetJob, bar: &mut Bar, buf: &mut [u8]) -> anyhow::Result<u64> {
+fn fresh(client: &mut Client, job: &GetJob, bar: &mut Bar) -> anyhow::Result<u64> {
     let dir = match job.target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -145,14 +142,7 @@ fn fresh(client: &mut Client, job: &GetJob, bar: &mut Bar, buf: &mut [u8]) -> an
     bar.set_total(answer.size);
     bar.set(0);
     let mut hasher = Md5::new();
-    receive(
-        client,
-        answer.size,
-        tmp.as_file_mut(),
-        &mut hasher,
-        bar,
-        buf,
-    )?;
+    receive(client, answer.size, tmp.as_file_mut(), &mut hasher, bar)?;
     let md5 = md5_hex(&hasher.finalize());
     if md5 != answer.md5 {
         bail!(
@@ -182,29 +172,23 @@ fn begin(client: &mut Client, name: &str, offset: u64) -> Result<get::Answer, Cl
     Ok(answer)
 }
 
-/// Reads `len` body bytes into `out`, hashing them on the way.
+/// Reads `len` body bytes into `out`, hashing them on a second thread
+/// and flushing `out` in the background as it grows.
 fn receive(
     client: &mut Client,
     len: u64,
     out: &mut File,
     hasher: &mut Md5,
     bar: &mut Bar,
-    buf: &mut [u8],
 ) -> anyhow::Result<()> {
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        let n = client.read_body(&mut buf[..want]).map_err(Plain)?;
-        if n == 0 {
-            return Err(Plain(ClientError::Io(io::ErrorKind::UnexpectedEof.into())).into());
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .context("cannot write the download")?;
-        bar.add(n as u64);
-        left -= n as u64;
-    }
-    Ok(())
+    let out: &File = out;
+    hashed_copy(hasher, len, Some(out), |chunk| {
+        client.read_body_exact(chunk).map_err(Plain)?;
+        let mut w = out;
+        w.write_all(chunk).context("cannot write the download")?;
+        bar.add(chunk.len() as u64);
+        Ok::<_, anyhow::Error>(())
+    })
 }
 
 /// The local path for server file `name` inside `dir`. The name is checked

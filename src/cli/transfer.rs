@@ -22,9 +22,6 @@ use super::upload;
 use super::{GetArgs, PutArgs};
 use crate::client::Client;
 
-/// Size of the one buffer each transfer reads and writes through.
-pub const BUF: usize = 256 * 1024;
-
 /// `put FILE... [--as NAME] [-j N]`.
 ///
 /// # Errors

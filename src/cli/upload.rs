@@ -15,9 +15,9 @@ use md5::{Digest, Md5};
 
 use super::output::{clean, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
-use super::transfer::BUF;
 use crate::client::{Client, ClientError};
 use crate::error::ErrorCode;
+use crate::hashcopy::{hash_prefix, hashed_copy};
 use crate::protocol::md5_hex;
 
 /// One file to upload.
@@ -51,8 +51,7 @@ pub fn upload(
     let shown = clean(&job.name).into_owned();
     let mut file = open(&job.path)?;
     let size = file.metadata()?.len();
-    let mut buf = vec![0u8; BUF];
-    let (mut offset, mut verdict) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
+    let (mut offset, mut verdict) = attempt(client, &mut file, size, job, bar, progress)?;
     if offset > 0
         && verdict
             .as_ref()
@@ -62,7 +61,7 @@ pub fn upload(
             "{shown}: the part the server kept does not match the local file; \
              uploading it again from the start"
         ));
-        (offset, verdict) = attempt(client, &mut file, size, job, bar, progress, &mut buf)?;
+        (offset, verdict) = attempt(client, &mut file, size, job, bar, progress)?;
     }
     verdict.map_err(Plain)?;
     bar.finish();
@@ -90,7 +89,6 @@ fn attempt(
     job: &PutJob,
     bar: &mut Bar,
     progress: &Progress,
-    buf: &mut [u8],
 ) -> anyhow::Result<(u64, Result<(), ClientError>)> {
     let offset = client.put_begin(&job.name, size).map_err(Plain)?;
     let mut hasher = Md5::new();
@@ -101,22 +99,18 @@ fn attempt(
             human_size(offset),
             human_size(size)
         ));
-        hash_prefix(file, offset, &mut hasher, buf).map_err(|e| changed(job, e))?;
+        hash_prefix(file, offset, &mut hasher).map_err(|e| changed(job, e))?;
     }
     file.seek(SeekFrom::Start(offset))?;
     // The bar counts what moves now, so that its rate and ETA are true.
     bar.set_total(size - offset);
     bar.set(0);
-    let mut left = size - offset;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        file.read_exact(&mut buf[..want])
-            .map_err(|e| changed(job, e))?;
-        hasher.update(&buf[..want]);
-        client.write_body(&buf[..want]).map_err(Plain)?;
-        bar.add(want as u64);
-        left -= want as u64;
-    }
+    hashed_copy(&mut hasher, size - offset, None, |chunk| {
+        file.read_exact(chunk).map_err(|e| changed(job, e))?;
+        client.write_body(chunk).map_err(Plain)?;
+        bar.add(chunk.len() as u64);
+        Ok::<_, anyhow::Error>(())
+    })?;
     let md5 = md5_hex(&hasher.finalize());
     let verdict = client.put_end(&md5).and_then(|answer| {
         if answer.md5 == md5 && answer.size == size {
@@ -128,22 +122,6 @@ fn attempt(
         }
     });
     Ok((offset, verdict))
-}
-
-/// Hashes `[0, len)` of `file` into `hasher`.
-///
-/// # Errors
-/// If the file cannot be read or is shorter than `len`.
-pub fn hash_prefix(file: &mut File, len: u64, hasher: &mut Md5, buf: &mut [u8]) -> io::Result<()> {
-    file.seek(SeekFrom::Start(0))?;
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(buf.len() as u64) as usize;
-        file.read_exact(&mut buf[..want])?;
-        hasher.update(&buf[..want]);
-        left -= want as u64;
-    }
-    Ok(())
 }
 
 fn changed(job: &PutJob, e: io::Error) -> anyhow::Error {

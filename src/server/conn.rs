@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::protocol::{encode_frame, read_header, FrameError, Header, MAX_REQUEST_HEADER};
 
-/// Size of the buffer a body is read through.
-const BODY_BUF: usize = 256 * 1024;
 /// How often an idle connection looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
@@ -55,7 +53,6 @@ pub struct Conn {
     idle: Duration,
     stall: Duration,
     stop: Arc<AtomicBool>,
-    buf: Vec<u8>,
     /// Set when a body was not fully consumed: the stream is out of step
     /// and the connection must close after the reply.
     pub desynced: bool,
@@ -87,7 +84,6 @@ impl Conn {
             idle,
             stall,
             stop,
-            buf: Vec::new(),
             desynced: false,
         })
     }
@@ -143,41 +139,40 @@ impl Conn {
             .map_err(net_error)
     }
 
-    /// Receives exactly `len` body bytes, handing them to `sink` in chunks.
+    /// Prepares to read a body: from here on reads fail after the stall
+    /// timeout without progress, rather than at a header's deadline.
     ///
     /// # Errors
-    /// `TIMEOUT` if the body stalls, a lost connection, or the sink's I/O
-    /// error (then the rest of the body is unread and [`Conn::desynced`]).
-    pub fn recv_body(
-        &mut self,
-        len: u64,
-        mut sink: impl FnMut(&[u8]) -> io::Result<()>,
-    ) -> Result<(), Error> {
+    /// A lost connection.
+    pub fn begin_body(&mut self) -> Result<(), Error> {
         let timed = self.reader.get_mut();
         timed.deadline = None;
         timed
             .stream
             .set_read_timeout(Some(self.stall))
-            .map_err(Error::Disconnected)?;
-        if self.buf.is_empty() {
-            self.buf = vec![0u8; BODY_BUF];
-        }
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(self.buf.len() as u64) as usize;
-            let n = match self.reader.read(&mut self.buf[..want]) {
-                Ok(0) => return Err(Error::Disconnected(io::ErrorKind::UnexpectedEof.into())),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(net_error(e)),
-            };
-            if let Err(e) = sink(&self.buf[..n]) {
-                self.desynced = true;
-                return Err(Error::Io(e));
+            .map_err(Error::Disconnected)
+    }
+
+    /// Reads body bytes into `buf` until it is full (after
+    /// [`Conn::begin_body`]). Returns how many arrived, also when the read
+    /// then failed, so that the caller can keep them.
+    ///
+    /// # Errors
+    /// `TIMEOUT` if the body stalls, or a lost connection.
+    pub fn read_body(&mut self, buf: &mut [u8]) -> (usize, Result<(), Error>) {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.reader.read(&mut buf[got..]) {
+                Ok(0) => {
+                    let eof = io::ErrorKind::UnexpectedEof.into();
+                    return (got, Err(Error::Disconnected(eof)));
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return (got, Err(net_error(e))),
             }
-            left -= n as u64;
         }
-        Ok(())
+        (got, Ok(()))
     }
 
     /// Streams a file body. `io::copy` from a file to a socket uses the
