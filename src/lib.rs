@@ -3,7 +3,8 @@
 //! - [`protocol`]: frames, headers and digests of the wire protocol (`docs/PROTOCOL.md`).
 //! - [`error`]: [`error::Error`] by cause and the one mapping to wire codes.
 //! - [`names`]: user-name, file-name and password rules.
-//! - [`users`]: accounts in `users.xlsx`, argon2id hashes, login limits ([`ratelimit`]).
+//! - [`users`]: accounts in `users.xlsx` and login limits ([`ratelimit`]).
+//! - [`password`]: argon2id hashes in memory reused per hashing thread.
 //! - [`hashcopy`]: transfers that hash on a second thread as they move bytes.
 //! - [`storage`]: users' folders, staged uploads, cached digests.
 //! - [`server`]: accept loop, worker pool, sessions.
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod error;
 pub mod hashcopy;
 pub mod names;
+pub mod password;
 pub mod protocol;
 pub mod ratelimit;
 pub mod server;

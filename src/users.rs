@@ -21,18 +21,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::PasswordHash;
 use calamine::{Data, Reader, Xlsx};
 use rust_xlsxwriter::Workbook;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::names;
+use crate::password;
 use crate::ratelimit::RateLimiter;
 
 /// The sheet's header row, in column order.
@@ -175,7 +174,7 @@ impl UserStore {
         if self.get(&key).is_some() {
             return Err(Error::UserExists);
         }
-        let password_hash = self.hashers.install(|| hash_password(password))?;
+        let password_hash = self.hashers.install(|| password::hash(password))?;
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
         if self.get(&key).is_some() {
             return Err(Error::UserExists);
@@ -218,8 +217,8 @@ impl UserStore {
             // Unknown users cost a hash too, so timing does not tell who exists.
             let hash = user
                 .as_ref()
-                .map_or_else(|| dummy_hash(), |u| u.password_hash.as_str());
-            verify_password(password, hash)
+                .map_or_else(|| password::dummy(), |u| u.password_hash.as_str());
+            password::verify(password, hash)
         });
         match user {
             Some(user) if valid => {
@@ -238,35 +237,6 @@ impl UserStore {
         // mutation is a single insert/push pair after all fallible work.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// Hashes a password with argon2id (default parameters) and a random salt.
-///
-/// # Errors
-/// Only if the hasher rejects its inputs, which valid passwords never cause.
-pub fn hash_password(password: &Password) -> Result<String, Error> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("hashing: {e}")))
-}
-
-fn verify_password(password: &Password, hash: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        // Hashing a fixed string with a fresh salt cannot fail.
-        hash_password(&Password::new("netdisk-timing-equaliser")).expect("argon2 hashes")
-    })
 }
 
 fn unix_now() -> u64 {
