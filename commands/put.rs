@@ -13,8 +13,9 @@
 //! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST` (also for a bad step 4; the
 //! staged bytes are kept), `INVALID_NAME`, `LOCKED`, `QUOTA_EXCEEDED`,
 //! `CHECKSUM_MISMATCH` (staged bytes discarded, old file untouched),
-//! `TIMEOUT` (stalled body), `INTERNAL` (then the connection closes if the
-//! body could not be consumed).
+//! `TIMEOUT` (stalled body), `INTERNAL` (a disk error: the rest of the
+//! body and step 4 are read and dropped, then `INTERNAL` answers step 4 and
+//! the connection stays open).
 
 use serde::{Deserialize, Serialize};
 
@@ -74,12 +75,24 @@ impl Command for Put {
         let remaining = upload.remaining();
         ctx.conn.begin_body()?;
         let conn = &mut *ctx.conn;
-        if let Err(e) = upload.receive(|chunk| conn.read_body(chunk)) {
-            // The rest of the body, if any, is still on the wire.
-            conn.desynced = true;
+        let mut consumed = 0;
+        let received = upload.receive(|chunk| {
+            let (got, read) = conn.read_body(chunk);
+            consumed += got as u64;
+            (got, read)
+        });
+        ctx.log_bytes = consumed;
+        if let Err(e) = received {
+            if !matches!(e, Error::Timeout | Error::Disconnected(_)) {
+                // The disk failed (full, say) while the client is still
+                // sending. Take the rest of the body and the digest frame,
+                // so that the error reaches the client as the answer to
+                // step 4 and the connection stays usable.
+                conn.discard_body(remaining - consumed)?;
+                conn.read_request()?;
+            }
             return Err(e);
         }
-        ctx.log_bytes = remaining;
 
         let Some(step4) = ctx.conn.read_request()? else {
             return Err(Error::Disconnected(

@@ -53,9 +53,6 @@ pub struct Conn {
     idle: Duration,
     stall: Duration,
     stop: Arc<AtomicBool>,
-    /// Set when a body was not fully consumed: the stream is out of step
-    /// and the connection must close after the reply.
-    pub desynced: bool,
 }
 
 impl Conn {
@@ -84,7 +81,6 @@ impl Conn {
             idle,
             stall,
             stop,
-            desynced: false,
         })
     }
 
@@ -173,6 +169,20 @@ impl Conn {
             }
         }
         (got, Ok(()))
+    }
+
+    /// Reads and drops `len` body bytes, so that the next frame can be
+    /// read after a body the server could not keep.
+    ///
+    /// # Errors
+    /// `TIMEOUT` if the body stalls, or a lost connection.
+    pub fn discard_body(&mut self, len: u64) -> Result<(), Error> {
+        let copied =
+            io::copy(&mut (&mut self.reader).take(len), &mut io::sink()).map_err(net_error)?;
+        if copied < len {
+            return Err(Error::Disconnected(io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(())
     }
 
     /// Streams a file body. `io::copy` from a file to a socket uses the

@@ -45,7 +45,21 @@ impl TestServer {
 
     /// Starts a server on an existing data directory.
     pub fn start_in(data: Arc<TempDir>, args: &[&str]) -> TestServer {
-        let mut child = Command::new(bin())
+        TestServer::spawn(Command::new(bin()), data, args)
+    }
+
+    /// Starts a server through `sh`, which first runs `prelude` (to set a
+    /// resource limit, say) and then execs the server.
+    pub fn start_under_shell(prelude: &str, args: &[&str]) -> TestServer {
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(format!("{prelude}; exec \"$0\" \"$@\""))
+            .arg(bin());
+        TestServer::spawn(sh, Arc::new(tempfile::tempdir().unwrap()), args)
+    }
+
+    fn spawn(mut command: Command, data: Arc<TempDir>, args: &[&str]) -> TestServer {
+        let mut child = command
             .args(["serve", "--addr", "127.0.0.1:0", "--data"])
             .arg(data.path())
             .args(args)

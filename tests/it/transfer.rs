@@ -325,3 +325,32 @@ fn uploads_in_flight_count_against_the_quota() {
         ["b", "d"]
     );
 }
+
+#[test]
+fn a_disk_error_mid_body_is_internal_and_keeps_the_connection() {
+    // Writes past 1 MiB fail (EFBIG: the file size limit, in 512- or
+    // 1024-byte blocks depending on the shell), as a full disk would make
+    // them; SIGXFSZ is ignored so that the write fails instead of killing.
+    let server = TestServer::start_under_shell("trap '' XFSZ; ulimit -f 1024", &[]);
+    let mut c = server.user("alice");
+    put_all(&mut c, "keep", b"old contents");
+    let users_before = std::fs::read(server.path("users.xlsx")).unwrap();
+    let data = bytes(8 << 20, 7);
+    assert_eq!(c.put_begin("keep", data.len() as u64).unwrap(), 0);
+    // The whole body goes out: the server reads it even after the disk
+    // failed, so the error arrives as the answer to step 4.
+    c.write_body(&data).unwrap();
+    let err = c.put_end(&md5(&data)).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Internal), "{err}");
+    assert!(!err.to_string().contains('/'), "no paths: {err}");
+    // Same connection, still in step; nothing visible changed.
+    assert_eq!(get_all(&mut c, "keep"), b"old contents");
+    assert_eq!(c.ls().unwrap().len(), 1);
+    assert_eq!(
+        std::fs::read(server.path("users.xlsx")).unwrap(),
+        users_before
+    );
+    // A smaller file still fits.
+    put_all(&mut c, "small", b"fits");
+    assert!(server.log().contains("INTERNAL"), "{}", server.log());
+}
