@@ -72,6 +72,13 @@ fn main() {
     ));
     let tcp = loopback_copy(sizes.big);
     rows.push(Row::rate("loopback TCP copy", sizes.big, tcp, None));
+    let disk = durable_write(&work.path().join("disk.bin"), sizes.big);
+    rows.push(Row::rate(
+        "disk: write + fsync a new file",
+        sizes.big,
+        disk,
+        None,
+    ));
 
     let server = BenchServer::start(&bin, &work.path().join("data"));
     let mut c = Client::connect(&server.addr).expect("connect");
@@ -82,19 +89,21 @@ fn main() {
     // One big file, up and down.
     let big = work.path().join("big.bin");
     let big_md5 = write_random(&big, sizes.big);
-    let (secs, client_rss) = server.client(&bin, &["put", path_str(&big)]);
-    let put_rate = sizes.big as f64 / secs;
+    let (put_secs, put_rss) = server.client(&bin, &["put", path_str(&big)]);
+    let put_rate = sizes.big as f64 / put_secs;
     check_remote(&mut c, "big.bin", &big_md5);
-    rows.push(Row::rate("put 1 file", sizes.big, put_rate, Some(md5_ceiling)).rss(client_rss));
+    rows.push(Row::rate("put 1 file", sizes.big, put_rate, Some(md5_ceiling)).rss(put_rss));
     let down = work.path().join("down.bin");
-    let (secs, client_rss) = server.client(
+    let (get_secs, get_rss) = server.client(
         &bin,
         &["get", "big.bin", "--overwrite", "-o", path_str(&down)],
     );
-    let get_rate = sizes.big as f64 / secs;
+    let get_rate = sizes.big as f64 / get_secs;
     assert_eq!(file_md5(&down), big_md5, "downloaded file differs");
-    rows.push(Row::rate("get 1 file", sizes.big, get_rate, Some(md5_ceiling)).rss(client_rss));
+    rows.push(Row::rate("get 1 file", sizes.big, get_rate, Some(md5_ceiling)).rss(get_rss));
     fs::remove_file(&down).ok();
+    // One client doing what each concurrent client does: put, then get.
+    let single_put_get = 2.0 * sizes.big as f64 / (put_secs + get_secs);
     let server_rss = server.peak_rss();
 
     // Many small files in one invocation each way.
@@ -116,6 +125,7 @@ fn main() {
             .map(|n| small_dir.join(n).display().to_string()),
     );
     let (secs, _) = server.client_owned(&bin, &args);
+    let small_put_rate = sizes.small_count as f64 / secs;
     let listed = c.ls().expect("ls");
     for (n, d) in names.iter().zip(&digests) {
         let f = listed
@@ -165,12 +175,91 @@ fn main() {
     rows.push(Row::memory("server peak RSS", server_rss));
 
     print_table(&rows, quick);
-    let ratios = json!({
-        "get_vs_md5": get_rate / md5_ceiling,
-        "put_vs_md5": put_rate / md5_ceiling,
-        "concurrent_vs_single_get": total / get_rate,
-    });
-    write_json(&rows, quick, ratios);
+    let client_rss = put_rss.max(get_rss);
+    let targets = [
+        Target::at_least("get 1 file, x MD5", get_rate / md5_ceiling, 0.85),
+        Target::at_least("put 1 file, x MD5", put_rate / md5_ceiling, 0.65),
+        Target::at_most("server peak RSS, MiB", mib(server_rss), 64.0),
+        Target::at_most("client peak RSS, MiB", mib(client_rss), 64.0),
+        Target::at_least("put small files, files/s", small_put_rate, 2000.0),
+        Target::at_least(
+            &format!("{} clients vs one client's put+get", sizes.clients),
+            total / single_put_get,
+            0.80,
+        ),
+    ];
+    print_targets(&targets);
+    write_json(&rows, quick, &targets);
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
+/// A goal from the performance issue, and how this run did against it.
+struct Target {
+    what: String,
+    measured: f64,
+    bound: f64,
+    /// Whether `measured` must reach `bound` (else stay under it).
+    floor: bool,
+}
+
+impl Target {
+    fn at_least(what: &str, measured: f64, bound: f64) -> Target {
+        Target {
+            what: what.into(),
+            measured,
+            bound,
+            floor: true,
+        }
+    }
+
+    fn at_most(what: &str, measured: f64, bound: f64) -> Target {
+        Target {
+            floor: false,
+            ..Target::at_least(what, measured, bound)
+        }
+    }
+
+    fn met(&self) -> bool {
+        if self.floor {
+            self.measured >= self.bound
+        } else {
+            self.measured < self.bound
+        }
+    }
+}
+
+fn print_targets(targets: &[Target]) {
+    println!();
+    println!(
+        "| {:<40} | {:>9} | {:>9} | verdict",
+        "target", "measured", "goal"
+    );
+    println!("|{}|", "-".repeat(80));
+    for t in targets {
+        let goal = format!("{}{}", if t.floor { ">= " } else { "< " }, fmt_num(t.bound));
+        let verdict = if t.met() {
+            "met".to_string()
+        } else {
+            format!("NOT met (gap {})", fmt_num((t.bound - t.measured).abs()))
+        };
+        println!(
+            "| {:<40} | {:>9} | {:>9} | {verdict}",
+            t.what,
+            fmt_num(t.measured),
+            goal
+        );
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// One line of the table.
@@ -267,7 +356,16 @@ fn print_table(rows: &[Row], quick: bool) {
     }
 }
 
-fn write_json(rows: &[Row], quick: bool, ratios: serde_json::Value) {
+fn write_json(rows: &[Row], quick: bool, targets: &[Target]) {
+    let targets: Vec<_> = targets
+        .iter()
+        .map(|t| {
+            json!({
+                "target": t.what, "measured": t.measured, "bound": t.bound,
+                "at_least": t.floor, "met": t.met(),
+            })
+        })
+        .collect();
     let rows: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -278,7 +376,7 @@ fn write_json(rows: &[Row], quick: bool, ratios: serde_json::Value) {
             })
         })
         .collect();
-    let doc = json!({ "quick": quick, "rows": rows, "ratios": ratios });
+    let doc = json!({ "quick": quick, "rows": rows, "targets": targets });
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench.json");
     fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).expect("write bench.json");
     println!("\nfigures written to {}", path.display());
@@ -332,6 +430,25 @@ fn loopback_copy(len: u64) -> f64 {
     }
     let secs = start.elapsed().as_secs_f64();
     writer.join().unwrap();
+    len as f64 / secs
+}
+
+/// Writing `len` bytes to a new file and fsyncing it, as a durable upload
+/// must; bytes/s. The file is removed afterwards.
+fn durable_write(path: &Path, len: u64) -> f64 {
+    let buf = pseudo_random(1 << 20, 3);
+    let start = Instant::now();
+    let mut f = fs::File::create(path).unwrap();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.sync_all().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    fs::remove_file(path).unwrap();
     len as f64 / secs
 }
 
