@@ -7,7 +7,7 @@
 
 use std::io::{self, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::commands::{self, delete, get, login, ls, put, register, rename, whoami};
 use crate::error::ErrorCode;
-use crate::protocol::{encode_frame, read_header, FrameError, Header, MAX_RESPONSE_HEADER};
+use crate::protocol::{encode_frame, read_header, FrameError, Header, Timed, MAX_RESPONSE_HEADER};
 use crate::storage::FileInfo;
 use crate::users::Password;
 
@@ -75,8 +75,10 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 /// One connection to a server.
 pub struct Client {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Timed>,
     writer: TcpStream,
+    /// How long a reply header, or any single read or write, may take.
+    timeout: Duration,
 }
 
 impl Client {
@@ -109,8 +111,19 @@ impl Client {
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
         Ok(Client {
             writer: stream.try_clone()?,
-            reader: BufReader::with_capacity(256 * 1024, stream),
+            reader: BufReader::with_capacity(256 * 1024, Timed::new(stream)),
+            timeout: IO_TIMEOUT,
         })
+    }
+
+    /// Changes the timeout (by default [`IO_TIMEOUT`]).
+    ///
+    /// # Errors
+    /// If the socket options cannot be set.
+    pub fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        self.timeout = timeout;
+        self.writer.set_write_timeout(Some(timeout))?;
+        self.reader.get_mut().clear_deadline(timeout)
     }
 
     /// Sends one request header and reads its reply header.
@@ -136,7 +149,14 @@ impl Client {
     /// # Errors
     /// As [`Client::call`].
     pub fn reply(&mut self) -> Result<Header> {
-        let header = match read_header(&mut self.reader, MAX_RESPONSE_HEADER) {
+        // The whole header within the timeout, however it trickles in; a
+        // body after it only has to keep moving.
+        self.reader
+            .get_mut()
+            .set_deadline(Instant::now() + self.timeout);
+        let read = read_header(&mut self.reader, MAX_RESPONSE_HEADER);
+        self.reader.get_mut().clear_deadline(self.timeout)?;
+        let header = match read {
             Ok(Some(h)) => h,
             Ok(None) => {
                 return Err(ClientError::Io(io::Error::new(
@@ -341,7 +361,7 @@ impl Client {
         if !self.reader.buffer().is_empty() {
             return true;
         }
-        let stream = self.reader.get_ref();
+        let stream = self.reader.get_ref().get_ref();
         if stream.set_nonblocking(true).is_err() {
             return true;
         }

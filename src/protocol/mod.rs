@@ -1,6 +1,7 @@
 //! The wire protocol (PROTOCOL.md): frames, headers, replies and digests.
 
 pub mod frame;
+pub mod timed;
 
 use serde_json::{Map, Value};
 
@@ -9,6 +10,7 @@ pub use frame::{
     encode_frame, parse_header, read_frame, read_header, write_frame, FrameError, Header,
     MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER,
 };
+pub use timed::Timed;
 
 /// Protocol version spoken by this crate.
 pub const VERSION: u32 = 1;

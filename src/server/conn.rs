@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::protocol::{encode_frame, read_header, FrameError, Header, MAX_REQUEST_HEADER};
+use crate::protocol::{encode_frame, read_header, FrameError, Header, Timed, MAX_REQUEST_HEADER};
 
 /// How often an idle connection looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
@@ -25,25 +25,6 @@ pub struct Body {
     pub file: File,
     pub offset: u64,
     pub len: u64,
-}
-
-/// A socket whose reads can share one deadline.
-struct Timed {
-    stream: TcpStream,
-    deadline: Option<Instant>,
-}
-
-impl Read for Timed {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            self.stream.set_read_timeout(Some(left))?;
-        }
-        self.stream.read(buf)
-    }
 }
 
 /// A server-side connection.
@@ -70,13 +51,7 @@ impl Conn {
         stream.set_write_timeout(Some(stall))?;
         let writer = stream.try_clone()?;
         Ok(Conn {
-            reader: BufReader::with_capacity(
-                64 * 1024,
-                Timed {
-                    stream,
-                    deadline: None,
-                },
-            ),
+            reader: BufReader::with_capacity(64 * 1024, Timed::new(stream)),
             writer,
             idle,
             stall,
@@ -99,7 +74,9 @@ impl Conn {
             if now >= idle_until {
                 return Err(Error::Timeout);
             }
-            self.reader.get_mut().deadline = Some((now + STOP_POLL).min(idle_until));
+            self.reader
+                .get_mut()
+                .set_deadline((now + STOP_POLL).min(idle_until));
             match self.reader.fill_buf() {
                 Ok([]) => return Ok(None),
                 Ok(_) => break,
@@ -117,7 +94,9 @@ impl Conn {
     /// # Errors
     /// `BAD_FRAME`, `TIMEOUT`, or a lost connection.
     pub fn read_request(&mut self) -> Result<Option<Header>, Error> {
-        self.reader.get_mut().deadline = Some(Instant::now() + self.idle);
+        self.reader
+            .get_mut()
+            .set_deadline(Instant::now() + self.idle);
         match read_header(&mut self.reader, MAX_REQUEST_HEADER) {
             Ok(h) => Ok(h),
             Err(FrameError::Io(e)) => Err(net_error(e)),
@@ -141,11 +120,9 @@ impl Conn {
     /// # Errors
     /// A lost connection.
     pub fn begin_body(&mut self) -> Result<(), Error> {
-        let timed = self.reader.get_mut();
-        timed.deadline = None;
-        timed
-            .stream
-            .set_read_timeout(Some(self.stall))
+        self.reader
+            .get_mut()
+            .clear_deadline(self.stall)
             .map_err(Error::Disconnected)
     }
 

@@ -357,3 +357,38 @@ fn failed_logins_are_rate_limited_per_address() {
         .call(json!({"cmd": "login", "user": "alice", "password": PASSWORD}));
     assert_code(&r, "RATE_LIMITED");
 }
+
+#[test]
+fn a_server_dribbling_a_header_times_the_client_out() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use netdisk::client::{Client, ClientError};
+
+    // A fake server that answers one valid byte at a time, each well
+    // within the client's per-read timeout: only a deadline for the whole
+    // header stops it.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let dribbler = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut request = [0u8; 64];
+        let _ = s.read(&mut request);
+        let reply = br#"{"ok":true,"user":"alice","padding":"..............................."}"#;
+        let mut frame = (reply.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(reply);
+        for b in frame {
+            if s.write_all(&[b]).is_err() {
+                return; // the client gave up
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let mut c = Client::connect(&addr).unwrap();
+    c.set_timeout(Duration::from_millis(400)).unwrap();
+    let err = c.login("alice", &pw()).unwrap_err();
+    assert!(matches!(err, ClientError::Timeout), "{err:?}");
+    drop(c);
+    dribbler.join().unwrap();
+}
