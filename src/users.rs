@@ -107,8 +107,9 @@ impl UserStore {
     /// does not exist.
     ///
     /// # Errors
-    /// If the file exists but cannot be read as a workbook: the server must
-    /// not start and later overwrite accounts it failed to read.
+    /// If the file exists but cannot be read as a workbook, or a row that is
+    /// not empty does not hold a valid account (see [`read_sheet`]): the
+    /// server must not start and later overwrite accounts it failed to read.
     pub fn open(path: &Path) -> Result<UserStore, Error> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashers = rayon::ThreadPoolBuilder::new()
@@ -124,13 +125,10 @@ impl UserStore {
             hashers,
         };
         if path.exists() {
+            // `read_sheet` has refused duplicates: every key is new here.
             let users = read_sheet(path)?;
             let mut state = store.lock_state();
             for user in users {
-                if state.index.contains_key(&user.key) {
-                    eprintln!("users.xlsx: duplicate user {:?} ignored", user.name);
-                    continue;
-                }
                 let at = state.list.len();
                 state.index.insert(user.key.clone(), at);
                 state.list.push(Arc::new(user));
@@ -245,6 +243,12 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Reads every account in the sheet.
+///
+/// The next registration rewrites the file from what this returns, so a row
+/// it skipped would be deleted then. It therefore refuses any row that is
+/// not completely empty and does not hold a valid account, naming the row
+/// as a spreadsheet shows it and the problem, so an admin can fix it.
 fn read_sheet(path: &Path) -> Result<Vec<User>, Error> {
     let bad = |e: &dyn fmt::Display| Error::Internal(format!("{}: {e}", path.display()));
     let mut book: Xlsx<_> = calamine::open_workbook(path).map_err(|e| bad(&e))?;
@@ -252,36 +256,70 @@ fn read_sheet(path: &Path) -> Result<Vec<User>, Error> {
         Some(r) => r.map_err(|e| bad(&e))?,
         None => return Ok(Vec::new()),
     };
+    // The range starts at the first used cell, not necessarily at row 1.
+    let first_row = range.start().map_or(0, |(r, _)| r as usize);
     let mut users = Vec::new();
+    // Canonical name → row number, to name both rows of a duplicate.
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, row) in range.rows().enumerate() {
+        let n = first_row + i + 1;
+        let bad_row = |problem: String| bad(&format!("row {n}: {problem}"));
         let cell = |c: usize| row.get(c).unwrap_or(&Data::Empty);
         if i == 0 && cell_text(cell(0)).as_deref() == Some(COLUMNS[0]) {
             continue;
         }
+        if row.iter().all(is_blank) {
+            continue;
+        }
         let Some(name) = cell_text(cell(0)) else {
-            continue;
+            return Err(bad_row("the user cell is empty or not text".into()));
         };
-        let Ok(key) = names::canonical_user(&name) else {
-            eprintln!("users.xlsx row {}: invalid user name ignored", i + 1);
-            continue;
+        let key = names::canonical_user(&name).map_err(|e| {
+            let why = match e {
+                Error::InvalidName(why) => why.to_string(),
+                other => other.to_string(),
+            };
+            bad_row(format!("user name {name:?} is not valid: {why}"))
+        })?;
+        let Some(password_hash) = cell_text(cell(1)) else {
+            return Err(bad_row(format!("user {name:?} has no password_hash")));
         };
-        let Some(password_hash) = cell_text(cell(1)).filter(|h| PasswordHash::new(h).is_ok())
-        else {
-            eprintln!(
-                "users.xlsx row {}: user {name:?} has no valid password hash; ignored",
-                i + 1
-            );
-            continue;
-        };
+        if PasswordHash::new(&password_hash).is_err() {
+            return Err(bad_row(format!(
+                "user {name:?}: password_hash is not a PHC hash string"
+            )));
+        }
+        let quota = cell_u64(cell(3));
+        if quota.is_none() && !is_blank(cell(3)) {
+            return Err(bad_row(format!(
+                "user {name:?}: quota_bytes {} is not a whole number of bytes",
+                cell(3)
+            )));
+        }
+        if let Some(&other) = seen.get(&key) {
+            return Err(bad_row(format!(
+                "user {name:?} is the same user as row {other} \
+                 (names are compared after NFC normalisation and lowercasing)"
+            )));
+        }
+        seen.insert(key.clone(), n);
         users.push(User {
             name,
             key,
             password_hash,
             created_at: cell_u64(cell(2)).unwrap_or(0),
-            quota: cell_u64(cell(3)),
+            quota,
         });
     }
     Ok(users)
+}
+
+fn is_blank(d: &Data) -> bool {
+    match d {
+        Data::Empty => true,
+        Data::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
 }
 
 fn cell_text(d: &Data) -> Option<String> {
@@ -400,6 +438,78 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), before);
         assert!(store.get("bob").is_none());
+    }
+
+    /// A well-formed argon2id PHC string (of no password in particular).
+    const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A";
+
+    /// Writes a sheet the way an admin's editor would: only non-empty cells.
+    fn write_rows(path: &Path, rows: &[&[&str]]) {
+        let mut book = Workbook::new();
+        let sheet = book.add_worksheet();
+        for (r, row) in rows.iter().enumerate() {
+            for (c, text) in row.iter().enumerate() {
+                if !text.is_empty() {
+                    sheet.write_string(r as u32, c as u16, *text).unwrap();
+                }
+            }
+        }
+        book.save(path).unwrap();
+    }
+
+    fn open_err(path: &Path) -> String {
+        match UserStore::open(path) {
+            Ok(_) => panic!("opened a sheet with a bad row"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_bad_row_refuses_to_open_and_keeps_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.xlsx");
+        let cases: [(&[&str], &str); 7] = [
+            (&[".asa", HASH], "user name \".asa\" is not valid"),
+            (&["bob"], "user \"bob\" has no password_hash"),
+            (&["bob", "hunter2-plain"], "password_hash is not a PHC"),
+            (&["ÅSA", HASH], "user \"ÅSA\" is the same user as row 2"),
+            // "åsa" with a combining ring: the same after NFC.
+            (&["a\u{30a}sa", HASH], "is the same user as row 2"),
+            (&["", HASH], "the user cell is empty"),
+            (
+                &["bob", HASH, "0", "10 GB"],
+                "quota_bytes 10 GB is not a whole number",
+            ),
+        ];
+        for (row, problem) in cases {
+            write_rows(&path, &[&COLUMNS, &["Åsa", HASH], &[], row]);
+            let before = std::fs::read(&path).unwrap();
+            let err = open_err(&path);
+            assert!(err.contains("row 4: ") && err.contains(problem), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), before, "{problem}");
+        }
+    }
+
+    #[test]
+    fn empty_rows_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.xlsx");
+        write_rows(
+            &path,
+            &[
+                &COLUMNS,
+                &[],
+                &["alice", HASH],
+                &["  ", "", " "],
+                &["Bob", HASH, "5", "100"],
+            ],
+        );
+        let store = UserStore::open(&path).unwrap();
+        assert_eq!(store.len(), 2);
+        let bob = store.get("bob").unwrap();
+        assert_eq!((bob.name.as_str(), bob.created_at), ("Bob", 5));
+        assert_eq!(bob.quota, Some(100));
     }
 
     #[test]

@@ -320,6 +320,77 @@ fn a_removed_user_name_starts_with_an_empty_folder() {
     assert_eq!((w.user.as_str(), w.files, w.used), ("Alice", 0, 0));
 }
 
+/// Starts `serve` on `data`, which must refuse to start; returns its stderr.
+fn serve_refuses(data: &Path) -> String {
+    let mut child = Command::new(bin())
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if line.starts_with("listening on") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server started: {line}");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{:?}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A row of `users.xlsx` that holds no valid account stops the server from
+/// starting, naming the row: were it skipped, the next registration would
+/// rewrite the sheet without it. Empty rows are fine.
+#[test]
+fn a_bad_users_row_stops_the_server_and_loses_nothing() {
+    let server = TestServer::start();
+    server.user("alice");
+    server.user("bob");
+    let data = stop(server);
+    let path = data.path().join("users.xlsx");
+    let rows = sheet_rows(&path);
+    let hash = rows[2][1].clone();
+    let text = |s: &str| Data::String(s.into());
+    let cases = [
+        (vec![text("BOB"), hash.clone()], "is the same user as row 3"),
+        (vec![text("carol")], "user \"carol\" has no password_hash"),
+        (
+            vec![text("carol"), text("plain")],
+            "password_hash is not a PHC",
+        ),
+        (
+            vec![text("-carol"), hash.clone()],
+            "user name \"-carol\" is not valid",
+        ),
+    ];
+    for (bad, problem) in cases {
+        // Header, alice, bob, an empty row, then the bad row: row 5.
+        let mut edited = rows.clone();
+        edited.extend([vec![], bad]);
+        write_rows(&path, &edited);
+        let before = fs::read(&path).unwrap();
+        let stderr = serve_refuses(data.path());
+        assert!(
+            stderr.contains("users.xlsx") && stderr.contains("row 5: ") && stderr.contains(problem),
+            "{stderr}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), before, "{problem}");
+    }
+
+    let mut fixed = rows.clone();
+    fixed.push(vec![]);
+    write_rows(&path, &fixed);
+    let server = TestServer::start_in(data, &[]);
+    server.login("alice");
+    server.login("bob");
+}
+
 /// Per-user quotas come from the sheet's `quota_bytes` column, override
 /// `--quota`, and survive the sheet being rewritten by a registration.
 #[test]
