@@ -299,21 +299,27 @@ impl Storage {
     ) -> Result<UploadLock, Error> {
         let replaced = self.size_of(key, name).unwrap_or(0);
         let entry = (key.to_string(), name.to_string());
+        // Declared before the mutex guard, so that it is dropped after it:
+        // its `Drop` takes the same mutex.
+        let lock;
         let others: u64 = {
             let mut uploads = self.lock_uploads();
             if uploads.contains_key(&entry) {
                 return Err(Error::Locked);
             }
             uploads.insert(entry.clone(), size.saturating_sub(replaced));
+            // The guard exists as soon as the entry does: whatever fails
+            // from here on, the name is released, never left `LOCKED`.
+            lock = UploadLock {
+                uploads: Arc::clone(&self.uploads),
+                entry,
+            };
+            // Sizes are the client's: a few near u64::MAX must saturate,
+            // not overflow.
             uploads
                 .iter()
                 .filter(|((k, n), _)| k == key && n != name)
-                .map(|(_, grows)| grows)
-                .sum()
-        };
-        let lock = UploadLock {
-            uploads: Arc::clone(&self.uploads),
-            entry,
+                .fold(0u64, |sum, (_, &grows)| sum.saturating_add(grows))
         };
         if let Some(quota) = quota {
             // Read after the reservations: an upload that finishes meanwhile
@@ -744,5 +750,76 @@ mod tests {
         s.create_home("alice").unwrap();
         assert!(s.list("alice").unwrap().is_empty());
         assert_eq!(fs::read_dir(d.path().join("attic")).unwrap().count(), 1);
+    }
+
+    /// Three uploads of u64::MAX bytes at once: the sum of the reservations
+    /// saturates, and no name is left locked.
+    #[test]
+    fn huge_uploads_in_flight_do_not_overflow() {
+        let (_d, s) = storage();
+        let a = s.lock_upload("alice", "a", u64::MAX, None).unwrap();
+        let b = s.lock_upload("alice", "b", u64::MAX, None).unwrap();
+        let quota = Some(1 << 40);
+        assert!(matches!(
+            s.lock_upload("alice", "c", u64::MAX, quota),
+            Err(Error::QuotaExceeded)
+        ));
+        assert!(matches!(
+            s.lock_upload("alice", "c", 1, quota),
+            Err(Error::QuotaExceeded)
+        ));
+        let c = s.lock_upload("alice", "c", u64::MAX, None).unwrap();
+        drop((a, b, c));
+        for name in ["a", "b", "c"] {
+            assert!(s.lock_upload("alice", name, 1, Some(1)).is_ok(), "{name}");
+        }
+    }
+
+    /// Stages the first 4 of 10 bytes of `name`, as a client that hung up.
+    fn stage_part(s: &Storage, name: &str) -> UploadLock {
+        let lock = s.lock_upload("alice", name, 10, None).unwrap();
+        let mut up = s.begin_upload(&lock, "alice", name, 10).unwrap();
+        assert!(feed(&mut up, b"0123").is_err(), "the client hung up");
+        lock
+    }
+
+    fn staged_path(s: &Storage, name: &str) -> PathBuf {
+        let id = md5_hex(&Md5::digest(name.as_bytes()));
+        s.user_dir("alice")
+            .join("staging")
+            .join(format!("{id}.part"))
+    }
+
+    fn resume_offset(s: &Storage, name: &str) -> u64 {
+        let lock = s.lock_upload("alice", name, 10, None).unwrap();
+        s.begin_upload(&lock, "alice", name, 10).unwrap().offset()
+    }
+
+    #[test]
+    fn sweep_removes_only_stale_staged_uploads_nobody_is_sending() {
+        let (_d, s) = storage();
+        let day = Duration::from_secs(24 * 3600);
+        drop(stage_part(&s, "stale"));
+        drop(stage_part(&s, "fresh"));
+        let busy = stage_part(&s, "busy");
+        let long_ago = SystemTime::now() - 2 * day;
+        for name in ["stale", "busy"] {
+            let part = OpenOptions::new()
+                .write(true)
+                .open(staged_path(&s, name))
+                .unwrap();
+            part.set_modified(long_ago).unwrap();
+        }
+
+        s.sweep_staging(day);
+
+        let stale = staged_path(&s, "stale");
+        assert!(!stale.exists() && !stale.with_extension("meta").exists());
+        assert!(staged_path(&s, "fresh").exists());
+        assert!(staged_path(&s, "busy").exists());
+        assert_eq!(resume_offset(&s, "stale"), 0);
+        assert_eq!(resume_offset(&s, "fresh"), 4);
+        let up = s.begin_upload(&busy, "alice", "busy", 10).unwrap();
+        assert_eq!(up.offset(), 4);
     }
 }
