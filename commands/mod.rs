@@ -1,7 +1,8 @@
 //! The wire commands: one file per `cmd`, and the table that maps names to
 //! them.
 //!
-//! Adding a command means one new file here and one line in [`REGISTRY`].
+//! Adding a command means one new file here, its `pub mod` line, and one
+//! line in [`REGISTRY`].
 //! Each file defines the command's `Args` (shared with the client, which
 //! builds requests from them) and a unit struct implementing [`Command`].
 //! Handlers return `Result<Reply, Error>`; the session turns errors into

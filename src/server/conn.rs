@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::protocol::{encode_frame, read_header, FrameError, Header, Timed, MAX_REQUEST_HEADER};
+use crate::protocol::{
+    encode_frame, read_header, FrameError, Header, Timed, MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER,
+};
 
 /// How often an idle connection looks at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(200);
@@ -107,11 +109,21 @@ impl Conn {
     /// Sends one header frame.
     ///
     /// # Errors
-    /// `TIMEOUT` or a lost connection.
+    /// `INTERNAL` for a header over the protocol's reply cap (nothing is
+    /// sent), `TIMEOUT` or a lost connection.
     pub fn send(&mut self, header: &Header) -> Result<(), Error> {
-        self.writer
-            .write_all(&encode_frame(header))
-            .map_err(net_error)
+        let frame = encode_frame(header);
+        let len = frame.len() - 4;
+        if len > MAX_RESPONSE_HEADER as usize {
+            // PROTOCOL.md caps reply headers at 16 MiB and clients treat
+            // more as a broken server; only an `ls` of a huge folder gets
+            // here. Nothing was sent, so an error reply can follow.
+            return Err(Error::Internal(format!(
+                "reply of {len} bytes is over the {MAX_RESPONSE_HEADER}-byte limit \
+                 (too many files to list)"
+            )));
+        }
+        self.writer.write_all(&frame).map_err(net_error)
     }
 
     /// Prepares to read a body: from here on reads fail after the stall
@@ -195,5 +207,41 @@ fn net_error(e: io::Error) -> Error {
         Error::Timeout
     } else {
         Error::Disconnected(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ok_header;
+    use crate::storage::FileInfo;
+    use std::net::TcpListener;
+
+    /// 60,000 files with 255-byte names list to about 20 MB of JSON.
+    #[test]
+    fn a_reply_over_16_mib_is_refused_and_the_next_one_goes_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let second = Duration::from_secs(1);
+        let mut conn = Conn::new(stream, second, second, stop).unwrap();
+        let files: Vec<FileInfo> = (0..60_000)
+            .map(|i| FileInfo {
+                name: format!("{i:06}{}", "x".repeat(249)),
+                size: u64::MAX,
+                mtime: 1_700_000_000,
+                md5: Some("5d41402abc4b2a76b9719d911017c592".into()),
+            })
+            .collect();
+        let mut fields = Header::new();
+        fields.insert("files".into(), serde_json::to_value(files).unwrap());
+        match conn.send(&ok_header(fields)) {
+            Err(Error::Internal(m)) => assert!(m.contains("too many files"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        conn.send(&ok_header(Header::new())).unwrap();
+        let got = read_header(&mut peer, MAX_RESPONSE_HEADER).unwrap();
+        assert_eq!(got, Some(ok_header(Header::new())));
     }
 }

@@ -71,15 +71,14 @@ pub fn serve(shared: &Shared, stream: TcpStream) {
         };
         let result = dispatch(&mut ctx, &header);
         let (close, name, mut bytes, body) = (ctx.close, ctx.log_name, ctx.log_bytes, ctx.body);
-        let outcome = match result {
-            Ok(fields) => reply(&mut conn, fields, body, &mut bytes),
-            Err(e) => {
-                if !matches!(e, Error::Disconnected(_)) {
-                    let _ = conn.send(&error_header(e.code(), &e.public_message()));
-                }
-                Err(e)
+        // A reply can fail too (one over the size cap, say): then the
+        // client gets an error frame in its place.
+        let outcome = result.and_then(|fields| reply(&mut conn, fields, body, &mut bytes));
+        if let Err(e) = &outcome {
+            if !matches!(e, Error::Disconnected(_)) {
+                let _ = conn.send(&error_header(e.code(), &e.public_message()));
             }
-        };
+        }
         log(
             &peer,
             user.as_deref(),
