@@ -515,3 +515,41 @@ fn the_log_has_one_line_per_request_and_no_password() {
     assert_eq!(lines(port), requests.len() + 2, "{log}");
     assert_eq!(lines(bad_port), 1, "{log}");
 }
+
+#[test]
+fn sigkill_during_registrations_leaves_a_readable_sheet_with_every_acknowledged_user() {
+    let mut server = TestServer::start();
+    let (acked_tx, acked_rx) = std::sync::mpsc::channel::<String>();
+    let acked = thread::scope(|s| {
+        for t in 0..6 {
+            let acked_tx = acked_tx.clone();
+            let addr = server.addr.clone();
+            s.spawn(move || {
+                // Registers until the server dies; reports each success.
+                for i in 0.. {
+                    let Ok(mut c) = netdisk::client::Client::connect(&addr) else {
+                        return;
+                    };
+                    let name = format!("u{t}x{i}");
+                    if c.register(&name, &pw()).is_err() || acked_tx.send(name).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(acked_tx);
+        // Kill the server while registrations keep arriving, each of which
+        // rewrites users.xlsx.
+        let mut acked: Vec<String> = acked_rx.iter().take(12).collect();
+        server.signal("KILL");
+        acked.extend(acked_rx.iter());
+        acked
+    });
+    // The restarted server read the sheet, and knows everyone it acknowledged.
+    let server = TestServer::start_in(Arc::clone(&server.data), &[]);
+    for name in &acked {
+        server.login(name);
+    }
+    let rows = sheet_rows(&server.path("users.xlsx"));
+    assert!(rows.len() > acked.len(), "{} rows", rows.len());
+}
