@@ -1,22 +1,32 @@
 //! One download over one connection (PROTOCOL.md, "Download"), checked
 //! against the server's MD5 of the whole file.
 //!
-//! A fresh download goes into a temporary file beside the target and is
-//! renamed over it only once its MD5 matches, so the final name never holds
-//! half a file. A resume appends to the existing target after hashing its
-//! prefix; if the whole-file MD5 then differs (the local prefix or the
-//! server's file changed), the target is cut back to its old length and the
-//! file is downloaded once more from the start.
+//! A download that does not continue the target goes into a hidden part
+//! file beside it ([`part_path`]) and is renamed over the target only once
+//! its MD5 matches, so the final name never holds half a file. The part
+//! file's name depends only on the target's, so a download that was
+//! interrupted (Ctrl-C kills the client; nothing is cleaned up) is found
+//! again by the next `get` of that target and continued from its length,
+//! with no flag and no question: the part file is ours. An exclusive lock
+//! on it keeps two clients from writing it at once.
+//!
+//! `--resume` instead appends to the existing target. Both resumes hash the
+//! kept prefix, ask the server for the rest (`continue_file`) and check
+//! the whole-file MD5; if it differs (the local prefix or the server's file
+//! changed), or the server's file is shorter than the prefix, the file is
+//! downloaded once more from the start, and a second mismatch is an error
+//! (issue 3).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use md5::{Digest, Md5};
 
-use super::output::{clean, human_size, Plain};
+use super::output::{clean, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
 use crate::client::{Client, ClientError};
 use crate::commands::get;
@@ -27,7 +37,8 @@ use crate::protocol::md5_hex;
 /// How the local target is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Into a temporary file, renamed over the target after the check.
+    /// Into the part file (continuing what it holds), renamed over the
+    /// target after the check.
     Fresh,
     /// Appended to the existing target, from its length.
     Resume,
@@ -54,8 +65,10 @@ pub struct Downloaded {
 /// Downloads `job` over `client`.
 ///
 /// # Errors
-/// The server's refusal, a lost connection, a local write error, or an MD5
-/// that still differs after downloading from the start.
+/// The server's refusal, a lost connection (an interrupted download into
+/// the part file is kept, to be continued), a local write error, another
+/// client downloading the same target, or an MD5 that still differs after
+/// downloading from the start.
 pub fn download(
     client: &mut Client,
     job: &GetJob,
@@ -63,62 +76,122 @@ pub fn download(
     progress: &Progress,
 ) -> anyhow::Result<Downloaded> {
     if job.mode == Mode::Resume {
-        if let Some(done) = resume(client, job, bar, progress)? {
+        if let Some(done) = resume_target(client, job, bar, progress)? {
             bar.finish();
             return Ok(done);
         }
     }
-    let size = fresh(client, job, bar)?;
+    let done = via_part(client, job, bar, progress)?;
     bar.finish();
-    Ok(Downloaded {
-        size,
-        resumed_at: None,
-    })
+    Ok(done)
 }
 
-/// Continues the target from its length. `None` means "start over".
-fn resume(
+/// The hidden file beside `target` that a download into `target` is
+/// written to before it is checked and renamed. Named by the MD5 of the
+/// target's file name, so that it is found again after an interruption and
+/// stays 46 bytes long however long the name is (a name may have 255).
+pub fn part_path(target: &Path) -> PathBuf {
+    let name = target.file_name().map_or(&[][..], |n| n.as_bytes());
+    let digest = md5_hex(&Md5::digest(name));
+    parent_dir(target).join(format!(".netdisk-{digest}.part"))
+}
+
+/// Which local file a resume continues; only changes what the user reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    /// The target itself (`--resume`).
+    Target,
+    /// The part file of an interrupted download.
+    Part,
+}
+
+impl Kept {
+    fn what(self) -> &'static str {
+        match self {
+            Kept::Target => "the local file",
+            Kept::Part => "the interrupted download",
+        }
+    }
+
+    fn resuming(self) -> &'static str {
+        match self {
+            Kept::Target => "resuming the download",
+            Kept::Part => "resuming the interrupted download",
+        }
+    }
+}
+
+/// Continues the target from its length. `None` means "start over"; the
+/// target is then as it was.
+fn resume_target(
     client: &mut Client,
     job: &GetJob,
     bar: &mut Bar,
     progress: &Progress,
 ) -> anyhow::Result<Option<Downloaded>> {
-    let shown = clean(&job.name).into_owned();
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(&job.target)
         .with_context(|| format!("cannot open {}", show(&job.target)))?;
     let have = file.metadata()?.len();
+    let kept = Kept::Target;
+    match continue_file(client, &job.name, &mut file, have, kept, bar, progress)? {
+        Some(size) => {
+            file.sync_all()?;
+            Ok(Some(Downloaded {
+                size,
+                resumed_at: Some(have),
+            }))
+        }
+        None => {
+            // Put the local file back as it was before downloading it whole.
+            file.set_len(have)?;
+            Ok(None)
+        }
+    }
+}
+
+/// Appends the server's bytes `[have, size)` to `file`, whose first
+/// `have` bytes are kept, and checks the MD5 of the whole. Returns the
+/// size, or `None` (after telling the user why) if the file must be
+/// downloaded from the start: the server's file is shorter than `have`,
+/// or the MD5 differs. The caller then cuts `file` back as it needs.
+fn continue_file(
+    client: &mut Client,
+    name: &str,
+    file: &mut File,
+    have: u64,
+    kept: Kept,
+    bar: &mut Bar,
+    progress: &Progress,
+) -> anyhow::Result<Option<u64>> {
+    let shown = clean(name).into_owned();
     let mut hasher = Md5::new();
-    hash_prefix(&file, have, &mut hasher)?;
-    let answer = match begin(client, &job.name, have) {
+    hash_prefix(file, have, &mut hasher)?;
+    let answer = match begin(client, name, have) {
         Err(e) if have > 0 && e.code() == Some(ErrorCode::BadRequest) => {
             progress.note(&format!(
-                "{shown}: the local file is longer than the server's; downloading it from the start"
+                "{shown}: {} is longer than the server's; downloading it from the start",
+                kept.what()
             ));
             return Ok(None);
         }
         other => other.map_err(Plain)?,
     };
     progress.note(&format!(
-        "{shown}: resuming the download at {} of {}",
+        "{shown}: {} at {} of {}",
+        kept.resuming(),
         human_size(have),
         human_size(answer.size)
     ));
     // The bar counts what moves now, so that its rate and ETA are true.
     bar.set_total(answer.size - have);
     bar.set(0);
-    receive(client, answer.size - have, &mut file, &mut hasher, bar)?;
+    receive(client, answer.size - have, file, &mut hasher, bar)?;
     if md5_hex(&hasher.finalize()) == answer.md5 {
-        file.sync_all()?;
-        return Ok(Some(Downloaded {
-            size: answer.size,
-            resumed_at: Some(have),
-        }));
+        return Ok(Some(answer.size));
     }
-    // Put the local file back as it was before downloading it whole.
-    file.set_len(have)?;
     progress.note(&format!(
         "{shown}: MD5 mismatch after resuming (the local part or the server's file \
          changed); downloading it again from the start"
@@ -126,37 +199,131 @@ fn resume(
     Ok(None)
 }
 
-/// Downloads the whole file into a temporary file and renames it over the
-/// target once the MD5 matches. Returns the size.
-fn fresh(client: &mut Client, job: &GetJob, bar: &mut Bar) -> anyhow::Result<u64> {
-    let dir = match job.target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".netdisk-")
-        .suffix(".part")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", show(dir)))?;
+/// Downloads into the part file, continuing what it holds, and renames it
+/// over the target once the MD5 matches.
+fn via_part(
+    client: &mut Client,
+    job: &GetJob,
+    bar: &mut Bar,
+    progress: &Progress,
+) -> anyhow::Result<Downloaded> {
+    let path = part_path(&job.target);
+    let mut part = lock_part(&path, &job.target)?;
+    let result = fill_part(client, job, &path, &mut part, bar, progress);
+    if result.is_err() {
+        // Bytes that arrived are kept for the next `get`; an empty part
+        // file (the server refused, say) is only clutter. We still hold
+        // the lock, so nobody else is writing it.
+        if part.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = fs::remove_file(&path);
+        }
+    }
+    result
+}
+
+/// The body of [`via_part`]: continue the part file if it holds bytes,
+/// else (or if that fails) download from 0, check, and rename.
+fn fill_part(
+    client: &mut Client,
+    job: &GetJob,
+    path: &Path,
+    part: &mut File,
+    bar: &mut Bar,
+    progress: &Progress,
+) -> anyhow::Result<Downloaded> {
+    let have = part.metadata()?.len();
+    if have > 0 {
+        let resumed = continue_file(client, &job.name, part, have, Kept::Part, bar, progress)?;
+        if let Some(size) = resumed {
+            save(part, path, &job.target)?;
+            return Ok(Downloaded {
+                size,
+                resumed_at: Some(have),
+            });
+        }
+        part.set_len(0)?;
+        part.seek(SeekFrom::Start(0))?;
+    }
     let answer = begin(client, &job.name, 0).map_err(Plain)?;
     bar.set_total(answer.size);
     bar.set(0);
     let mut hasher = Md5::new();
-    receive(client, answer.size, tmp.as_file_mut(), &mut hasher, bar)?;
+    receive(client, answer.size, part, &mut hasher, bar)?;
     let md5 = md5_hex(&hasher.finalize());
     if md5 != answer.md5 {
+        // Nothing in it is worth continuing.
+        let _ = fs::remove_file(path);
         bail!(
             "MD5 mismatch: the server says {} but {md5} arrived; nothing was saved",
             answer.md5
         );
     }
-    let file = tmp.as_file();
-    file.sync_all()?;
-    // Temporary files are private (0600); a download is an ordinary file.
-    file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(&job.target)
-        .map_err(|e| anyhow!("cannot save {}: {}", show(&job.target), e.error))?;
-    Ok(answer.size)
+    save(part, path, &job.target)?;
+    Ok(Downloaded {
+        size: answer.size,
+        resumed_at: None,
+    })
+}
+
+/// Opens the part file at `path` (creating it, private, if need be) and
+/// locks it for this client alone.
+///
+/// # Errors
+/// If it cannot be created, is not a regular file (a symlink is not
+/// followed), or another client holds its lock.
+fn lock_part(path: &Path, target: &Path) -> anyhow::Result<File> {
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            // What it holds is the interrupted download to continue.
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("cannot write {}", show(path)))?;
+        if !file.metadata()?.is_file() {
+            bail!("{} is not a regular file", show(path));
+        }
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => bail!(
+                "another netdisk is downloading {} (into {}); try again when it has finished",
+                show(target),
+                show(path)
+            ),
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", show(path)))
+            }
+        }
+        // The client that held the lock before us may have renamed or
+        // removed the file we opened before we locked it: only the file
+        // still at `path` is the part file.
+        if is_at(&file, path)? {
+            return Ok(file);
+        }
+    }
+}
+
+/// Whether `path` names the open `file`.
+fn is_at(file: &File, path: &Path) -> io::Result<bool> {
+    let ours = file.metadata()?;
+    match fs::symlink_metadata(path) {
+        Ok(m) => Ok(m.dev() == ours.dev() && m.ino() == ours.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes the checked part file durable and an ordinary file, and renames
+/// it over the target.
+fn save(part: &File, path: &Path, target: &Path) -> anyhow::Result<()> {
+    // The part file is private (0600) while it grows; a download is an
+    // ordinary file.
+    part.set_permissions(fs::Permissions::from_mode(0o644))?;
+    part.sync_all()?;
+    fs::rename(path, target).map_err(|e| anyhow!("cannot save {}: {}", show(target), io_words(&e)))
 }
 
 /// `get` steps 1–2, refusing a reply about another file.
@@ -203,6 +370,14 @@ pub fn local_target(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir.join(name))
 }
 
+/// The folder `p` is in (`.` for a bare name).
+fn parent_dir(p: &Path) -> &Path {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 fn show(p: &Path) -> String {
     clean(&p.display().to_string()).into_owned()
 }
@@ -229,6 +404,26 @@ mod tests {
         ] {
             assert!(local_target(dir, name).is_err(), "{name:?} accepted");
         }
+    }
+
+    #[test]
+    fn part_files_are_hidden_short_and_beside_the_target() {
+        let long = "é".repeat(127) + "x";
+        assert_eq!(long.len(), 255);
+        let dir = Path::new("/tmp/downloads");
+        for name in ["a.bin", "报告.pdf", long.as_str()] {
+            let part = part_path(&dir.join(name));
+            assert_eq!(part.parent(), Some(dir));
+            let file = part.file_name().unwrap().to_str().unwrap();
+            assert!(file.starts_with(".netdisk-") && file.ends_with(".part"));
+            assert_eq!(file.len(), 46, "{file}");
+            assert_eq!(part, part_path(&dir.join(name)), "the same every time");
+        }
+        assert_ne!(part_path(&dir.join("a")), part_path(&dir.join("b")));
+        assert_eq!(
+            part_path(Path::new("a.bin")),
+            Path::new(".").join(part_path(Path::new("x/a.bin")).file_name().unwrap())
+        );
     }
 
     #[test]

@@ -328,12 +328,34 @@ fn names_from_the_server_are_cleaned_before_printing() {
         {"name": "\u{1b}]0;owned\u{7}title", "size": 1, "mtime": 0, "md5": null},
         {"name": "evil\u{202e}txt.exe", "size": 2, "mtime": 0, "md5": null},
         {"name": "\u{1b}[2Jclear", "size": 3, "mtime": 0, "md5": null},
+        {"name": "csi\u{9b}2Jdel\u{7f}c1\u{85}", "size": 4, "mtime": 0, "md5": null},
     ]);
-    let addr = fake_server(files, json!({}), b"");
+    let addr = fake_server(files.clone(), json!({}), b"");
     let dir = tempfile::tempdir().unwrap();
     let out = success(netdisk_at(&addr, dir.path()).arg("ls"));
     assert!(!out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\u{202e}'));
+    assert!(!out.contains(['\u{9b}', '\u{7f}', '\u{85}']));
     insta::assert_snapshot!("ls_hostile_names", out);
+
+    // JSON escapes every control character (serde_json alone leaves DEL
+    // and C1 raw), and still parses back to the same names.
+    let addr = fake_server(files.clone(), json!({}), b"");
+    let out = success(netdisk_at(&addr, dir.path()).args(["ls", "--json"]));
+    let raw: Vec<char> = out.chars().filter(|c| c.is_control()).collect();
+    assert!(
+        raw.iter().all(|&c| c == '\n'),
+        "raw controls {raw:?} in {out}"
+    );
+    assert!(out.contains(r"csi\u009b2Jdel\u007fc1\u0085"), "{out}");
+    let back: Value = serde_json::from_str(&out).unwrap();
+    let names = |v: &Value| -> Vec<Value> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].clone())
+            .collect()
+    };
+    assert_eq!(names(&back), names(&files));
 }
 
 #[test]

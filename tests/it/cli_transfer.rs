@@ -1,11 +1,25 @@
 //! `put` and `get` through the command-line client: round trips, parallel
-//! transfers, resumed uploads and downloads, MD5 recovery, and a local
-//! file in the way.
+//! transfers, resumed uploads and downloads (of the target with `--resume`,
+//! and of the part file an interrupted `get` leaves), MD5 recovery, and a
+//! local file in the way.
 
 use std::fs;
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use crate::cli::{failure, netdisk, setup, success, testdata, FIXTURES, USER};
+use netdisk::hashcopy::CHUNK;
+use netdisk::protocol::{encode_frame, read_header, MAX_REQUEST_HEADER};
+use serde_json::json;
+use tempfile::TempDir;
+
+use crate::cli::{failure, netdisk, netdisk_at, setup, success, testdata, FIXTURES, USER};
 use crate::support::*;
 
 /// The files in `dir`, sorted.
@@ -240,4 +254,270 @@ fn a_failed_download_leaves_nothing_behind() {
     );
     assert!(err.ends_with("error: 1 of 2 downloads failed\n"), "{err}");
     assert_eq!(entries(&d.join("out")), ["small.bin"]);
+}
+
+/// Where a `get` into `target` keeps its bytes until their MD5 is checked:
+/// `.netdisk-<MD5 of the file name>.part` beside it (`part_path` in
+/// src/cli/download.rs).
+fn part_file(target: &Path) -> PathBuf {
+    let name = target.file_name().unwrap().as_bytes();
+    target
+        .parent()
+        .unwrap()
+        .join(format!(".netdisk-{}.part", md5(name)))
+}
+
+/// A server with `big.bin` (`len` bytes of `seed`) uploaded, and an empty
+/// `down/` folder in the work folder.
+fn setup_big(len: usize, seed: u64) -> (TestServer, TempDir, Vec<u8>) {
+    let (server, dir) = setup(&[]);
+    let data = bytes(len, seed);
+    write_file(dir.path(), "big.bin", &data);
+    success(netdisk(&server, dir.path()).args(["put", "big.bin"]));
+    fs::create_dir(dir.path().join("down")).unwrap();
+    (server, dir, data)
+}
+
+/// Runs a `get` that must succeed; returns stdout and stderr.
+#[track_caller]
+fn get_ok(cmd: &mut assert_cmd::Command) -> (String, String) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn r3_an_interrupted_download_continues_without_a_flag() {
+    let (server, dir, data) = setup_big(2_000_000, 11);
+    let d = dir.path();
+    let target = d.join("down/big.bin");
+    fs::write(part_file(&target), &data[..700_000]).unwrap();
+    let (stdout, stderr) = get_ok(netdisk(&server, d).args(["get", "big.bin", "-o", "down"]));
+    assert_eq!(
+        stdout,
+        "downloaded big.bin (1.9 MiB, resumed at 683.6 KiB, MD5 checked)\n"
+    );
+    assert!(
+        stderr.contains("big.bin: resuming the interrupted download at 683.6 KiB of 1.9 MiB"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&target).unwrap(), data);
+    assert_eq!(
+        entries(&d.join("down")),
+        ["big.bin"],
+        "the part file is gone"
+    );
+    let mode = fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644, "an ordinary file");
+
+    // With --overwrite over an existing target, the part file is still
+    // what is continued, and the target is replaced only at the end.
+    fs::write(&target, b"old").unwrap();
+    fs::write(part_file(&target), &data[..1_500_000]).unwrap();
+    let (stdout, _) =
+        get_ok(netdisk(&server, d).args(["get", "big.bin", "-o", "down", "--overwrite"]));
+    assert!(stdout.contains("resumed at 1.4 MiB"), "{stdout}");
+    assert_eq!(fs::read(&target).unwrap(), data);
+    assert_eq!(entries(&d.join("down")), ["big.bin"]);
+}
+
+#[test]
+fn a_part_file_with_wrong_bytes_is_downloaded_again() {
+    let (server, dir, data) = setup_big(1_000_000, 12);
+    let d = dir.path();
+    let mut stale = data[..400_000].to_vec();
+    stale[4321] ^= 0x55;
+    fs::write(part_file(&d.join("big.bin")), &stale).unwrap();
+    fs::remove_file(d.join("big.bin")).unwrap();
+    let (stdout, stderr) = get_ok(netdisk(&server, d).args(["get", "big.bin"]));
+    assert_eq!(stdout, "downloaded big.bin (976.6 KiB, MD5 checked)\n");
+    assert!(stderr.contains("MD5 mismatch after resuming"), "{stderr}");
+    assert!(stderr.contains("again from the start"), "{stderr}");
+    assert_eq!(fs::read(d.join("big.bin")).unwrap(), data);
+    assert!(!part_file(&d.join("big.bin")).exists());
+}
+
+#[test]
+fn a_part_file_longer_than_the_servers_file_is_downloaded_again() {
+    let (server, dir) = setup(&[]);
+    let d = dir.path();
+    success(netdisk(&server, d).args(["put", "small.bin", "--as", "s.bin"]));
+    fs::write(part_file(&d.join("s.bin")), bytes(10_000, 9)).unwrap();
+    let (stdout, stderr) = get_ok(netdisk(&server, d).args(["get", "s.bin"]));
+    assert_eq!(stdout, "downloaded s.bin (2.9 KiB, MD5 checked)\n");
+    assert!(
+        stderr.contains("the interrupted download is longer than the server's"),
+        "{stderr}"
+    );
+    assert_eq!(
+        fs::read(d.join("s.bin")).unwrap(),
+        fs::read(testdata().join("small.bin")).unwrap()
+    );
+    assert!(!part_file(&d.join("s.bin")).exists());
+}
+
+#[test]
+fn a_part_file_another_client_is_writing_is_left_alone() {
+    let (server, dir, data) = setup_big(500_000, 13);
+    let d = dir.path();
+    let target = d.join("down/big.bin");
+    let part = part_file(&target);
+    fs::write(&part, &data[..100_000]).unwrap();
+    // Another netdisk holds the lock: here, the test itself.
+    let other = fs::File::open(&part).unwrap();
+    other.try_lock().unwrap();
+    let err = failure(netdisk(&server, d).args(["get", "big.bin", "-o", "down"]));
+    assert!(err.contains("another netdisk is downloading"), "{err}");
+    assert_eq!(fs::read(&part).unwrap(), &data[..100_000], "untouched");
+    assert!(!target.exists());
+    drop(other);
+    let (stdout, _) = get_ok(netdisk(&server, d).args(["get", "big.bin", "-o", "down"]));
+    assert!(stdout.contains("resumed at 97.7 KiB"), "{stdout}");
+    assert_eq!(fs::read(&target).unwrap(), data);
+}
+
+#[test]
+fn a_symlink_in_place_of_the_part_file_is_not_followed() {
+    let (server, dir) = setup(&[]);
+    let d = dir.path();
+    success(netdisk(&server, d).args(["put", "small.bin", "--as", "s.bin"]));
+    let victim = write_file(d, "victim", b"keep me");
+    std::os::unix::fs::symlink(&victim, part_file(&d.join("s.bin"))).unwrap();
+    let err = failure(netdisk(&server, d).args(["get", "s.bin"]));
+    assert!(err.contains("cannot download s.bin: cannot write"), "{err}");
+    assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+    assert!(!d.join("s.bin").exists());
+}
+
+/// A server that logs anyone in and answers every `get` with `data` from
+/// the offset asked, under an MD5 that never matches.
+fn lying_server(data: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let mut s = conn.unwrap();
+            let mut r = s.try_clone().unwrap();
+            while let Ok(Some(h)) = read_header(&mut r, MAX_REQUEST_HEADER) {
+                let frame = match h["cmd"].as_str() {
+                    Some("login") => encode_frame(&json!({"ok": true, "user": USER})),
+                    Some("get") => {
+                        let at = h["offset"].as_u64().unwrap_or(0) as usize;
+                        let mut f = encode_frame(&json!({"ok": true, "name": h["name"],
+                            "size": data.len(), "offset": at, "md5": "0".repeat(32)}));
+                        f.extend_from_slice(&data[at..]);
+                        f
+                    }
+                    _ => encode_frame(&json!({"ok": true})),
+                };
+                if s.write_all(&frame).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_second_md5_mismatch_is_an_error_that_removes_the_part_file() {
+    let addr = lying_server(b"hello, world");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(part_file(&d.join("h.txt")), b"hello").unwrap();
+    let out = netdisk_at(&addr, d)
+        .args(["get", "h.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("MD5 mismatch after resuming"), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot download h.txt: MD5 mismatch: the server says"),
+        "{stderr}"
+    );
+    assert!(entries(d).is_empty(), "{:?}", entries(d));
+}
+
+/// A proxy to `upstream` for one connection: it passes on everything the
+/// client sends, but only the first `limit` bytes the server sends, and
+/// says on the channel when it has. Then it holds the connection open,
+/// stalled, until the client goes away.
+fn stalling_proxy(upstream: &str, limit: u64) -> (String, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let upstream = upstream.to_string();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(upstream).unwrap();
+        let (mut from_client, mut to_server) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let requests = thread::spawn(move || io::copy(&mut from_client, &mut to_server));
+        let mut to_client = &client;
+        let passed = io::copy(&mut (&server).take(limit), &mut to_client).unwrap();
+        assert_eq!(passed, limit);
+        let _ = tx.send(());
+        // Ends when the client closes its side (it is killed).
+        let _ = requests.join();
+    });
+    (addr, rx)
+}
+
+#[test]
+fn r3_a_get_killed_midway_continues_where_it_stopped() {
+    let (server, dir, data) = setup_big(3_000_000, 14);
+    let d = dir.path();
+    let target = d.join("down/big.bin");
+    let part = part_file(&target);
+    // The login reply and the get header take well under a chunk, so the
+    // client receives three whole chunks of the body and writes them, and
+    // then waits for a fourth that does not come.
+    let (proxy, stalled) = stalling_proxy(&server.addr, 1 << 20);
+    let expect = 3 * CHUNK as u64;
+    let mut client = Command::new(bin())
+        .current_dir(d)
+        .env("NETDISK_SERVER", &proxy)
+        .env("NETDISK_USER", USER)
+        .env("NETDISK_PASSWORD", PASSWORD)
+        .args(["get", "big.bin", "-o", "down"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    stalled
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the proxy passed its bytes on");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::metadata(&part).map_or(0, |m| m.len()) < expect {
+        assert!(Instant::now() < deadline, "the part file never grew");
+        assert!(client.try_wait().unwrap().is_none(), "the client ended");
+        thread::yield_now();
+    }
+    // Ctrl-C: the client has no handler, so SIGINT kills it on the spot.
+    let kill = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -INT {}", client.id()))
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(!client.wait().unwrap().success());
+    assert!(!target.exists(), "the target never holds half a file");
+    assert_eq!(fs::read(&part).unwrap(), &data[..expect as usize]);
+
+    let (stdout, stderr) = get_ok(netdisk(&server, d).args(["get", "big.bin", "-o", "down"]));
+    assert_eq!(
+        stdout,
+        "downloaded big.bin (2.9 MiB, resumed at 768.0 KiB, MD5 checked)\n"
+    );
+    assert!(
+        stderr.contains("resuming the interrupted download at 768.0 KiB"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&target).unwrap(), data);
+    assert_eq!(entries(&d.join("down")), ["big.bin"]);
 }
