@@ -104,7 +104,7 @@ fn users_xlsx_has_the_documented_columns_and_only_hashes() {
             ref other => panic!("created_at {other:?}"),
         };
         assert!(created <= now && created > now - 3600.0);
-        assert!(row.get(3).map_or(true, |q| *q == Data::Empty));
+        assert!(row.get(3).is_none_or(|q| *q == Data::Empty));
         assert!(row.iter().all(|c| !c.to_string().contains(PASSWORD)));
     }
 }
