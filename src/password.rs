@@ -7,8 +7,8 @@
 //! ended up holding several times the working set. Here each thread that
 //! hashes keeps one block buffer for good and reuses it, so the memory
 //! hashing costs is exactly (threads that hash) × (the largest parameters
-//! seen). `users::UserStore` hashes on a pool of at most one thread per
-//! core.
+//! seen). `users::UserStore` hashes on a pool of one thread per two
+//! cores.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;

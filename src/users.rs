@@ -9,13 +9,14 @@
 //!
 //! Locks: `state` is held only to look up or insert a record; `write`
 //! serialises registrations around the file rewrite. Neither is held while
-//! hashing, so a slow login never delays another request.
+//! hashing, so a login never delays a request that does not hash.
 //!
-//! Hashing runs on a small pool of its own threads, one per core at most.
-//! Each argon2id hash needs 19 MiB of memory; were every worker to hash at
-//! once, a burst of logins would cost the server hundreds of MiB. More
-//! hashes at once than cores would not finish any sooner, so a login waits
-//! its turn instead, and the memory stays bounded by the pool's size.
+//! Hashing runs on a small pool of its own threads: one for every two
+//! cores, at least one and at most four. Each argon2id hash works through
+//! 19 MiB of memory; were every worker to hash at once, a burst of logins
+//! would cost the server hundreds of MiB, and its CPU, which transfers need
+//! for their MD5s. A login waits its turn instead, the memory stays bounded
+//! by the pool's size, and half the cores stay free for transfers.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -113,7 +114,7 @@ impl UserStore {
     pub fn open(path: &Path) -> Result<UserStore, Error> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let hashers = rayon::ThreadPoolBuilder::new()
-            .num_threads(cores.min(MAX_HASHERS))
+            .num_threads((cores / 2).clamp(1, MAX_HASHERS))
             .thread_name(|i| format!("hasher-{i}"))
             .build()
             .map_err(|e| Error::Internal(format!("cannot start hashing threads: {e}")))?;
