@@ -10,4 +10,5 @@ mod hostile;
 mod lifecycle;
 mod protocol;
 mod smoke;
+mod terminal;
 mod transfer;

@@ -1,0 +1,138 @@
+//! The client on a terminal: the questions it asks and the progress bars it
+//! draws only there. `script` (util-linux, on every Debian system) runs it
+//! on a pseudo-terminal and types the answers. The answers are typed ahead,
+//! so the terminal echoes them before the client can turn echo off: these
+//! tests cannot tell whether a password is echoed.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::{netdisk, setup, success, USER};
+use crate::support::*;
+
+/// What a run on a terminal showed, and whether it succeeded.
+struct Screen {
+    ok: bool,
+    text: String,
+}
+
+/// Runs `netdisk ARGS` in `dir` on a pseudo-terminal, typing `typed`.
+/// Without `password`, `NETDISK_PASSWORD` is unset so the client asks.
+fn on_terminal(
+    server: &TestServer,
+    dir: &Path,
+    args: &[&str],
+    password: Option<&str>,
+    typed: &str,
+) -> Screen {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = quote(&bin().display().to_string());
+    for a in args {
+        line.push(' ');
+        line.push_str(&quote(a));
+    }
+    let mut cmd = assert_cmd::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(dir)
+        .env("NETDISK_SERVER", &server.addr)
+        .env("NETDISK_USER", USER)
+        .env("COLUMNS", "100")
+        .env_remove("NETDISK_PASSWORD")
+        .write_stdin(typed)
+        .timeout(Duration::from_secs(60));
+    if let Some(pw) = password {
+        cmd.env("NETDISK_PASSWORD", pw);
+    }
+    let out = cmd.output().expect("run script (util-linux)");
+    Screen {
+        ok: out.status.success(),
+        text: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+/// A server holding `big.bin` (300 kB) for [`USER`], and a work folder.
+fn with_file() -> (TestServer, tempfile::TempDir, Vec<u8>) {
+    let (server, dir) = setup(&[]);
+    let data = bytes(300_000, 11);
+    write_file(dir.path(), "big.bin", &data);
+    success(netdisk(&server, dir.path()).args(["put", "big.bin"]));
+    fs::create_dir(dir.path().join("down")).unwrap();
+    (server, dir, data)
+}
+
+#[test]
+fn an_existing_target_asks_resume_start_over_or_cancel() {
+    let (server, dir, data) = with_file();
+    let down = dir.path().join("down");
+    let target = down.join("big.bin");
+    let get = ["get", "big.bin"];
+
+    // Resume: the first 100 kB are kept and the rest is appended.
+    fs::write(&target, &data[..100_000]).unwrap();
+    let s = on_terminal(&server, &down, &get, Some(PASSWORD), "r\n");
+    assert!(s.ok, "{}", s.text);
+    assert!(
+        s.text.contains("[r]esume, [s]tart over or [c]ancel?"),
+        "{}",
+        s.text
+    );
+    assert!(s.text.contains("resumed at"), "{}", s.text);
+    assert_eq!(fs::read(&target).unwrap(), data);
+
+    // Start over: a local file with other bytes is replaced whole.
+    fs::write(&target, vec![0u8; 200_000]).unwrap();
+    let s = on_terminal(&server, &down, &get, Some(PASSWORD), "s\n");
+    assert!(s.ok, "{}", s.text);
+    assert!(!s.text.contains("resumed at"), "{}", s.text);
+    assert_eq!(fs::read(&target).unwrap(), data);
+
+    // Cancel: nothing changes. An answer it does not know asks again.
+    fs::write(&target, b"mine").unwrap();
+    let s = on_terminal(&server, &down, &get, Some(PASSWORD), "what\nc\n");
+    assert!(s.ok, "{}", s.text);
+    assert_eq!(s.text.matches("[c]ancel?").count(), 2, "{}", s.text);
+    assert!(s.text.contains("skipped big.bin"), "{}", s.text);
+    assert_eq!(fs::read(&target).unwrap(), b"mine");
+}
+
+#[test]
+fn register_asks_for_the_password_twice() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    let s = on_terminal(&server, d, &["register"], None, "first pw 1\nother pw 2\n");
+    assert!(!s.ok, "{}", s.text);
+    assert!(s.text.contains("the two passwords differ"), "{}", s.text);
+
+    let pw = "typed passphrase";
+    let s = on_terminal(&server, d, &["register"], None, &format!("{pw}\n{pw}\n"));
+    assert!(s.ok, "{}", s.text);
+    assert!(s.text.contains("Password for alice:"), "{}", s.text);
+    assert!(s.text.contains("Repeat the password:"), "{}", s.text);
+    assert!(s.text.contains("registered alice"), "{}", s.text);
+    // The account has the typed password.
+    let s = on_terminal(&server, d, &["whoami"], None, &format!("{pw}\n"));
+    assert!(s.ok, "{}", s.text);
+    assert!(s.text.contains("alice"), "{}", s.text);
+}
+
+#[test]
+fn transfers_draw_a_progress_bar_on_a_terminal_unless_quiet() {
+    let (server, dir, _) = with_file();
+    let down = dir.path().join("down");
+    let s = on_terminal(&server, &down, &["get", "big.bin"], Some(PASSWORD), "");
+    assert!(s.ok, "{}", s.text);
+    assert!(s.text.contains("100.00 %"), "no finished bar:\n{}", s.text);
+    fs::remove_file(down.join("big.bin")).unwrap();
+    let s = on_terminal(
+        &server,
+        &down,
+        &["-q", "get", "big.bin"],
+        Some(PASSWORD),
+        "",
+    );
+    assert!(s.ok, "{}", s.text);
+    assert!(!s.text.contains('%'), "a bar despite -q:\n{}", s.text);
+}
