@@ -9,8 +9,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
-use serde_json::ser::{CharEscape, Formatter, PrettyFormatter};
-
 use crate::client::ClientError;
 use crate::commands::whoami;
 use crate::error::ErrorCode;
@@ -105,102 +103,26 @@ pub fn ls_table(files: &[FileInfo]) -> String {
 }
 
 /// `ls --json`: the server's listing as a JSON array, one object per file.
-/// Every control character (Unicode Cc) in a string is written as
-/// `\uXXXX`: serde_json leaves DEL and the C1 controls (CSI is U+009B)
-/// raw, and a name from the server must not drive the terminal of someone
-/// who looks at the JSON (issue 3).
+/// Every control character (Unicode Cc) a name carries is written as
+/// `\uXXXX`: serde_json escapes only U+0000–U+001F and leaves DEL and the
+/// C1 controls (CSI is U+009B) raw, and a name from the server must not
+/// drive the terminal of someone who looks at the JSON (issue 3).
 pub fn ls_json(files: &[FileInfo]) -> String {
-    let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, ControlEscaping::default());
-    // Serialising plain structs of strings and integers into memory
-    // cannot fail, and serde_json writes only UTF-8.
-    serde::Serialize::serialize(files, &mut ser).expect("file list serialises");
-    let mut s = String::from_utf8(out).expect("serde_json writes UTF-8");
-    s.push('\n');
-    s
-}
-
-/// serde_json's pretty printer, but with every Unicode Cc character in a
-/// string escaped as `\uXXXX` (also `\n`, `\t` and the like).
-#[derive(Default)]
-struct ControlEscaping(PrettyFormatter<'static>);
-
-impl Formatter for ControlEscaping {
-    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_array(w)
-    }
-    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array(w)
-    }
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        self.0.begin_array_value(w, first)
-    }
-    fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array_value(w)
-    }
-    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object(w)
-    }
-    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object(w)
-    }
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        self.0.begin_object_key(w, first)
-    }
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object_value(w)
-    }
-    fn end_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object_value(w)
-    }
-
-    /// Unescaped text: serde_json has already escaped `"`, `\` and
-    /// U+0000–U+001F, but not DEL or C1.
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut rest = fragment;
-        while let Some(i) = rest.find(char::is_control) {
-            w.write_all(&rest.as_bytes()[..i])?;
-            let c = rest[i..]
-                .chars()
-                .next()
-                .expect("find returned a char boundary");
-            write!(w, "\\u{:04x}", u32::from(c))?;
-            rest = &rest[i + c.len_utf8()..];
+    // Serialising plain structs of strings and integers cannot fail.
+    let json = serde_json::to_string_pretty(files).expect("file list serialises");
+    // A raw control character in serde_json's output can only be inside a
+    // string, except the layout's own newlines (a newline in a string is
+    // already `\n`).
+    let mut out = String::with_capacity(json.len() + 1);
+    for c in json.chars() {
+        if c.is_control() && c != '\n' {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
         }
-        w.write_all(rest.as_bytes())
     }
-
-    /// C0 controls as `\uXXXX`, including those JSON has short forms for.
-    fn write_char_escape<W: ?Sized + io::Write>(
-        &mut self,
-        w: &mut W,
-        escape: CharEscape,
-    ) -> io::Result<()> {
-        let byte = match escape {
-            CharEscape::Quote | CharEscape::ReverseSolidus | CharEscape::Solidus => {
-                return self.0.write_char_escape(w, escape)
-            }
-            CharEscape::Backspace => 0x08,
-            CharEscape::Tab => 0x09,
-            CharEscape::LineFeed => 0x0a,
-            CharEscape::FormFeed => 0x0c,
-            CharEscape::CarriageReturn => 0x0d,
-            CharEscape::AsciiControl(b) => b,
-        };
-        write!(w, "\\u{byte:04x}")
-    }
+    out.push('\n');
+    out
 }
 
 /// The `whoami` report.
@@ -337,7 +259,7 @@ mod tests {
             "{json:?}"
         );
         for esc in [
-            "\\u009b", "\\u007f", "\\u0080", "\\u009f", "\\u001b", "\\u000a", "\\u0009", "\\u0000",
+            "\\u009b", "\\u007f", "\\u0080", "\\u009f", "\\u001b", "\\n", "\\t", "\\u0000",
         ] {
             assert!(json.contains(esc), "{esc} missing from {json}");
         }
