@@ -51,6 +51,8 @@ pub fn hashed_copy<E: From<io::Error>>(
         hasher.update(&buf);
         return Ok(());
     }
+    // A file that never reaches the first flush needs no flusher.
+    let flush = flush.filter(|_| len > FLUSH_EVERY);
     let (full_tx, full_rx) = bounded::<(Vec<u8>, usize)>(DEPTH);
     let (free_tx, free_rx) = bounded::<Vec<u8>>(DEPTH);
     let (dirty_tx, dirty_rx) = bounded::<()>(1);
