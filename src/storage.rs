@@ -404,37 +404,45 @@ impl Storage {
             return;
         };
         let now = SystemTime::now();
+        let stale = |m: &Metadata| {
+            m.modified()
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > max_age)
+        };
         for user in users.flatten() {
+            let Some(key) = user.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
             let Ok(stage) = fs::read_dir(user.path().join("staging")) else {
                 continue;
             };
             for f in stage.flatten() {
                 let path = f.path();
-                if path.extension().is_some_and(|e| e == "part") {
-                    let old = f
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > max_age);
-                    let meta_path = path.with_extension("meta");
-                    if old && !self.is_uploading(&user.file_name(), &meta_path) {
+                let old = f.metadata().is_ok_and(|m| stale(&m));
+                match path.extension().and_then(|e| e.to_str()) {
+                    Some("part") if old => {
+                        let meta_path = path.with_extension("meta");
+                        // Claim the name as an upload would, so that nobody
+                        // resumes it while it goes; if somebody is
+                        // uploading it right now, it is not stale.
+                        let name = fs::read(&meta_path)
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
+                            .map(|m| m.name);
+                        let claim = name.map(|n| self.lock_upload(&key, &n, 0, None));
+                        if claim.as_ref().is_some_and(Result::is_err) {
+                            continue;
+                        }
                         let _ = fs::remove_file(&path);
                         let _ = fs::remove_file(&meta_path);
                     }
+                    // A record whose upload is gone.
+                    Some("meta") if old && !path.with_extension("part").exists() => {
+                        let _ = fs::remove_file(&path);
+                    }
+                    _ => {}
                 }
             }
         }
-    }
-
-    fn is_uploading(&self, key: &std::ffi::OsStr, meta_path: &Path) -> bool {
-        let Some(key) = key.to_str() else {
-            return false;
-        };
-        let name = fs::read(meta_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
-            .map(|m| m.name);
-        let uploads = self.lock_uploads();
-        name.is_some_and(|n| uploads.contains_key(&(key.to_string(), n)))
     }
 }
 
@@ -811,8 +819,22 @@ mod tests {
             part.set_modified(long_ago).unwrap();
         }
 
+        // Records left without their upload: an old one and a new one.
+        let orphan = staged_path(&s, "orphan").with_extension("meta");
+        let young_orphan = staged_path(&s, "young orphan").with_extension("meta");
+        for path in [&orphan, &young_orphan] {
+            fs::write(path, br#"{"name":"x","size":1}"#).unwrap();
+        }
+        File::options()
+            .write(true)
+            .open(&orphan)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+
         s.sweep_staging(day);
 
+        assert!(!orphan.exists() && young_orphan.exists());
         let stale = staged_path(&s, "stale");
         assert!(!stale.exists() && !stale.with_extension("meta").exists());
         assert!(staged_path(&s, "fresh").exists());
