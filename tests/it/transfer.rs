@@ -354,3 +354,48 @@ fn a_disk_error_mid_body_is_internal_and_keeps_the_connection() {
     put_all(&mut c, "small", b"fits");
     assert!(server.log().contains("INTERNAL"), "{}", server.log());
 }
+
+#[test]
+fn sizes_and_offsets_past_four_gib_on_get_ls_and_whoami() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+
+    let server = TestServer::start();
+    let mut c = server.user("alice");
+    // A sparse file of 5 GiB placed by other means, with a known tail.
+    let size: u64 = (5 << 30) + 7;
+    let tail = b"0123456789";
+    let path = server.user_files("alice").join("sparse");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.seek(SeekFrom::Start(size - tail.len() as u64)).unwrap();
+    f.write_all(tail).unwrap();
+    drop(f);
+    // The first get would hash all 5 GiB; a digest record like the one the
+    // server keeps for files it stored spares the test that.
+    let meta = std::fs::metadata(&path).unwrap();
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    let recorded = "0123456789abcdef0123456789abcdef";
+    std::fs::write(
+        server.path(&format!("users/alice/digests/{}", meta.ino())),
+        format!("{size} {mtime_ns} {recorded}\n"),
+    )
+    .unwrap();
+
+    let ls = c.ls().unwrap();
+    assert_eq!((ls[0].size, ls[0].md5.as_deref()), (size, Some(recorded)));
+    assert_eq!(c.whoami().unwrap().used, size);
+    let from = size - tail.len() as u64;
+    let ans = c.get_begin("sparse", from).unwrap();
+    assert_eq!(
+        (ans.size, ans.offset, ans.md5.as_str()),
+        (size, from, recorded)
+    );
+    let mut got = [0u8; 10];
+    c.read_body_exact(&mut got).unwrap();
+    assert_eq!(&got, tail);
+    let err = c.get_begin("sparse", size + 1).unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest));
+    // A rename keeps the record: no hashing after it either.
+    c.rename("sparse", "moved").unwrap();
+    assert_eq!(c.ls().unwrap()[0].md5.as_deref(), Some(recorded));
+}
