@@ -1,11 +1,7 @@
 //! The user store: accounts kept in `users.xlsx`, checked with argon2id.
 //!
-//! The sheet has a header row `user | password_hash | created_at |
-//! quota_bytes` and one row per user. It is read once at start (calamine),
-//! so an admin's edits made while the server is stopped take effect on the
-//! next start, and rewritten whole on each registration (rust_xlsxwriter):
-//! temp file in the same folder, fsync, rename, fsync the folder, so a crash
-//! leaves the old file or the new one, never a broken one.
+//! The sheet is read once at start and rewritten whole on each registration;
+//! `sheet` holds its format, the reading and the atomic rewrite.
 //!
 //! Locks: `state` is held only to look up or insert a record; `write`
 //! serialises registrations around the file rewrite. Neither is held while
@@ -18,25 +14,24 @@
 //! for their MD5s. A login waits its turn instead, the memory stays bounded
 //! by the pool's size, and half the cores stay free for transfers.
 
+mod sheet;
+
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use argon2::password_hash::PasswordHash;
-use calamine::{Data, Reader, Xlsx};
-use rust_xlsxwriter::Workbook;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::names;
 use crate::password;
 use crate::ratelimit::RateLimiter;
+use sheet::{read_sheet, write_sheet};
 
-/// The sheet's header row, in column order.
-pub const COLUMNS: [&str; 4] = ["user", "password_hash", "created_at", "quota_bytes"];
+pub use sheet::COLUMNS;
 
 /// A password: its `Debug` and `Display` never show it.
 #[derive(Clone, Serialize, Deserialize)]
@@ -244,139 +239,6 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Reads every account in the sheet.
-///
-/// The next registration rewrites the file from what this returns, so a row
-/// it skipped would be deleted then. It therefore refuses any row that is
-/// not completely empty and does not hold a valid account, naming the row
-/// as a spreadsheet shows it and the problem, so an admin can fix it.
-fn read_sheet(path: &Path) -> Result<Vec<User>, Error> {
-    let bad = |e: &dyn fmt::Display| Error::Internal(format!("{}: {e}", path.display()));
-    let mut book: Xlsx<_> = calamine::open_workbook(path).map_err(|e| bad(&e))?;
-    let range = match book.worksheet_range_at(0) {
-        Some(r) => r.map_err(|e| bad(&e))?,
-        None => return Ok(Vec::new()),
-    };
-    // The range starts at the first used cell, not necessarily at row 1.
-    let first_row = range.start().map_or(0, |(r, _)| r as usize);
-    let mut users = Vec::new();
-    // Canonical name → row number, to name both rows of a duplicate.
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, row) in range.rows().enumerate() {
-        let n = first_row + i + 1;
-        let bad_row = |problem: String| bad(&format!("row {n}: {problem}"));
-        let cell = |c: usize| row.get(c).unwrap_or(&Data::Empty);
-        if i == 0 && cell_text(cell(0)).as_deref() == Some(COLUMNS[0]) {
-            continue;
-        }
-        if row.iter().all(is_blank) {
-            continue;
-        }
-        let Some(name) = cell_text(cell(0)) else {
-            return Err(bad_row("the user cell is empty or not text".into()));
-        };
-        let key = names::canonical_user(&name).map_err(|e| {
-            let why = match e {
-                Error::InvalidName(why) => why.to_string(),
-                other => other.to_string(),
-            };
-            bad_row(format!("user name {name:?} is not valid: {why}"))
-        })?;
-        let Some(password_hash) = cell_text(cell(1)) else {
-            return Err(bad_row(format!("user {name:?} has no password_hash")));
-        };
-        if PasswordHash::new(&password_hash).is_err() {
-            return Err(bad_row(format!(
-                "user {name:?}: password_hash is not a PHC hash string"
-            )));
-        }
-        let quota = cell_u64(cell(3));
-        if quota.is_none() && !is_blank(cell(3)) {
-            return Err(bad_row(format!(
-                "user {name:?}: quota_bytes {} is not a whole number of bytes",
-                cell(3)
-            )));
-        }
-        if let Some(&other) = seen.get(&key) {
-            return Err(bad_row(format!(
-                "user {name:?} is the same user as row {other} \
-                 (names are compared after NFC normalisation and lowercasing)"
-            )));
-        }
-        seen.insert(key.clone(), n);
-        users.push(User {
-            name,
-            key,
-            password_hash,
-            created_at: cell_u64(cell(2)).unwrap_or(0),
-            quota,
-        });
-    }
-    Ok(users)
-}
-
-fn is_blank(d: &Data) -> bool {
-    match d {
-        Data::Empty => true,
-        Data::String(s) => s.trim().is_empty(),
-        _ => false,
-    }
-}
-
-fn cell_text(d: &Data) -> Option<String> {
-    match d {
-        Data::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Data::Int(i) => Some(i.to_string()),
-        Data::Float(f) if f.fract() == 0.0 => Some(format!("{f:.0}")),
-        _ => None,
-    }
-}
-
-fn cell_u64(d: &Data) -> Option<u64> {
-    match d {
-        Data::Int(i) => u64::try_from(*i).ok(),
-        Data::Float(f) if *f >= 0.0 && f.fract() == 0.0 && *f < 1.9e19 => Some(*f as u64),
-        Data::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// Rewrites the sheet atomically: temp file beside it, fsync, rename, fsync dir.
-fn write_sheet(path: &Path, users: &[Arc<User>]) -> Result<(), Error> {
-    let xerr = |e: rust_xlsxwriter::XlsxError| Error::Internal(format!("xlsx: {e}"));
-    let mut book = Workbook::new();
-    let sheet = book.add_worksheet();
-    sheet.set_name("users").map_err(xerr)?;
-    for (c, title) in COLUMNS.iter().enumerate() {
-        sheet.write_string(0, c as u16, *title).map_err(xerr)?;
-    }
-    for (i, u) in users.iter().enumerate() {
-        let r = i as u32 + 1;
-        sheet.write_string(r, 0, &u.name).map_err(xerr)?;
-        sheet.write_string(r, 1, &u.password_hash).map_err(xerr)?;
-        sheet
-            .write_number(r, 2, u.created_at as f64)
-            .map_err(xerr)?;
-        if let Some(q) = u.quota {
-            sheet.write_number(r, 3, q as f64).map_err(xerr)?;
-        }
-    }
-    sheet.set_column_width(0, 20).map_err(xerr)?;
-    sheet.set_column_width(1, 100).map_err(xerr)?;
-    sheet.set_column_width(2, 12).map_err(xerr)?;
-    sheet.set_column_width(3, 14).map_err(xerr)?;
-    let bytes = book.save_to_buffer().map_err(xerr)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".users.xlsx.")
-        .tempfile_in(dir)?;
-    tmp.write_all(&bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    crate::storage::sync_dir(dir)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -439,86 +301,5 @@ mod tests {
         assert!(r.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), before);
         assert!(store.get("bob").is_none());
-    }
-
-    /// A well-formed argon2id PHC string (of no password in particular).
-    const HASH: &str =
-        "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$iWh06vD8Fy27wf9npn6FXWiCX4K6pW6Ue1Bnzz07Z8A";
-
-    /// Writes a sheet the way an admin's editor would: only non-empty cells.
-    fn write_rows(path: &Path, rows: &[&[&str]]) {
-        let mut book = Workbook::new();
-        let sheet = book.add_worksheet();
-        for (r, row) in rows.iter().enumerate() {
-            for (c, text) in row.iter().enumerate() {
-                if !text.is_empty() {
-                    sheet.write_string(r as u32, c as u16, *text).unwrap();
-                }
-            }
-        }
-        book.save(path).unwrap();
-    }
-
-    fn open_err(path: &Path) -> String {
-        match UserStore::open(path) {
-            Ok(_) => panic!("opened a sheet with a bad row"),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    #[test]
-    fn a_bad_row_refuses_to_open_and_keeps_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("users.xlsx");
-        let cases: [(&[&str], &str); 7] = [
-            (&[".asa", HASH], "user name \".asa\" is not valid"),
-            (&["bob"], "user \"bob\" has no password_hash"),
-            (&["bob", "hunter2-plain"], "password_hash is not a PHC"),
-            (&["ÅSA", HASH], "user \"ÅSA\" is the same user as row 2"),
-            // "åsa" with a combining ring: the same after NFC.
-            (&["a\u{30a}sa", HASH], "is the same user as row 2"),
-            (&["", HASH], "the user cell is empty"),
-            (
-                &["bob", HASH, "0", "10 GB"],
-                "quota_bytes 10 GB is not a whole number",
-            ),
-        ];
-        for (row, problem) in cases {
-            write_rows(&path, &[&COLUMNS, &["Åsa", HASH], &[], row]);
-            let before = std::fs::read(&path).unwrap();
-            let err = open_err(&path);
-            assert!(err.contains("row 4: ") && err.contains(problem), "{err}");
-            assert_eq!(std::fs::read(&path).unwrap(), before, "{problem}");
-        }
-    }
-
-    #[test]
-    fn empty_rows_are_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("users.xlsx");
-        write_rows(
-            &path,
-            &[
-                &COLUMNS,
-                &[],
-                &["alice", HASH],
-                &["  ", "", " "],
-                &["Bob", HASH, "5", "100"],
-            ],
-        );
-        let store = UserStore::open(&path).unwrap();
-        assert_eq!(store.len(), 2);
-        let bob = store.get("bob").unwrap();
-        assert_eq!((bob.name.as_str(), bob.created_at), ("Bob", 5));
-        assert_eq!(bob.quota, Some(100));
-    }
-
-    #[test]
-    fn unreadable_sheet_refuses_to_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("users.xlsx");
-        std::fs::write(&path, b"not a zip").unwrap();
-        assert!(UserStore::open(&path).is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"not a zip");
     }
 }

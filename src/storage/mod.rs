@@ -1,0 +1,371 @@
+//! Files on disk: users' folders, staged uploads and cached digests.
+//!
+//! ```text
+//! DATA/users.xlsx                 accounts (see `users`)
+//! DATA/users/KEY/files/NAME       what the user sees: regular files only
+//! DATA/users/KEY/staging/H.part   an upload in progress, H = md5(NAME)
+//! DATA/users/KEY/staging/H.meta   {"name": NAME, "size": S} of that upload
+//! DATA/users/KEY/digests/INO      "SIZE MTIME_NS MD5" of the file with inode INO
+//! DATA/attic/KEY.TIME/            a removed user's leftovers, out of reach
+//! ```
+//!
+//! Server files live outside every user's `files/`, so no user name or file
+//! name can collide with them. Every name reaching this module has passed
+//! [`names::check_file_name`]: it is one plain path component, joined only to
+//! the user's own folder. Files are opened with `O_NOFOLLOW | O_NONBLOCK` and
+//! their type checked on the open descriptor, so a symlink, FIFO or device
+//! placed in a folder is never followed, read or written through.
+//!
+//! This file holds [`Storage`] and the plain file operations; `lock` the
+//! upload locks and quota reservations, `upload` the staged uploads and
+//! their sweep, `digest` the cached digests.
+
+mod digest;
+mod lock;
+mod upload;
+
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::names;
+
+pub use lock::UploadLock;
+pub use upload::Upload;
+
+/// Uploads in progress, and what each will add to its user's folder.
+type Uploads = HashMap<(String, String), u64>;
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+    /// Unix seconds.
+    pub mtime: u64,
+    /// `None` until known for a file placed by other means.
+    pub md5: Option<String>,
+}
+
+/// The data directory.
+pub struct Storage {
+    root: PathBuf,
+    /// Uploads in progress: (user key, file name) → the bytes the upload
+    /// will add to the user's folder when it succeeds, so that uploads in
+    /// flight together stay within the quota.
+    uploads: Arc<Mutex<Uploads>>,
+}
+
+impl Storage {
+    /// Opens (creating if needed) the data directory.
+    ///
+    /// # Errors
+    /// If the folders cannot be created.
+    pub fn open(root: &Path) -> io::Result<Storage> {
+        fs::create_dir_all(root.join("users"))?;
+        fs::create_dir_all(root.join("attic"))?;
+        Ok(Storage {
+            root: root.to_path_buf(),
+            uploads: Arc::default(),
+        })
+    }
+
+    /// Path of `users.xlsx`.
+    pub fn users_file(&self) -> PathBuf {
+        self.root.join("users.xlsx")
+    }
+
+    fn user_dir(&self, key: &str) -> PathBuf {
+        self.root.join("users").join(key)
+    }
+
+    fn files_dir(&self, key: &str) -> PathBuf {
+        self.user_dir(key).join("files")
+    }
+
+    /// Gives a new user an empty folder. Anything left under that name by a
+    /// removed account is moved to the attic first, never inherited.
+    ///
+    /// # Errors
+    /// If the folders cannot be moved or created.
+    pub fn create_home(&self, key: &str) -> io::Result<()> {
+        let dir = self.user_dir(key);
+        if fs::symlink_metadata(&dir).is_ok() {
+            let stamp = unix_secs(SystemTime::now());
+            let mut n = 0;
+            loop {
+                let to = self.root.join("attic").join(format!("{key}.{stamp}.{n}"));
+                if fs::symlink_metadata(&to).is_err() {
+                    fs::rename(&dir, &to)?;
+                    break;
+                }
+                n += 1;
+            }
+        }
+        self.ensure_home(key)?;
+        sync_dir(&self.root.join("users"))
+    }
+
+    /// Creates a user's folders if missing (a crash may have left a
+    /// registered user without them).
+    fn ensure_home(&self, key: &str) -> io::Result<()> {
+        for sub in ["files", "staging", "digests"] {
+            fs::create_dir_all(self.user_dir(key).join(sub))?;
+        }
+        Ok(())
+    }
+
+    /// Lists a user's regular files, sorted by UTF-8 bytes.
+    ///
+    /// # Errors
+    /// If the folder cannot be read.
+    pub fn list(&self, key: &str) -> Result<Vec<FileInfo>, Error> {
+        self.ensure_home(key)?;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.files_dir(key))? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if names::check_file_name(&name).is_err() {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow symlinks.
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let md5 = self.cached_digest(key, &meta);
+            out.push(FileInfo {
+                name,
+                size: meta.len(),
+                mtime: unix_secs(meta.modified()?),
+                md5,
+            });
+        }
+        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        Ok(out)
+    }
+
+    /// Number of files and bytes used by a user's regular files.
+    ///
+    /// # Errors
+    /// If the folder cannot be read.
+    pub fn usage(&self, key: &str) -> Result<(u64, u64), Error> {
+        self.ensure_home(key)?;
+        let mut count = 0;
+        let mut used = 0;
+        for entry in fs::read_dir(self.files_dir(key))? {
+            let entry = entry?;
+            let visible = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| names::check_file_name(n).is_ok());
+            match entry.metadata() {
+                Ok(meta) if visible && meta.is_file() => {
+                    count += 1;
+                    used += meta.len();
+                }
+                _ => {}
+            }
+        }
+        Ok((count, used))
+    }
+
+    /// Size of the regular file `name`, if there is one.
+    pub fn size_of(&self, key: &str, name: &str) -> Option<u64> {
+        let meta = fs::symlink_metadata(self.files_dir(key).join(name)).ok()?;
+        meta.is_file().then_some(meta.len())
+    }
+
+    /// Opens a regular file for reading, refusing symlinks, FIFOs, devices.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` if there is no regular file of that name.
+    pub fn open_file(&self, key: &str, name: &str) -> Result<(File, Metadata), Error> {
+        let path = self.files_dir(key).join(name);
+        let file = match open_nofollow(&path, OpenOptions::new().read(true)) {
+            Ok(f) => f,
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let meta = file.metadata()?;
+        if !meta.is_file() {
+            return Err(Error::NotFound);
+        }
+        Ok((file, meta))
+    }
+
+    /// Deletes a regular file.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` if there is no regular file of that name.
+    pub fn delete(&self, key: &str, name: &str) -> Result<(), Error> {
+        let path = self.files_dir(key).join(name);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Err(Error::NotFound),
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        fs::remove_file(&path)?;
+        let _ = fs::remove_file(self.digest_path(key, meta.ino()));
+        sync_dir(&self.files_dir(key))?;
+        Ok(())
+    }
+
+    /// Renames a regular file; never replaces an existing name.
+    ///
+    /// # Errors
+    /// `NOT_FOUND` if `from` is not a regular file, `EXISTS` if `to` exists.
+    pub fn rename(&self, key: &str, from: &str, to: &str) -> Result<(), Error> {
+        let dir = self.files_dir(key);
+        match fs::symlink_metadata(dir.join(from)) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => return Err(Error::NotFound),
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        // link + unlink is an atomic "rename unless the target exists"; the
+        // inode, and so the cached digest, carries over.
+        match fs::hard_link(dir.join(from), dir.join(to)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::Exists),
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        fs::remove_file(dir.join(from))?;
+        sync_dir(&dir)?;
+        Ok(())
+    }
+}
+
+fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer. It has no
+    // effect on regular files.
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn is_not_found(e: &io::Error) -> bool {
+    // ELOOP: the name is a symlink, which does not count as a file.
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP)
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Fsyncs a directory, making renames and creations in it durable.
+///
+/// # Errors
+/// If the directory cannot be opened or synced.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod test_support {
+    use md5::{Digest, Md5};
+
+    use super::*;
+    use crate::protocol::md5_hex;
+
+    pub(super) fn storage() -> (tempfile::TempDir, Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path()).unwrap();
+        s.create_home("alice").unwrap();
+        (dir, s)
+    }
+
+    /// Sends `data` as a client's body; if it is shorter than the upload
+    /// expects, the client hangs up after it.
+    pub(super) fn feed(up: &mut Upload, data: &[u8]) -> Result<(), Error> {
+        let mut src = data;
+        up.receive(|chunk| {
+            let n = chunk.len().min(src.len());
+            chunk[..n].copy_from_slice(&src[..n]);
+            src = &src[n..];
+            if n < chunk.len() {
+                let eof = io::ErrorKind::UnexpectedEof.into();
+                (n, Err(Error::Disconnected(eof)))
+            } else {
+                (n, Ok(()))
+            }
+        })
+    }
+
+    pub(super) fn upload(s: &Storage, name: &str, data: &[u8]) -> Result<String, Error> {
+        let lock = s.lock_upload("alice", name, data.len() as u64, None)?;
+        let mut up = s.begin_upload(&lock, "alice", name, data.len() as u64)?;
+        feed(&mut up, data)?;
+        let md5 = md5_hex(&Md5::digest(data));
+        up.finish(&md5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{storage, upload};
+    use super::*;
+
+    #[test]
+    fn upload_list_rename_delete() {
+        let (_d, s) = storage();
+        upload(&s, "a.txt", b"hello").unwrap();
+        let ls = s.list("alice").unwrap();
+        assert_eq!(ls.len(), 1);
+        assert_eq!(
+            ls[0].md5.as_deref(),
+            Some("5d41402abc4b2a76b9719d911017c592")
+        );
+        s.rename("alice", "a.txt", "b.txt").unwrap();
+        let ls = s.list("alice").unwrap();
+        assert_eq!(ls[0].name, "b.txt");
+        assert!(ls[0].md5.is_some(), "digest follows the rename");
+        upload(&s, "c.txt", b"x").unwrap();
+        assert!(matches!(
+            s.rename("alice", "b.txt", "c.txt"),
+            Err(Error::Exists)
+        ));
+        assert!(matches!(s.rename("alice", "zz", "q"), Err(Error::NotFound)));
+        s.delete("alice", "b.txt").unwrap();
+        assert!(matches!(s.delete("alice", "b.txt"), Err(Error::NotFound)));
+        assert_eq!(s.usage("alice").unwrap(), (1, 1));
+    }
+
+    #[test]
+    fn symlinks_and_fifos_are_invisible() {
+        let (d, s) = storage();
+        let files = s.files_dir("alice");
+        let outside = d.path().join("secret");
+        fs::write(&outside, b"top secret").unwrap();
+        std::os::unix::fs::symlink(&outside, files.join("link")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(files.join("pipe"))
+            .status();
+        assert!(s.list("alice").unwrap().is_empty());
+        assert!(matches!(s.open_file("alice", "link"), Err(Error::NotFound)));
+        if fifo.is_ok_and(|st| st.success()) {
+            assert!(matches!(s.open_file("alice", "pipe"), Err(Error::NotFound)));
+        }
+        assert!(matches!(s.delete("alice", "link"), Err(Error::NotFound)));
+        assert!(outside.exists());
+    }
+
+    #[test]
+    fn a_new_user_never_inherits_old_files() {
+        let (d, s) = storage();
+        upload(&s, "old.txt", b"x").unwrap();
+        s.create_home("alice").unwrap();
+        assert!(s.list("alice").unwrap().is_empty());
+        assert_eq!(fs::read_dir(d.path().join("attic")).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,319 @@
+//! Staged uploads: a `.part` file per upload, hashed as it grows, resumed
+//! after a hang-up, made visible by one rename when its MD5 matches; and
+//! the sweep of those nobody finished.
+
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use super::digest::mtime_ns;
+use super::{open_nofollow, sync_dir, Storage, UploadLock};
+use crate::error::Error;
+use crate::hashcopy::{hash_prefix, hashed_copy};
+use crate::protocol::md5_hex;
+
+impl Storage {
+    /// Opens (or resumes) the staged upload of `name` with `size` bytes.
+    /// The returned [`Upload`] has already hashed the bytes it holds.
+    ///
+    /// # Errors
+    /// If the staging folder cannot be written.
+    pub fn begin_upload(
+        &self,
+        _lock: &UploadLock,
+        key: &str,
+        name: &str,
+        size: u64,
+    ) -> Result<Upload, Error> {
+        self.ensure_home(key)?;
+        let stage = self.user_dir(key).join("staging");
+        let id = md5_hex(&Md5::digest(name.as_bytes()));
+        let part = stage.join(format!("{id}.part"));
+        let meta_path = stage.join(format!("{id}.meta"));
+        let wanted = StagedMeta {
+            name: name.to_string(),
+            size,
+        };
+        let resumable = fs::read(&meta_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
+            .is_some_and(|m| m == wanted);
+        let mut file = open_nofollow(
+            &part,
+            OpenOptions::new().read(true).write(true).create(true),
+        )?;
+        let mut held = file.metadata()?.len();
+        if !resumable || held > size {
+            file.set_len(0)?;
+            held = 0;
+            fs::write(
+                &meta_path,
+                serde_json::to_vec(&wanted).map_err(io::Error::other)?,
+            )?;
+        }
+        let mut hasher = Md5::new();
+        if held > 0 {
+            hash_prefix(&file, held, &mut hasher)?;
+        }
+        file.seek(SeekFrom::Start(held))?;
+        Ok(Upload {
+            file,
+            hasher,
+            held,
+            size,
+            part,
+            meta_path,
+            target: self.files_dir(key).join(name),
+            digests: self.user_dir(key).join("digests"),
+        })
+    }
+
+    /// Removes staged uploads nobody touched for `max_age`, except those
+    /// being uploaded right now.
+    pub fn sweep_staging(&self, max_age: Duration) {
+        let Ok(users) = fs::read_dir(self.root.join("users")) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let stale = |m: &Metadata| {
+            m.modified()
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > max_age)
+        };
+        for user in users.flatten() {
+            let Some(key) = user.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(stage) = fs::read_dir(user.path().join("staging")) else {
+                continue;
+            };
+            for f in stage.flatten() {
+                let path = f.path();
+                let old = f.metadata().is_ok_and(|m| stale(&m));
+                match path.extension().and_then(|e| e.to_str()) {
+                    Some("part") if old => {
+                        let meta_path = path.with_extension("meta");
+                        // Claim the name as an upload would, so that nobody
+                        // resumes it while it goes; if somebody is
+                        // uploading it right now, it is not stale.
+                        let name = fs::read(&meta_path)
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
+                            .map(|m| m.name);
+                        let claim = name.map(|n| self.lock_upload(&key, &n, 0, None));
+                        if claim.as_ref().is_some_and(Result::is_err) {
+                            continue;
+                        }
+                        let _ = fs::remove_file(&path);
+                        let _ = fs::remove_file(&meta_path);
+                    }
+                    // A record whose upload is gone.
+                    Some("meta") if old && !path.with_extension("part").exists() => {
+                        let _ = fs::remove_file(&path);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StagedMeta {
+    name: String,
+    size: u64,
+}
+
+/// A staged upload: bytes are appended and hashed as they arrive; the
+/// visible file is replaced only by [`Upload::finish`] with a matching MD5.
+pub struct Upload {
+    file: File,
+    hasher: Md5,
+    held: u64,
+    size: u64,
+    part: PathBuf,
+    meta_path: PathBuf,
+    target: PathBuf,
+    digests: PathBuf,
+}
+
+impl Upload {
+    /// Bytes staged so far: where the client continues.
+    pub fn offset(&self) -> u64 {
+        self.held
+    }
+
+    /// Bytes still expected.
+    pub fn remaining(&self) -> u64 {
+        self.size - self.held
+    }
+
+    /// Receives the rest of the upload. `fill` reads each chunk from the
+    /// client and says how many bytes arrived (all of them, unless it also
+    /// returns an error). They are written to the staged file while the
+    /// chunks before them are hashed, and a large upload is flushed to disk
+    /// as it grows.
+    ///
+    /// # Errors
+    /// `fill`'s error, or a failed disk write (a full disk among others).
+    /// Every byte that arrived before it is staged for a resume.
+    pub fn receive(
+        &mut self,
+        mut fill: impl FnMut(&mut [u8]) -> (usize, Result<(), Error>),
+    ) -> Result<(), Error> {
+        let file = &self.file;
+        let held = &mut self.held;
+        hashed_copy(&mut self.hasher, self.size - *held, Some(file), |chunk| {
+            let (got, read) = fill(chunk);
+            let mut w = file;
+            w.write_all(&chunk[..got])?;
+            *held += got as u64;
+            read
+        })
+    }
+
+    /// Checks the client's digest; on a match makes the upload durable and
+    /// visible in one rename, on a mismatch discards it.
+    ///
+    /// # Errors
+    /// `CHECKSUM_MISMATCH` (staged data discarded, old file untouched), or
+    /// an I/O error (old file untouched, staged data kept).
+    pub fn finish(self, expected: &str) -> Result<String, Error> {
+        debug_assert_eq!(self.held, self.size);
+        let actual = md5_hex(&self.hasher.finalize());
+        if actual != expected {
+            drop(self.file);
+            let _ = fs::remove_file(&self.part);
+            let _ = fs::remove_file(&self.meta_path);
+            return Err(Error::ChecksumMismatch);
+        }
+        self.file.sync_all()?;
+        let meta = self.file.metadata()?;
+        let line = format!("{} {} {actual}\n", meta.len(), mtime_ns(&meta));
+        fs::write(self.digests.join(meta.ino().to_string()), line)?;
+        let replaced = fs::symlink_metadata(&self.target).ok().map(|m| m.ino());
+        fs::rename(&self.part, &self.target)?;
+        if let Some(dir) = self.target.parent() {
+            sync_dir(dir)?;
+        }
+        if let Some(old) = replaced.filter(|&i| i != meta.ino()) {
+            let _ = fs::remove_file(self.digests.join(old.to_string()));
+        }
+        let _ = fs::remove_file(&self.meta_path);
+        Ok(actual)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_support::{feed, storage, upload};
+
+    #[test]
+    fn resume_continues_from_staged_bytes() {
+        let (_d, s) = storage();
+        let data = b"0123456789";
+        {
+            let lock = s.lock_upload("alice", "f", 10, None).unwrap();
+            let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
+            assert!(feed(&mut up, &data[..4]).is_err(), "the client hung up");
+        }
+        assert!(
+            s.list("alice").unwrap().is_empty(),
+            "staged data is not listed"
+        );
+        let lock = s.lock_upload("alice", "f", 10, None).unwrap();
+        let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
+        assert_eq!(up.offset(), 4);
+        feed(&mut up, &data[4..]).unwrap();
+        up.finish(&md5_hex(&Md5::digest(data))).unwrap();
+        assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), data);
+        // A different size starts over.
+        let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
+        assert_eq!(up.offset(), 0);
+        feed(&mut up, b"abc").unwrap();
+        drop(up);
+        assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 3);
+    }
+
+    #[test]
+    fn mismatch_keeps_the_old_file_and_drops_staging() {
+        let (_d, s) = storage();
+        upload(&s, "f", b"old").unwrap();
+        let lock = s.lock_upload("alice", "f", 10, None).unwrap();
+        let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
+        feed(&mut up, b"new").unwrap();
+        assert!(matches!(
+            up.finish(&"0".repeat(32)),
+            Err(Error::ChecksumMismatch)
+        ));
+        assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), b"old");
+        assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 0);
+    }
+
+    /// Stages the first 4 of 10 bytes of `name`, as a client that hung up.
+    fn stage_part(s: &Storage, name: &str) -> UploadLock {
+        let lock = s.lock_upload("alice", name, 10, None).unwrap();
+        let mut up = s.begin_upload(&lock, "alice", name, 10).unwrap();
+        assert!(feed(&mut up, b"0123").is_err(), "the client hung up");
+        lock
+    }
+
+    fn staged_path(s: &Storage, name: &str) -> PathBuf {
+        let id = md5_hex(&Md5::digest(name.as_bytes()));
+        s.user_dir("alice")
+            .join("staging")
+            .join(format!("{id}.part"))
+    }
+
+    fn resume_offset(s: &Storage, name: &str) -> u64 {
+        let lock = s.lock_upload("alice", name, 10, None).unwrap();
+        s.begin_upload(&lock, "alice", name, 10).unwrap().offset()
+    }
+
+    #[test]
+    fn sweep_removes_only_stale_staged_uploads_nobody_is_sending() {
+        let (_d, s) = storage();
+        let day = Duration::from_secs(24 * 3600);
+        drop(stage_part(&s, "stale"));
+        drop(stage_part(&s, "fresh"));
+        let busy = stage_part(&s, "busy");
+        let long_ago = SystemTime::now() - 2 * day;
+        for name in ["stale", "busy"] {
+            let part = OpenOptions::new()
+                .write(true)
+                .open(staged_path(&s, name))
+                .unwrap();
+            part.set_modified(long_ago).unwrap();
+        }
+
+        // Records left without their upload: an old one and a new one.
+        let orphan = staged_path(&s, "orphan").with_extension("meta");
+        let young_orphan = staged_path(&s, "young orphan").with_extension("meta");
+        for path in [&orphan, &young_orphan] {
+            fs::write(path, br#"{"name":"x","size":1}"#).unwrap();
+        }
+        File::options()
+            .write(true)
+            .open(&orphan)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+
+        s.sweep_staging(day);
+
+        assert!(!orphan.exists() && young_orphan.exists());
+        let stale = staged_path(&s, "stale");
+        assert!(!stale.exists() && !stale.with_extension("meta").exists());
+        assert!(staged_path(&s, "fresh").exists());
+        assert!(staged_path(&s, "busy").exists());
+        assert_eq!(resume_offset(&s, "stale"), 0);
+        assert_eq!(resume_offset(&s, "fresh"), 4);
+        let up = s.begin_upload(&busy, "alice", "busy", 10).unwrap();
+        assert_eq!(up.offset(), 4);
+    }
+}
