@@ -308,7 +308,7 @@ impl Client {
     }
 
     /// `get` steps 1–2: returns the reply; `answer.size - answer.offset`
-    /// body bytes follow, to be read with [`Client::read_body`].
+    /// body bytes follow, to be read with [`Client::read_body_exact`].
     ///
     /// # Errors
     /// `NOT_FOUND`, `INVALID_NAME`, `BAD_REQUEST`, I/O.
@@ -329,20 +329,6 @@ impl Client {
             ));
         }
         Ok(answer)
-    }
-
-    /// Reads up to `buf.len()` body bytes; 0 means the server closed early.
-    ///
-    /// # Errors
-    /// I/O.
-    pub fn read_body(&mut self, buf: &mut [u8]) -> Result<usize> {
-        loop {
-            match self.reader.read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
     }
 
     /// Reads exactly `buf.len()` body bytes.
