@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 use netdisk::client::Client;
 use netdisk::protocol::md5_hex;
-use netdisk::users::Password;
+use netdisk::protocol::Password;
 use serde_json::json;
 
 const MIB: u64 = 1 << 20;

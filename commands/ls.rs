@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{reply, Command, Ctx};
 use crate::error::Error;
 use crate::protocol::{Header, Reply};
-use crate::storage::FileInfo;
+use crate::protocol::FileInfo;
 
 /// Reply fields.
 #[derive(Debug, Serialize, Deserialize)]

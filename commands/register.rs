@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{parse, Command, Ctx};
 use crate::error::Error;
 use crate::protocol::{Header, Reply};
-use crate::users::Password;
+use crate::protocol::Password;
 
 /// Request fields (also `login`'s).
 #[derive(Debug, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
 use crate::error::Error;
-use crate::users::Password;
+use crate::protocol::Password;
 
 thread_local! {
     /// This thread's argon2 working memory.

@@ -12,7 +12,7 @@ use std::io;
 use crate::client::ClientError;
 use crate::commands::whoami;
 use crate::error::ErrorCode;
-use crate::storage::FileInfo;
+use crate::protocol::FileInfo;
 
 /// Replaces control characters (Unicode Cc: C0, DEL, C1, which includes
 /// ESC and CSI) and invisible direction or format marks with `?`.

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use crate::users::Password;
+use crate::protocol::Password;
 
 /// The environment variable the password is read from.
 pub const PASSWORD_ENV: &str = "NETDISK_PASSWORD";

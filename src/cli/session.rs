@@ -16,7 +16,7 @@ use anyhow::anyhow;
 use super::output::{clean, Plain};
 use crate::client::{Client, ClientError};
 use crate::error::ErrorCode;
-use crate::users::Password;
+use crate::protocol::Password;
 
 /// Attempts at a new connection while the server is busy.
 const BUSY_TRIES: u32 = 4;

@@ -16,8 +16,8 @@ use serde_json::Value;
 use crate::commands::{self, delete, get, login, ls, put, register, rename, whoami};
 use crate::error::ErrorCode;
 use crate::protocol::{encode_frame, read_header, FrameError, Header, Timed, MAX_RESPONSE_HEADER};
-use crate::storage::FileInfo;
-use crate::users::Password;
+use crate::protocol::FileInfo;
+use crate::protocol::Password;
 
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2,6 +2,7 @@
 
 pub mod frame;
 pub mod timed;
+pub mod wire;
 
 use serde_json::{Map, Value};
 
@@ -11,6 +12,7 @@ pub use frame::{
     MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER,
 };
 pub use timed::Timed;
+pub use wire::{FileInfo, Password};
 
 /// Protocol version spoken by this crate.
 pub const VERSION: u32 = 1;

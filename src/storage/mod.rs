@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::names;
@@ -43,16 +42,7 @@ pub use upload::Upload;
 /// Uploads in progress, and what each will add to its user's folder.
 type Uploads = HashMap<(String, String), u64>;
 
-/// One entry of a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileInfo {
-    pub name: String,
-    pub size: u64,
-    /// Unix seconds.
-    pub mtime: u64,
-    /// `None` until known for a file placed by other means.
-    pub md5: Option<String>,
-}
+pub use crate::protocol::FileInfo;
 
 /// The data directory.
 pub struct Storage {

@@ -17,13 +17,11 @@
 mod sheet;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::names;
@@ -33,34 +31,7 @@ use sheet::{read_sheet, write_sheet};
 
 pub use sheet::COLUMNS;
 
-/// A password: its `Debug` and `Display` never show it.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a password.
-    pub fn new(s: impl Into<String>) -> Password {
-        Password(s.into())
-    }
-
-    /// The secret itself, for hashing or sending.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl fmt::Display for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::protocol::Password;
 
 /// One account.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use netdisk::client::Client;
-use netdisk::users::Password;
+use netdisk::protocol::Password;
 use serde_json::Value;
 use tempfile::TempDir;
 
