@@ -12,11 +12,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse, reply, Command, Ctx};
+use super::{parse, reply, Body, Command, Ctx, Then};
 use crate::error::Error;
 use crate::names::check_file_name;
 use crate::protocol::{Header, Reply};
-use crate::server::conn::Body;
 
 /// Request fields.
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,11 +58,11 @@ impl Command for Get {
         }
         let md5 = storage.digest(&user.key, &file, &meta)?;
         ctx.log_bytes = size - offset;
-        ctx.body = Some(Body {
+        ctx.then = Some(Then::Send(Body {
             file,
             offset,
             len: size - offset,
-        });
+        }));
         Ok(reply(Answer {
             name: args.name,
             size,

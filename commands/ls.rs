@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{reply, Command, Ctx};
 use crate::error::Error;
-use crate::protocol::{Header, Reply};
 use crate::protocol::FileInfo;
+use crate::protocol::{Header, Reply};
 
 /// Reply fields.
 #[derive(Debug, Serialize, Deserialize)]

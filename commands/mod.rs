@@ -7,7 +7,13 @@
 //! builds requests from them) and a unit struct implementing [`Command`].
 //! Handlers return `Result<Reply, Error>`; the session turns errors into
 //! error frames and logs the request.
+//!
+//! Handlers never see a socket: a command whose exchange goes on after its
+//! first reply leaves a [`Then`] in its [`Ctx`] (a file to send, or a
+//! [`put::Receive`] phase to feed), and whichever front end carries the
+//! request drives it. Handlers can thus be run without a connection.
 
+use std::fs::File;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -16,8 +22,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::protocol::{Header, Reply};
-use crate::server::conn::{Body, Conn};
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::users::User;
 
 pub mod delete;
@@ -65,13 +70,11 @@ pub fn lookup(name: &str) -> Option<&'static dyn Command> {
     REGISTRY.iter().copied().find(|c| c.name() == name)
 }
 
-/// What a handler can reach: the server's state, this connection and its
+/// What a handler can reach: the server's state, this connection's
 /// session, and the fields of the request's log line.
 pub struct Ctx<'a> {
     /// Users, storage and configuration.
     pub shared: &'a Shared,
-    /// The connection, for bodies and the frames inside an exchange.
-    pub conn: &'a mut Conn,
     /// The logged-in user, if any.
     pub user: &'a mut Option<Arc<User>>,
     /// The peer's address, for rate limiting.
@@ -82,8 +85,38 @@ pub struct Ctx<'a> {
     pub log_name: Option<String>,
     /// Body bytes moved, for the log line.
     pub log_bytes: u64,
-    /// A file body to stream after the reply (`get`).
-    pub body: Option<Body>,
+    /// What follows a successful reply.
+    pub then: Option<Then>,
+}
+
+/// The rest of an exchange after a command's first reply.
+pub enum Then {
+    /// Stream a file's bytes (`get`).
+    Send(Body),
+    /// Take an upload's bytes and then its digest (`put`).
+    Receive(put::Receive),
+}
+
+/// A file body to stream after a reply.
+pub struct Body {
+    pub file: File,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for one request.
+    pub fn new(shared: &'a Shared, user: &'a mut Option<Arc<User>>, peer: &'a str) -> Ctx<'a> {
+        Ctx {
+            shared,
+            user,
+            peer,
+            close: false,
+            log_name: None,
+            log_bytes: 0,
+            then: None,
+        }
+    }
 }
 
 impl Ctx<'_> {

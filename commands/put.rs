@@ -10,6 +10,10 @@
 //! 5. Reply: `{"ok":true,"name":N,"size":S,"md5":D}` once the file has
 //!    replaced any old one in one rename.
 //!
+//! The handler does steps 1 and 2 and leaves a [`Receive`] phase in the
+//! context; the front end feeds it the body (step 3) and the digest
+//! (step 4) and sends what [`Receive::finish`] answers (step 5).
+//!
 //! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST` (also for a bad step 4; the
 //! staged bytes are kept), `INVALID_NAME`, `LOCKED`, `QUOTA_EXCEEDED`,
 //! `CHECKSUM_MISMATCH` (staged bytes discarded, old file untouched),
@@ -19,10 +23,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse, reply, Command, Ctx};
+use super::{parse, reply, Command, Ctx, Then};
 use crate::error::Error;
 use crate::names::check_file_name;
-use crate::protocol::{is_md5_hex, ok_header, Header, Reply};
+use crate::protocol::{is_md5_hex, Header, Reply};
+use crate::storage::{Upload, UploadLock};
 
 /// Step 1 fields.
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,46 +72,70 @@ impl Command for Put {
         let storage = &ctx.shared.storage;
         let quota = ctx.quota(&user);
         let lock = storage.lock_upload(&user.key, &args.name, args.size, quota)?;
-        let mut upload = storage.begin_upload(&lock, &user.key, &args.name, args.size)?;
+        let upload = storage.begin_upload(&lock, &user.key, &args.name, args.size)?;
         let ready = Ready {
             offset: upload.offset(),
         };
-        ctx.conn.send(&ok_header(reply(ready)))?;
-        let remaining = upload.remaining();
-        ctx.conn.begin_body()?;
-        let conn = &mut *ctx.conn;
-        let mut consumed = 0;
-        let received = upload.receive(|chunk| {
-            let (got, read) = conn.read_body(chunk);
-            consumed += got as u64;
-            (got, read)
-        });
-        ctx.log_bytes = consumed;
-        if let Err(e) = received {
-            if !matches!(e, Error::Timeout | Error::Disconnected(_)) {
-                // The disk failed (full, say) while the client is still
-                // sending. Take the rest of the body and the digest frame,
-                // so that the error reaches the client as the answer to
-                // step 4 and the connection stays usable.
-                conn.discard_body(remaining - consumed)?;
-                conn.read_request()?;
-            }
-            return Err(e);
-        }
+        ctx.then = Some(Then::Receive(Receive {
+            upload,
+            _lock: lock,
+            name: args.name,
+            size: args.size,
+        }));
+        Ok(reply(ready))
+    }
+}
 
-        let Some(step4) = ctx.conn.read_request()? else {
-            return Err(Error::Disconnected(
-                std::io::ErrorKind::UnexpectedEof.into(),
-            ));
-        };
-        let digest: Digest = parse(&step4)?;
+/// Steps 3 to 5 of an upload: the bytes, then the digest, then the verdict.
+/// It holds the name's upload lock until it is finished or dropped.
+pub struct Receive {
+    upload: Upload,
+    _lock: UploadLock,
+    name: String,
+    size: u64,
+}
+
+impl Receive {
+    /// Where the body starts (step 2's `offset`).
+    pub fn offset(&self) -> u64 {
+        self.upload.offset()
+    }
+
+    /// Body bytes still expected.
+    pub fn remaining(&self) -> u64 {
+        self.upload.remaining()
+    }
+
+    /// Step 3: takes the body. `fill` reads each chunk from the client and
+    /// says how many bytes arrived (all, unless it also returns an error).
+    ///
+    /// # Errors
+    /// `fill`'s error, or a disk error; either way every byte that arrived
+    /// before it is staged for a resume. After a disk error the front end
+    /// should take the rest of the body and the digest, and then answer
+    /// with the error, so that the connection stays usable.
+    pub fn receive(
+        &mut self,
+        fill: impl FnMut(&mut [u8]) -> (usize, Result<(), Error>),
+    ) -> Result<(), Error> {
+        self.upload.receive(fill)
+    }
+
+    /// Steps 4 and 5: checks the digest frame and, on a match, makes the
+    /// file visible; returns the step-5 reply.
+    ///
+    /// # Errors
+    /// `BAD_REQUEST` for a step 4 that is not `{"md5": D}` (the staged
+    /// bytes are kept), `CHECKSUM_MISMATCH` (discarded), `INTERNAL`.
+    pub fn finish(self, step4: &Header) -> Result<Reply, Error> {
+        let digest: Digest = parse(step4)?;
         if !is_md5_hex(&digest.md5) {
             return Err(Error::bad_request("md5 must be 32 lowercase hex digits"));
         }
-        let md5 = upload.finish(&digest.md5)?;
+        let md5 = self.upload.finish(&digest.md5)?;
         Ok(reply(Answer {
-            name: args.name,
-            size: args.size,
+            name: self.name,
+            size: self.size,
             md5,
         }))
     }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{parse, Command, Ctx};
 use crate::error::Error;
-use crate::protocol::{Header, Reply};
 use crate::protocol::Password;
+use crate::protocol::{Header, Reply};
 
 /// Request fields (also `login`'s).
 #[derive(Debug, Serialize, Deserialize)]

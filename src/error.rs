@@ -27,6 +27,7 @@ pub enum ErrorCode {
     Locked,
     ChecksumMismatch,
     QuotaExceeded,
+    TlsRequired,
     Timeout,
     Busy,
     Internal,
@@ -34,7 +35,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in PROTOCOL.md's table order.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadFrame,
         ErrorCode::BadRequest,
         ErrorCode::UnknownCommand,
@@ -49,6 +50,7 @@ impl ErrorCode {
         ErrorCode::Locked,
         ErrorCode::ChecksumMismatch,
         ErrorCode::QuotaExceeded,
+        ErrorCode::TlsRequired,
         ErrorCode::Timeout,
         ErrorCode::Busy,
         ErrorCode::Internal,
@@ -71,6 +73,7 @@ impl ErrorCode {
             ErrorCode::Locked => "LOCKED",
             ErrorCode::ChecksumMismatch => "CHECKSUM_MISMATCH",
             ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
+            ErrorCode::TlsRequired => "TLS_REQUIRED",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Busy => "BUSY",
             ErrorCode::Internal => "INTERNAL",
@@ -86,7 +89,7 @@ impl ErrorCode {
     pub fn closes_connection(self) -> bool {
         matches!(
             self,
-            ErrorCode::BadFrame | ErrorCode::Timeout | ErrorCode::Busy
+            ErrorCode::BadFrame | ErrorCode::TlsRequired | ErrorCode::Timeout | ErrorCode::Busy
         )
     }
 }
@@ -216,14 +219,19 @@ mod tests {
     }
 
     #[test]
-    fn only_frame_timeout_and_busy_close() {
+    fn only_frame_tls_timeout_and_busy_close() {
         let closing: Vec<_> = ErrorCode::ALL
             .into_iter()
             .filter(|c| c.closes_connection())
             .collect();
         assert_eq!(
             closing,
-            [ErrorCode::BadFrame, ErrorCode::Timeout, ErrorCode::Busy]
+            [
+                ErrorCode::BadFrame,
+                ErrorCode::TlsRequired,
+                ErrorCode::Timeout,
+                ErrorCode::Busy
+            ]
         );
     }
 }

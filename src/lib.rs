@@ -23,5 +23,7 @@ pub mod password;
 pub mod protocol;
 pub mod ratelimit;
 pub mod server;
+pub mod state;
 pub mod storage;
+pub mod tls;
 pub mod users;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use netdisk::cli;
+use netdisk::server::limits::PeerSet;
 use netdisk::server::{Config, Server};
+use netdisk::tls::server::{CertSource, Identity};
 
 /// A small self-hosted network disk: file server and client.
 #[derive(Parser)]
@@ -24,30 +26,82 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the file server.
-    #[command(after_help = "Example:\n  netdisk serve --addr 0.0.0.0:9000 --data /srv/netdisk")]
-    Serve(ServeArgs),
+    #[command(after_help = SERVE_HELP)]
+    Serve(Box<ServeArgs>),
+    /// Print the server's TLS fingerprint (making its certificate on the
+    /// first run), without starting it.
+    Fingerprint(FingerprintArgs),
     #[command(flatten)]
     Client(cli::Command),
 }
+
+const SERVE_HELP: &str = "\
+One port serves both TLS and plaintext: plaintext only from the peers of
+--plaintext-from (by default this host's loopback addresses), TLS from
+everyone. On the first start the server makes a self-signed certificate in
+DATA/tls; clients pin its fingerprint, printed at start, on first use.
+
+Connections wait in one event loop between requests and cost no worker;
+a worker is taken only while a request (with its body) is served.
+
+Example:
+  netdisk serve --addr 0.0.0.0:9000 --data /srv/netdisk";
 
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
     #[arg(long, default_value = "127.0.0.1:9000")]
     addr: String,
-    /// Data directory: users.xlsx and every user's files.
+    /// Data directory: users.xlsx, every user's files, the certificate.
     #[arg(long, default_value = "./netdisk-data")]
     data: PathBuf,
-    /// Worker threads: the number of connections served at once.
+    /// Worker threads: requests served at once. Idle connections do not
+    /// hold one.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     workers: u32,
-    /// Connections that may wait for a worker; beyond that they get BUSY.
+    /// Requests (whole headers) that may wait for a free worker; beyond
+    /// that the connection gets BUSY and is closed.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
     queue: u32,
-    /// Seconds a connection may stay idle, or a transfer make no progress,
-    /// before it gets TIMEOUT and is closed.
+    /// Seconds a connection may stay silent between requests, or a body
+    /// make no progress, before it gets TIMEOUT and is closed.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86400))]
     idle_timeout: u64,
+    /// Seconds a request header (and a TLS handshake) may take once its
+    /// first byte has arrived.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
+    /// Seconds a new connection may take to log in (like sshd's
+    /// LoginGraceTime).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    login_timeout: u64,
+    /// A body (upload or download) slower than this many bytes a second,
+    /// averaged over --rate-window, gets TIMEOUT (an upload keeps its
+    /// staged bytes). 0 disables the floor.
+    #[arg(long, value_name = "BYTES/S", default_value_t = 4096)]
+    min_rate: u64,
+    /// Seconds over which --min-rate is averaged.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    rate_window: u64,
+    /// Connections open at once; beyond that BUSY. Default: what the
+    /// descriptor limit (raised to its hard limit at start) allows.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// Connections open at once from one IP address (IPv6: one /64);
+    /// beyond that BUSY. Enough for an office behind one NAT address.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    max_per_address: u64,
+    /// Peers that may use plaintext: `any`, `none`, or addresses and CIDR
+    /// blocks (comma-separated). Others must use TLS (TLS_REQUIRED).
+    #[arg(long, value_name = "PEERS", default_value = "127.0.0.0/8,::1")]
+    plaintext_from: PeerSet,
+    /// PEM certificate chain (leaf first) to use instead of the
+    /// self-signed one, e.g. Let's Encrypt's fullchain.pem.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Default storage quota per user in bytes (users.xlsx's quota_bytes
     /// column overrides it per user). Unlimited if absent.
     #[arg(long, value_name = "BYTES")]
@@ -57,10 +111,21 @@ struct ServeArgs {
     grace: u64,
 }
 
+#[derive(Args)]
+struct FingerprintArgs {
+    /// Data directory of the server.
+    #[arg(long, default_value = "./netdisk-data")]
+    data: PathBuf,
+    /// A PEM certificate chain to print the fingerprint of instead.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        Command::Fingerprint(args) => fingerprint(&args),
         Command::Client(cmd) => cli::run(&cli.global, cmd),
     };
     match result {
@@ -74,28 +139,67 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Idle connections cost a descriptor each: take all the system allows.
+    let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
+    let workers = args.workers as usize;
+    // Descriptors beside connections: files in transfer, the log, users.xlsx.
+    let spare = 64 + 2 * workers as u64;
+    let max_connections = args
+        .max_connections
+        .unwrap_or_else(|| nofile.saturating_sub(spare).clamp(16, 1 << 20));
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => CertSource::Files { cert, key },
+        _ => CertSource::Generated(args.data.join("tls")),
+    };
     let config = Config {
         addr: args.addr,
         data: args.data,
-        workers: args.workers as usize,
+        workers,
         queue: args.queue as usize,
         idle_timeout: Duration::from_secs(args.idle_timeout),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        login_timeout: Duration::from_secs(args.login_timeout),
+        min_rate: args.min_rate,
+        rate_window: Duration::from_secs(args.rate_window),
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        max_per_address: usize::try_from(args.max_per_address).unwrap_or(usize::MAX),
+        plaintext_from: args.plaintext_from,
+        tls,
         quota: args.quota,
         grace: Duration::from_secs(args.grace),
     };
     let server = Server::bind(config)?;
-    let stopper = server.stopper()?;
+    let stopper = server.stopper();
     ctrlc::set_handler(move || {
         eprintln!("shutting down");
         stopper.stop();
     })
     .context("cannot install the signal handler")?;
     let addr = server.local_addr()?;
+    eprintln!("tls fingerprint {}", server.fingerprint());
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
     out.flush()?;
     drop(out);
     server.run()?;
+    Ok(())
+}
+
+fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {
+    let source = match &args.tls_cert {
+        Some(cert) => {
+            let pem =
+                std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+            let der = netdisk::tls::server::first_certificate(&pem)
+                .with_context(|| format!("no certificate in {}", cert.display()))?;
+            let fp = netdisk::tls::fingerprint(&der)?;
+            println!("tls fingerprint {fp}");
+            return Ok(());
+        }
+        None => CertSource::Generated(args.data.join("tls")),
+    };
+    let identity = Identity::load(&source)?;
+    println!("tls fingerprint {}", identity.fingerprint);
     Ok(())
 }
 

@@ -58,6 +58,67 @@ pub struct Global {
     /// No progress bars, notes or confirmations; errors are still shown.
     #[arg(short, long, global = true, display_order = 102)]
     pub quiet: bool,
+    /// Use TLS even to a loopback address (default: TLS for every other
+    /// address). NETDISK_TLS=on|off sets the default.
+    #[arg(long, global = true, display_order = 103, conflicts_with = "plaintext")]
+    pub tls: bool,
+    /// Use plaintext even to a remote address (the server must allow it:
+    /// passwords then cross the network in clear).
+    #[arg(long, global = true, display_order = 104)]
+    pub plaintext: bool,
+    /// Trust the server whose certificate has this SPKI fingerprint
+    /// (sha256:…, as the server prints at start) and pin it in
+    /// known_servers. Needed once, without a terminal to ask on.
+    #[arg(
+        long,
+        global = true,
+        display_order = 105,
+        value_name = "FINGERPRINT",
+        env = "NETDISK_TRUST",
+        hide_env_values = true
+    )]
+    pub trust: Option<String>,
+}
+
+impl Global {
+    /// TLS or not, and whom to trust, from the flags and environment.
+    ///
+    /// # Errors
+    /// A malformed `--trust` or `NETDISK_TLS`.
+    pub fn security(&self) -> anyhow::Result<crate::client::Security> {
+        let tls = if self.tls {
+            Some(true)
+        } else if self.plaintext {
+            Some(false)
+        } else {
+            match std::env::var("NETDISK_TLS").ok().as_deref() {
+                None | Some("") | Some("auto") => None,
+                Some("on" | "1" | "yes" | "true") => Some(true),
+                Some("off" | "0" | "no" | "false") => Some(false),
+                Some(other) => {
+                    return Err(anyhow!(
+                        "NETDISK_TLS must be on, off or auto, not {:?}",
+                        clean(other)
+                    ))
+                }
+            }
+        };
+        if let Some(fp) = &self.trust {
+            if !crate::tls::is_fingerprint(fp) {
+                return Err(anyhow!(
+                    "--trust takes a fingerprint like sha256: and 64 lowercase hex digits, \
+                     as `netdisk fingerprint` prints on the server"
+                ));
+            }
+        }
+        Ok(crate::client::Security {
+            tls,
+            known: crate::tls::client::KnownServers {
+                path: crate::tls::client::KnownServers::default_path(),
+            },
+            trust: self.trust.clone(),
+        })
+    }
 }
 
 /// Client subcommands.
@@ -189,7 +250,7 @@ pub struct MvArgs {
 /// # Errors
 /// Any failure, as one line for the user.
 pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
-    let mut session = Session::new(&global.server, global.quiet);
+    let mut session = Session::new(&global.server, global.security()?, global.quiet);
     let action = match cmd {
         Command::Shell => return shell::run(&mut session, global),
         Command::Action(action) => action,

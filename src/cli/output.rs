@@ -175,6 +175,7 @@ pub fn explain(e: &ClientError) -> String {
         ClientError::Timeout => "the server did not answer in time".to_string(),
         ClientError::Io(e) => format!("the connection to the server was lost ({})", io_words(e)),
         ClientError::Protocol(m) => format!("the server broke the protocol: {}", clean(m)),
+        ClientError::Tls { .. } | ClientError::Untrusted { .. } => clean(&e.to_string()).into(),
     }
 }
 
@@ -194,6 +195,7 @@ fn code_words(code: ErrorCode) -> &'static str {
         ErrorCode::ChecksumMismatch => "the upload arrived damaged (MD5 mismatch)",
         ErrorCode::QuotaExceeded => "not enough space left in your quota",
         ErrorCode::NotLoggedIn => "not logged in",
+        ErrorCode::TlsRequired => "the server requires TLS from this address (use --tls)",
         ErrorCode::Timeout => "the server closed the connection after a timeout",
         ErrorCode::Busy => "the server is busy; try again later",
         ErrorCode::Internal => "the server had an internal error",

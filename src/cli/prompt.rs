@@ -83,6 +83,36 @@ pub fn existing(path: &Path, have: u64) -> anyhow::Result<Existing> {
     }
 }
 
+/// Asks whether to trust a server met for the first time. Only call
+/// when [`interactive`].
+///
+/// # Errors
+/// If the terminal cannot be read (end of input counts as no).
+pub fn trust(server: &str, fingerprint: &str) -> anyhow::Result<bool> {
+    let server = super::output::clean(server);
+    let mut err = io::stderr().lock();
+    writeln!(
+        err,
+        "The server at {server} is not known yet. Its certificate's fingerprint is\n  \
+         {fingerprint}\nCompare it with the one the server printed at start (or run \
+         `netdisk fingerprint` there)."
+    )?;
+    loop {
+        write!(err, "Trust this server and connect? [y/N] ")?;
+        err.flush()?;
+        let mut answer = String::new();
+        if io::stdin().lock().read_line(&mut answer)? == 0 {
+            writeln!(err)?;
+            return Ok(false);
+        }
+        match answer.trim().to_lowercase().as_str() {
+            "y" | "yes" => return Ok(true),
+            "n" | "no" | "" => return Ok(false),
+            _ => writeln!(err, "please answer y or n")?,
+        }
+    }
+}
+
 fn parse_choice(answer: &str) -> Option<Existing> {
     match answer.trim().to_lowercase().as_str() {
         "r" | "resume" => Some(Existing::Resume),

@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use super::output::{clean, Plain};
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, Security};
+use crate::tls::client::Trust;
 use crate::error::ErrorCode;
 use crate::protocol::Password;
 
@@ -34,6 +35,8 @@ pub struct Account {
 pub struct Session {
     /// `host:port` of the server.
     pub addr: String,
+    /// TLS or not, and whom to trust.
+    security: Security,
     /// No progress bars or notes.
     pub quiet: bool,
     /// Who new connections log in as; `None` until someone logs in.
@@ -43,9 +46,10 @@ pub struct Session {
 
 impl Session {
     /// A session without a connection yet.
-    pub fn new(addr: &str, quiet: bool) -> Session {
+    pub fn new(addr: &str, security: Security, quiet: bool) -> Session {
         Session {
             addr: addr.to_string(),
+            security,
             quiet,
             account: None,
             client: None,
@@ -70,7 +74,7 @@ impl Session {
     ) -> anyhow::Result<(Client, T)> {
         let mut wait = BUSY_BACKOFF;
         for attempt in 1..=BUSY_TRIES {
-            let mut client = Client::connect(&self.addr).map_err(Plain)?;
+            let mut client = self.connect()?;
             match first(&mut client) {
                 Ok(v) => return Ok((client, v)),
                 Err(e) if is_busy(&e) && attempt < BUSY_TRIES => {
@@ -87,6 +91,27 @@ impl Session {
             }
         }
         unreachable!("the last attempt returns")
+    }
+
+    /// A new connection. A server met for the first time is shown to the
+    /// user on a terminal, who may trust it (trust on first use).
+    fn connect(&self) -> anyhow::Result<Client> {
+        match Client::connect_with(&self.addr, &self.security) {
+            Err(ClientError::Untrusted {
+                server,
+                trust: Trust::Unknown { fingerprint },
+            }) if super::prompt::interactive() => {
+                if !super::prompt::trust(&server, &fingerprint)? {
+                    return Err(anyhow!("not connecting to an untrusted server"));
+                }
+                self.security
+                    .known
+                    .add(&server, &fingerprint)
+                    .map_err(|e| anyhow!("cannot save the fingerprint: {e}"))?;
+                Client::connect_with(&self.addr, &self.security).map_err(|e| Plain(e).into())
+            }
+            other => other.map_err(|e| Plain(e).into()),
+        }
     }
 
     /// A new connection logged in as the session's account.
@@ -232,7 +257,9 @@ fn is_busy(e: &ClientError) -> bool {
 pub fn is_broken(e: &ClientError) -> bool {
     match e {
         ClientError::Server { code, .. } => code.is_some_and(ErrorCode::closes_connection),
-        ClientError::Connect { .. } => false,
+        ClientError::Connect { .. } | ClientError::Tls { .. } | ClientError::Untrusted { .. } => {
+            false
+        }
         ClientError::Timeout | ClientError::Io(_) | ClientError::Protocol(_) => true,
     }
 }

@@ -3,11 +3,14 @@
 //! It speaks only PROTOCOL.md, builds requests from the commands' shared
 //! `Args`, and turns error frames into [`ClientError::Server`] in one place
 //! ([`Client::call`]). Every read is bounded: connect and read timeouts,
-//! and reply headers of at most 16 MiB.
+//! and reply headers of at most 16 MiB. A connection is plaintext or TLS
+//! ([`Security`]); the deadlines sit on the socket, under TLS.
 
 use std::io::{self, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
+
+use rustls::{ClientConnection, StreamOwned};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,9 +18,10 @@ use serde_json::Value;
 
 use crate::commands::{self, delete, get, login, ls, put, register, rename, whoami};
 use crate::error::ErrorCode;
-use crate::protocol::{encode_frame, read_header, FrameError, Header, Timed, MAX_RESPONSE_HEADER};
-use crate::protocol::FileInfo;
-use crate::protocol::Password;
+use crate::protocol::{
+    encode_frame, read_header, FileInfo, FrameError, Header, Password, Timed, MAX_RESPONSE_HEADER,
+};
+use crate::tls::client::{is_loopback, server_name, KnownServers, Trust, Verifier};
 
 /// How long a connection attempt may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +53,115 @@ pub enum ClientError {
     /// The server sent something PROTOCOL.md does not allow.
     #[error("the server broke the protocol: {0}")]
     Protocol(String),
+    /// The TLS handshake failed for a reason other than trust.
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
+    /// The server's certificate is not trusted (see [`Trust`]).
+    #[error("{}", untrusted_words(server, trust))]
+    Untrusted { server: String, trust: Trust },
+}
+
+fn untrusted_words(server: &str, trust: &Trust) -> String {
+    match trust {
+        Trust::Unknown { fingerprint } => format!(
+            "the server at {server} is not known yet; its certificate's fingerprint is \
+             {fingerprint}. If that is the fingerprint the server printed at start \
+             (`netdisk fingerprint` on the server), trust it with --trust {fingerprint} \
+             (or NETDISK_TRUST), or connect once from a terminal and answer yes"
+        ),
+        Trust::Changed {
+            fingerprint,
+            pinned,
+            file,
+        } => format!(
+            "the certificate of the server at {server} has CHANGED: it is now {fingerprint}, \
+             but line {} of {} pins {}. Someone may be intercepting the connection. If the \
+             server's key was replaced on purpose, remove line {} of {} and connect again",
+            pinned.line,
+            file.display(),
+            pinned.fingerprint,
+            pinned.line,
+            file.display()
+        ),
+        Trust::NotTheTrusted {
+            fingerprint,
+            trusted,
+        } => format!(
+            "the server at {server} presented {fingerprint}, not the trusted {trusted}; \
+             refusing to connect"
+        ),
+    }
+}
+
+/// Whether a connection uses TLS, and whom it trusts.
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// `None`: TLS unless every address of the server is a loopback one.
+    pub tls: Option<bool>,
+    /// Pinned fingerprints.
+    pub known: KnownServers,
+    /// A fingerprint the user vouches for (`--trust`).
+    pub trust: Option<String>,
+}
+
+impl Security {
+    /// Plaintext, for a server on this host.
+    pub fn plaintext() -> Security {
+        Security {
+            tls: Some(false),
+            known: KnownServers {
+                path: KnownServers::default_path(),
+            },
+            trust: None,
+        }
+    }
+}
+
+/// The byte stream under a client.
+enum Link {
+    Plain(Timed),
+    Tls(Box<StreamOwned<ClientConnection, Timed>>),
+}
+
+impl Link {
+    fn timed(&mut self) -> &mut Timed {
+        match self {
+            Link::Plain(t) => t,
+            Link::Tls(s) => &mut s.sock,
+        }
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Link::Plain(t) => t.get_ref(),
+            Link::Tls(s) => s.sock.get_ref(),
+        }
+    }
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(t) => t.read(buf),
+            Link::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Link::Plain(t) => t.write(buf),
+            Link::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Link::Plain(t) => t.flush(),
+            Link::Tls(s) => s.flush(),
+        }
+    }
 }
 
 impl ClientError {
@@ -75,45 +188,84 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
 /// One connection to a server.
 pub struct Client {
-    reader: BufReader<Timed>,
-    writer: TcpStream,
+    io: BufReader<Link>,
     /// How long a reply header, or any single read or write, may take.
     timeout: Duration,
 }
 
 impl Client {
-    /// Connects to `addr` (`host:port`), trying each address it resolves to.
+    /// Connects to `addr` (`host:port`) in plaintext, trying each address
+    /// it resolves to.
     ///
     /// # Errors
     /// [`ClientError::Connect`] naming the address if nothing answers.
     pub fn connect(addr: &str) -> Result<Client> {
-        let fail = |source| ClientError::Connect {
+        let (stream, _) = dial(addr)?;
+        Client::from_stream(stream).map_err(|source| ClientError::Connect {
             addr: addr.to_string(),
             source,
-        };
-        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing");
-        for sa in addr.to_socket_addrs().map_err(fail)? {
-            match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
-                Ok(stream) => return Client::from_stream(stream).map_err(fail),
-                Err(e) => last = e,
-            }
-        }
-        Err(fail(last))
+        })
     }
 
-    /// Wraps a connected stream.
+    /// Connects to `addr` with TLS or not, as `security` says.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`], [`ClientError::Untrusted`] for a
+    /// certificate neither a CA nor a pin vouches for, [`ClientError::Tls`].
+    pub fn connect_with(addr: &str, security: &Security) -> Result<Client> {
+        let (stream, resolved) = dial(addr)?;
+        let tls = security.tls.unwrap_or_else(|| !is_loopback(&resolved));
+        if !tls {
+            return Client::from_stream(stream).map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            });
+        }
+        let fail = |reason: String| ClientError::Tls {
+            addr: addr.to_string(),
+            reason,
+        };
+        let verifier = Verifier::new(addr, security.known.clone(), security.trust.clone());
+        let config = verifier.client_config().map_err(|e| fail(e.to_string()))?;
+        let name = server_name(addr).map_err(fail)?;
+        let conn = ClientConnection::new(config, name).map_err(|e| fail(e.to_string()))?;
+        configure(&stream).map_err(|e| fail(e.to_string()))?;
+        let mut tls_stream = StreamOwned::new(conn, Timed::new(stream));
+        while tls_stream.conn.is_handshaking() {
+            if let Err(e) = tls_stream.conn.complete_io(&mut tls_stream.sock) {
+                if let Some(trust) = verifier.refusal() {
+                    return Err(ClientError::Untrusted {
+                        server: addr.to_string(),
+                        trust,
+                    });
+                }
+                return Err(fail(e.to_string()));
+            }
+        }
+        verifier
+            .pin_if_trusted()
+            .map_err(|e| fail(format!("cannot save the trusted fingerprint: {e}")))?;
+        Ok(Client {
+            io: BufReader::with_capacity(256 * 1024, Link::Tls(Box::new(tls_stream))),
+            timeout: IO_TIMEOUT,
+        })
+    }
+
+    /// Wraps a connected stream (plaintext).
     ///
     /// # Errors
     /// If socket options cannot be set.
     pub fn from_stream(stream: TcpStream) -> io::Result<Client> {
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(IO_TIMEOUT))?;
-        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        configure(&stream)?;
         Ok(Client {
-            writer: stream.try_clone()?,
-            reader: BufReader::with_capacity(256 * 1024, Timed::new(stream)),
+            io: BufReader::with_capacity(256 * 1024, Link::Plain(Timed::new(stream))),
             timeout: IO_TIMEOUT,
         })
+    }
+
+    /// Whether this connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io.get_ref(), Link::Tls(_))
     }
 
     /// Changes the timeout (by default [`IO_TIMEOUT`]).
@@ -122,8 +274,9 @@ impl Client {
     /// If the socket options cannot be set.
     pub fn set_timeout(&mut self, timeout: Duration) -> io::Result<()> {
         self.timeout = timeout;
-        self.writer.set_write_timeout(Some(timeout))?;
-        self.reader.get_mut().clear_deadline(timeout)
+        let link = self.io.get_mut();
+        link.tcp().set_write_timeout(Some(timeout))?;
+        link.timed().clear_deadline(timeout)
     }
 
     /// Sends one request header and reads its reply header.
@@ -140,7 +293,9 @@ impl Client {
     /// # Errors
     /// I/O errors.
     pub fn send(&mut self, header: &Header) -> Result<()> {
-        self.writer.write_all(&encode_frame(header))?;
+        let link = self.io.get_mut();
+        link.write_all(&encode_frame(header))?;
+        link.flush()?;
         Ok(())
     }
 
@@ -151,11 +306,12 @@ impl Client {
     pub fn reply(&mut self) -> Result<Header> {
         // The whole header within the timeout, however it trickles in; a
         // body after it only has to keep moving.
-        self.reader
+        self.io
             .get_mut()
+            .timed()
             .set_deadline(Instant::now() + self.timeout);
-        let read = read_header(&mut self.reader, MAX_RESPONSE_HEADER);
-        self.reader.get_mut().clear_deadline(self.timeout)?;
+        let read = read_header(&mut self.io, MAX_RESPONSE_HEADER);
+        self.io.get_mut().timed().clear_deadline(self.timeout)?;
         let header = match read {
             Ok(Some(h)) => h,
             Ok(None) => {
@@ -291,7 +447,12 @@ impl Client {
     /// # Errors
     /// I/O.
     pub fn write_body(&mut self, bytes: &[u8]) -> Result<()> {
-        self.writer.write_all(bytes)?;
+        let link = self.io.get_mut();
+        link.write_all(bytes)?;
+        if let Link::Tls(_) = link {
+            // Records go out as they fill; the last partial one now.
+            link.flush()?;
+        }
         Ok(())
     }
 
@@ -336,7 +497,7 @@ impl Client {
     /// # Errors
     /// I/O, including an early close.
     pub fn read_body_exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.reader.read_exact(buf)?;
+        self.io.read_exact(buf)?;
         Ok(())
     }
 
@@ -344,10 +505,10 @@ impl Client {
     /// server closed it, or sent something nobody asked for (a `TIMEOUT`
     /// before closing an idle connection). Looks without waiting.
     pub fn is_stale(&mut self) -> bool {
-        if !self.reader.buffer().is_empty() {
+        if !self.io.buffer().is_empty() {
             return true;
         }
-        let stream = self.reader.get_ref().get_ref();
+        let stream = self.io.get_ref().tcp();
         if stream.set_nonblocking(true).is_err() {
             return true;
         }
@@ -357,6 +518,29 @@ impl Client {
             !matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         stream.set_nonblocking(false).is_err() || stale
     }
+}
+
+/// Opens a TCP connection to the first address of `addr` that answers.
+fn dial(addr: &str) -> Result<(TcpStream, Vec<SocketAddr>)> {
+    let fail = |source| ClientError::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let resolved: Vec<SocketAddr> = addr.to_socket_addrs().map_err(fail)?.collect();
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "address resolves to nothing");
+    for sa in &resolved {
+        match TcpStream::connect_timeout(sa, CONNECT_TIMEOUT) {
+            Ok(stream) => return Ok((stream, resolved)),
+            Err(e) => last = e,
+        }
+    }
+    Err(fail(last))
+}
+
+fn configure(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))
 }
 
 fn decode<R: DeserializeOwned>(mut reply: Header) -> Result<R> {

@@ -11,7 +11,7 @@ pub use frame::{
     encode_frame, parse_header, read_frame, read_header, write_frame, FrameError, Header,
     MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER,
 };
-pub use timed::Timed;
+pub use timed::{RateFloor, Timed};
 pub use wire::{FileInfo, Password};
 
 /// Protocol version spoken by this crate.

@@ -1,105 +1,160 @@
-//! One client connection: frames and bodies, each read bounded in size and
-//! time.
+//! One connection while a worker serves it: frames and bodies over any
+//! [`Stream`], each read bounded in size and time.
 //!
-//! Waiting for a request is bounded by the idle timeout and checks the
-//! server's stop flag a few times a second; once a frame has begun, the
-//! whole header must arrive within the idle timeout too, so a client
-//! dribbling bytes cannot hold a worker. Body reads and writes fail after
-//! the stall timeout without progress.
+//! A worker gets a connection from the event loop with at least one whole
+//! request header already read ([`Conn::new`] takes those bytes), and
+//! gives it back with whatever it read beyond the requests it served
+//! ([`Conn::into_parts`]). Frames inside an exchange (`put`'s step 4) must
+//! arrive whole within the header timeout; body reads and writes fail
+//! after the idle timeout without progress, or below the rate floor.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::io::{self, BufRead, Read, Write};
 use std::time::{Duration, Instant};
 
+use rustls::{ServerConnection, StreamOwned};
+
+use crate::commands::Body;
 use crate::error::Error;
 use crate::protocol::{
-    encode_frame, read_header, FrameError, Header, Timed, MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER,
+    encode_frame, read_header, FrameError, Header, RateFloor, Timed, MAX_REQUEST_HEADER,
+    MAX_RESPONSE_HEADER,
 };
 
-/// How often an idle connection looks at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(200);
+/// Largest chunk a TLS download reads from its file at once.
+const TLS_COPY: usize = 256 * 1024;
+/// Bytes a plaintext download hands `sendfile` between rate checks.
+const SENDFILE_SLICE: u64 = 8 << 20;
 
-/// A file body to stream after a reply.
-pub struct Body {
-    pub file: File,
-    pub offset: u64,
-    pub len: u64,
-}
+/// A byte stream a connection runs over: plaintext or TLS, with the time
+/// limits on the socket beneath.
+pub trait Stream: Read + Write {
+    /// The socket and its deadline.
+    fn timed(&mut self) -> &mut Timed;
 
-/// A server-side connection.
-pub struct Conn {
-    reader: BufReader<Timed>,
-    writer: TcpStream,
-    idle: Duration,
-    stall: Duration,
-    stop: Arc<AtomicBool>,
-}
-
-impl Conn {
-    /// Wraps an accepted stream.
+    /// Sends `len` bytes of `file` from its current position.
     ///
     /// # Errors
-    /// If the socket options cannot be set.
-    pub fn new(
-        stream: TcpStream,
-        idle: Duration,
-        stall: Duration,
-        stop: Arc<AtomicBool>,
-    ) -> io::Result<Conn> {
-        stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(stall))?;
-        let writer = stream.try_clone()?;
-        Ok(Conn {
-            reader: BufReader::with_capacity(64 * 1024, Timed::new(stream)),
-            writer,
-            idle,
-            stall,
-            stop,
-        })
+    /// A read or write error, or a send below the rate floor.
+    fn send_file(&mut self, file: &File, len: u64, floor: &mut RateFloor) -> io::Result<u64>;
+}
+
+impl Stream for Timed {
+    fn timed(&mut self) -> &mut Timed {
+        self
     }
 
-    /// Waits for the next request. `Ok(None)` when the peer closed cleanly
-    /// or the server is stopping.
-    ///
-    /// # Errors
-    /// `TIMEOUT` when idle too long, `BAD_FRAME`, or a lost connection.
-    pub fn wait_request(&mut self) -> Result<Option<Header>, Error> {
-        let idle_until = Instant::now() + self.idle;
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return Ok(None);
+    /// `io::copy` from a file to a `TcpStream` is `sendfile` on Linux: the
+    /// bytes never enter user space.
+    fn send_file(&mut self, file: &File, len: u64, floor: &mut RateFloor) -> io::Result<u64> {
+        let mut sent = 0;
+        while sent < len {
+            let slice = (len - sent).min(SENDFILE_SLICE);
+            let n = io::copy(&mut file.take(slice), self.get_mut())?;
+            if n == 0 {
+                break;
             }
-            let now = Instant::now();
-            if now >= idle_until {
-                return Err(Error::Timeout);
-            }
-            self.reader
-                .get_mut()
-                .set_deadline((now + STOP_POLL).min(idle_until));
-            match self.reader.fill_buf() {
-                Ok([]) => return Ok(None),
-                Ok(_) => break,
-                Err(e) if is_timeout(&e) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::Disconnected(e)),
-            }
+            sent += n;
+            floor.moved(n)?;
         }
-        self.read_request()
+        Ok(sent)
+    }
+}
+
+impl Stream for StreamOwned<ServerConnection, Timed> {
+    fn timed(&mut self) -> &mut Timed {
+        &mut self.sock
     }
 
-    /// Reads one request header that must arrive within the idle timeout.
-    /// `Ok(None)` on a clean close.
+    fn send_file(&mut self, mut file: &File, len: u64, floor: &mut RateFloor) -> io::Result<u64> {
+        let mut buf = vec![0u8; TLS_COPY.min(usize::try_from(len).unwrap_or(TLS_COPY))];
+        let mut sent = 0;
+        while sent < len {
+            let want = (len - sent).min(buf.len() as u64) as usize;
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            self.write_all(&buf[..n])?;
+            sent += n as u64;
+            floor.moved(n as u64)?;
+        }
+        self.flush()?;
+        Ok(sent)
+    }
+}
+
+/// Time limits of a served connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A frame inside an exchange must arrive whole within this.
+    pub header: Duration,
+    /// Longest wait for any progress of a body.
+    pub stall: Duration,
+    /// The rate floor of bodies (bytes a second, over `window`).
+    pub min_rate: u64,
+    pub window: Duration,
+}
+
+impl Limits {
+    /// The longest a single body read or write may wait.
+    pub fn per_op(&self) -> Duration {
+        RateFloor::new(self.min_rate, self.window).per_op(self.stall)
+    }
+}
+
+/// A connection being served.
+pub struct Conn<S: Stream> {
+    stream: S,
+    /// Bytes read but not yet consumed: `buf[pos..filled]`.
+    buf: Vec<u8>,
+    pos: usize,
+    filled: usize,
+    limits: Limits,
+    floor: RateFloor,
+}
+
+/// Read-ahead buffer of a served connection.
+const BUF: usize = 64 * 1024;
+
+impl<S: Stream> Conn<S> {
+    /// A connection over `stream` (blocking, with its write timeout set
+    /// to [`Limits::per_op`]) whose first bytes, already read, are `pending`.
+    pub fn new(stream: S, pending: &[u8], limits: Limits) -> Conn<S> {
+        let floor = RateFloor::new(limits.min_rate, limits.window);
+        let mut buf = vec![0u8; BUF.max(pending.len())];
+        buf[..pending.len()].copy_from_slice(pending);
+        Conn {
+            stream,
+            buf,
+            pos: 0,
+            filled: pending.len(),
+            limits,
+            floor,
+        }
+    }
+
+    /// The stream and the bytes read beyond what was consumed.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        let rest = self.buf[self.pos..self.filled].to_vec();
+        (self.stream, rest)
+    }
+
+    /// Whether a whole request header (or a frame too broken to wait for)
+    /// is already buffered, so that it can be served without waiting.
+    pub fn has_request(&self) -> bool {
+        frame_ready(&self.buf[self.pos..self.filled])
+    }
+
+    /// Reads one request header, which must arrive whole within the
+    /// header timeout. `Ok(None)` on a clean close.
     ///
     /// # Errors
     /// `BAD_FRAME`, `TIMEOUT`, or a lost connection.
     pub fn read_request(&mut self) -> Result<Option<Header>, Error> {
-        self.reader
-            .get_mut()
-            .set_deadline(Instant::now() + self.idle);
-        match read_header(&mut self.reader, MAX_REQUEST_HEADER) {
+        let deadline = Instant::now() + self.limits.header;
+        self.stream.timed().set_deadline(deadline);
+        match read_header(self, MAX_REQUEST_HEADER) {
             Ok(h) => Ok(h),
             Err(FrameError::Io(e)) => Err(net_error(e)),
             Err(e) => Err(Error::BadFrame(e.to_string())),
@@ -123,18 +178,21 @@ impl Conn {
                  (too many files to list)"
             )));
         }
-        self.writer.write_all(&frame).map_err(net_error)
+        self.stream.write_all(&frame).map_err(net_error)?;
+        self.stream.flush().map_err(net_error)
     }
 
     /// Prepares to read a body: from here on reads fail after the stall
-    /// timeout without progress, rather than at a header's deadline.
+    /// timeout without progress, or below the rate floor.
     ///
     /// # Errors
     /// A lost connection.
     pub fn begin_body(&mut self) -> Result<(), Error> {
-        self.reader
-            .get_mut()
-            .clear_deadline(self.stall)
+        self.floor.restart();
+        let per_op = self.floor.per_op(self.limits.stall);
+        self.stream
+            .timed()
+            .clear_deadline(per_op)
             .map_err(Error::Disconnected)
     }
 
@@ -143,16 +201,21 @@ impl Conn {
     /// then failed, so that the caller can keep them.
     ///
     /// # Errors
-    /// `TIMEOUT` if the body stalls, or a lost connection.
+    /// `TIMEOUT` if the body stalls or trickles, or a lost connection.
     pub fn read_body(&mut self, buf: &mut [u8]) -> (usize, Result<(), Error>) {
         let mut got = 0;
         while got < buf.len() {
-            match self.reader.read(&mut buf[got..]) {
+            match self.read(&mut buf[got..]) {
                 Ok(0) => {
                     let eof = io::ErrorKind::UnexpectedEof.into();
                     return (got, Err(Error::Disconnected(eof)));
                 }
-                Ok(n) => got += n,
+                Ok(n) => {
+                    got += n;
+                    if let Err(e) = self.floor.moved(n as u64) {
+                        return (got, Err(net_error(e)));
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return (got, Err(net_error(e))),
             }
@@ -166,16 +229,18 @@ impl Conn {
     /// # Errors
     /// `TIMEOUT` if the body stalls, or a lost connection.
     pub fn discard_body(&mut self, len: u64) -> Result<(), Error> {
-        let copied =
-            io::copy(&mut (&mut self.reader).take(len), &mut io::sink()).map_err(net_error)?;
-        if copied < len {
-            return Err(Error::Disconnected(io::ErrorKind::UnexpectedEof.into()));
+        let mut chunk = vec![0u8; BUF];
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(chunk.len() as u64) as usize;
+            let (got, read) = self.read_body(&mut chunk[..want]);
+            read?;
+            left -= got as u64;
         }
         Ok(())
     }
 
-    /// Streams a file body. `io::copy` from a file to a socket uses the
-    /// kernel's zero-copy path (`sendfile`/`splice`) on Linux.
+    /// Streams a file body.
     ///
     /// # Errors
     /// A read error, a short file (changed under us), `TIMEOUT` or a lost
@@ -184,7 +249,11 @@ impl Conn {
         use std::io::Seek;
         let mut file = body.file;
         file.seek(io::SeekFrom::Start(body.offset))?;
-        let sent = io::copy(&mut (&file).take(body.len), &mut self.writer).map_err(net_error)?;
+        self.floor.restart();
+        let sent = self
+            .stream
+            .send_file(&file, body.len, &mut self.floor)
+            .map_err(net_error)?;
         if sent != body.len {
             return Err(Error::Internal(format!(
                 "file shrank while sending: {sent} of {} bytes",
@@ -193,6 +262,45 @@ impl Conn {
         }
         Ok(sent)
     }
+}
+
+impl<S: Stream> Read for Conn<S> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // Large reads of an empty buffer go straight to the stream.
+        if self.pos == self.filled && out.len() >= self.buf.len() {
+            return self.stream.read(out);
+        }
+        let n = {
+            let mut available = self.fill_buf()?;
+            available.read(out)?
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<S: Stream> BufRead for Conn<S> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos == self.filled {
+            self.pos = 0;
+            self.filled = self.stream.read(&mut self.buf)?;
+        }
+        Ok(&self.buf[self.pos..self.filled])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.filled);
+    }
+}
+
+/// Whether `bytes` begin with a whole frame header, or with a length no
+/// frame may have (which is answered at once, without waiting).
+pub fn frame_ready(bytes: &[u8]) -> bool {
+    let Some(len) = bytes.get(..4) else {
+        return false;
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+    len == 0 || len > MAX_REQUEST_HEADER || bytes.len() - 4 >= len as usize
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -213,9 +321,18 @@ fn net_error(e: io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ok_header;
-    use crate::storage::FileInfo;
-    use std::net::TcpListener;
+    use crate::protocol::{ok_header, FileInfo};
+    use std::net::{TcpListener, TcpStream};
+
+    fn limits() -> Limits {
+        let second = Duration::from_secs(1);
+        Limits {
+            header: second,
+            stall: second,
+            min_rate: 0,
+            window: second,
+        }
+    }
 
     /// 60,000 files with 255-byte names list to about 20 MB of JSON.
     #[test]
@@ -223,9 +340,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (stream, _) = listener.accept().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let second = Duration::from_secs(1);
-        let mut conn = Conn::new(stream, second, second, stop).unwrap();
+        let mut conn = Conn::new(Timed::new(stream), &[], limits());
         let files: Vec<FileInfo> = (0..60_000)
             .map(|i| FileInfo {
                 name: format!("{i:06}{}", "x".repeat(249)),
@@ -243,5 +358,33 @@ mod tests {
         conn.send(&ok_header(Header::new())).unwrap();
         let got = read_header(&mut peer, MAX_RESPONSE_HEADER).unwrap();
         assert_eq!(got, Some(ok_header(Header::new())));
+    }
+
+    #[test]
+    fn pending_bytes_are_read_first_and_the_rest_given_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let mut pending = encode_frame(&serde_json::json!({"cmd": "ls"}));
+        pending.extend_from_slice(&encode_frame(&serde_json::json!({"cmd": "whoami"}))[..3]);
+        let mut conn = Conn::new(Timed::new(stream), &pending, limits());
+        assert!(conn.has_request());
+        assert_eq!(conn.read_request().unwrap().unwrap()["cmd"], "ls");
+        assert!(!conn.has_request(), "three bytes of the next frame");
+        peer.write_all(&encode_frame(&serde_json::json!({"cmd": "whoami"}))[3..])
+            .unwrap();
+        assert_eq!(conn.read_request().unwrap().unwrap()["cmd"], "whoami");
+        let (_, rest) = conn.into_parts();
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn frames_are_ready_when_whole_or_hopeless() {
+        let f = encode_frame(&serde_json::json!({"cmd": "ls"}));
+        assert!(frame_ready(&f));
+        assert!(!frame_ready(&f[..f.len() - 1]));
+        assert!(!frame_ready(&f[..3]));
+        assert!(frame_ready(&[0, 0, 0, 0]));
+        assert!(frame_ready(&[0, 1, 0, 1]));
     }
 }

@@ -1,110 +1,99 @@
-//! The server: bind, accept, hand connections to the worker pool, shut down.
+//! The server: bind, run the event loop and the worker pool, shut down.
 //!
-//! The accept loop passes each connection over a bounded crossbeam channel
-//! to a fixed pool of workers ([`pool`]); each worker runs [`session`] for
-//! one connection at a time. When the queue is full the loop answers `BUSY`
-//! and closes at once. [`Stopper::stop`] (wired to SIGINT/SIGTERM by
-//! `main`) stops accepting, lets requests in flight finish within the grace
-//! period, and returns.
+//! One event loop ([`event_loop`]) owns every connection between
+//! requests: it accepts, applies the limits ([`limits`]), tells TLS from
+//! plaintext by the first byte, runs TLS handshakes and reads request
+//! headers without blocking. A fixed pool of blocking workers ([`pool`])
+//! serves each request ([`session`], over [`conn`]) and gives the
+//! connection back ([`link`]). [`Stopper::stop`] (wired to SIGINT/SIGTERM
+//! by `main`) stops accepting, lets requests in flight finish within the
+//! grace period, and returns.
 
 pub mod conn;
+pub mod event_loop;
+pub mod limits;
+pub mod link;
+pub mod log;
 pub mod pool;
 pub mod session;
 
-use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::TrySendError;
+use mio::{Poll, Waker};
+use rustls::ServerConfig;
 
-use crate::error::ErrorCode;
-use crate::protocol::{encode_frame, error_header};
+pub use crate::state::{Config, Shared};
 use crate::storage::Storage;
+use crate::tls::server::Identity;
 use crate::users::UserStore;
+use event_loop::EventLoop;
 
 /// How long staged uploads are kept without being resumed (PROTOCOL.md).
 pub const STAGING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Server settings (see `netdisk serve --help`).
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub addr: String,
-    pub data: PathBuf,
-    pub workers: usize,
-    pub queue: usize,
-    /// Idle connections, and transfers without progress, are closed after this.
-    pub idle_timeout: Duration,
-    /// Default quota for users without their own `quota_bytes`.
-    pub quota: Option<u64>,
-    /// How long a shutdown waits for requests in flight.
-    pub grace: Duration,
-}
-
-/// State every worker shares.
-pub struct Shared {
-    pub users: UserStore,
-    pub storage: Storage,
-    pub config: Config,
-    /// Set once shutdown begins.
-    pub stop: Arc<AtomicBool>,
-}
-
-impl Shared {
-    /// Whether shutdown has begun.
-    pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-}
-
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
     listener: TcpListener,
+    poll: Poll,
+    waker: Arc<Waker>,
     shared: Arc<Shared>,
+    tls: Arc<ServerConfig>,
+    fingerprint: String,
 }
 
 /// Stops a running server from another thread (or a signal handler).
 #[derive(Clone)]
 pub struct Stopper {
     flag: Arc<AtomicBool>,
-    wake: SocketAddr,
+    waker: Arc<Waker>,
 }
 
 impl Stopper {
-    /// Begins shutdown: sets the flag and wakes the accept loop.
+    /// Begins shutdown: sets the flag and wakes the event loop.
     pub fn stop(&self) {
         self.flag.store(true, Ordering::SeqCst);
-        // A connection to ourselves unblocks `accept`; it is then dropped.
-        let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+        let _ = self.waker.wake();
     }
 }
 
 impl Server {
-    /// Opens the data directory and the user store, and binds the address.
+    /// Opens the data directory, the user store and the certificate (made
+    /// now on first start), and binds the address.
     ///
     /// # Errors
-    /// If the data directory or `users.xlsx` cannot be opened, or the
-    /// address cannot be bound.
+    /// If the data directory, `users.xlsx` or the certificate cannot be
+    /// opened, or the address cannot be bound.
     pub fn bind(config: Config) -> anyhow::Result<Server> {
         use anyhow::Context;
         let storage = Storage::open(&config.data)
             .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
         let users = UserStore::open(&storage.users_file())
             .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
+        let identity = Identity::load(&config.tls)?;
+        let tls = identity.server_config()?;
         let listener = TcpListener::bind(&config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
+        let poll = Poll::new().context("cannot start the event loop")?;
+        let waker = EventLoop::waker(&poll).context("cannot start the event loop")?;
         let shared = Shared {
             users,
             storage,
             config,
+            log: log::Log::default(),
             stop: Arc::new(AtomicBool::new(false)),
         };
         Ok(Server {
             listener,
+            poll,
+            waker,
             shared: Arc::new(shared),
+            tls,
+            fingerprint: identity.fingerprint,
         })
     }
 
@@ -116,83 +105,60 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// A handle that stops this server.
-    ///
-    /// # Errors
-    /// If the socket cannot report its address.
-    pub fn stopper(&self) -> io::Result<Stopper> {
-        let mut wake = self.local_addr()?;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => [127, 0, 0, 1].into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        Ok(Stopper {
-            flag: Arc::clone(&self.shared.stop),
-            wake,
-        })
+    /// The SPKI fingerprint of the server's certificate, `sha256:…`.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
-    /// Accepts connections until stopped, then drains the workers.
+    /// A handle that stops this server.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            flag: Arc::clone(&self.shared.stop),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// Serves until stopped, then drains the workers.
     ///
     /// # Errors
-    /// If the worker threads cannot be started.
+    /// If the worker threads cannot be started or polling fails.
     pub fn run(self) -> io::Result<()> {
         let config = &self.shared.config;
-        let (tx, rx) = crossbeam_channel::bounded(config.queue);
-        let pool = pool::Pool::start(config.workers, rx, Arc::clone(&self.shared))?;
-        self.start_janitor();
-        for stream in self.listener.incoming() {
-            if self.shared.stopping() {
-                break;
-            }
-            let stream = match stream {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of descriptors and the like: keep serving others.
-                    eprintln!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            match tx.try_send(stream) {
-                Ok(()) => {}
-                Err(TrySendError::Full(s)) => refuse_busy(s),
-                Err(TrySendError::Disconnected(_)) => break,
-            }
-        }
-        // Stop accepting for real: connections arriving during the grace
-        // period are refused instead of waiting unserved in the backlog.
-        drop(self.listener);
-        drop(tx);
-        if !pool.join(config.grace) {
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.queue);
+        let (back_tx, back_rx) = crossbeam_channel::unbounded();
+        let pool = pool::Pool::start(
+            config.workers,
+            jobs_rx,
+            back_tx,
+            Arc::clone(&self.waker),
+            Arc::clone(&self.shared),
+        )?;
+        start_janitor(Arc::clone(&self.shared));
+        let grace = config.grace;
+        let mut event_loop = EventLoop::new(
+            self.poll,
+            self.listener,
+            jobs_tx,
+            back_rx,
+            Arc::clone(&self.shared),
+            self.tls,
+        )?;
+        let result = event_loop.run();
+        // The loop has closed the listener and every waiting connection
+        // and dropped the job sender: the workers finish what they serve.
+        drop(event_loop);
+        if !pool.join(grace) {
             eprintln!("shutdown: requests still running after the grace period were cut off");
         }
-        Ok(())
-    }
-
-    fn start_janitor(&self) {
-        let shared = Arc::clone(&self.shared);
-        let _ = thread::Builder::new()
-            .name("janitor".into())
-            .spawn(move || loop {
-                shared.storage.sweep_staging(STAGING_MAX_AGE);
-                thread::sleep(Duration::from_secs(3600));
-            });
+        result
     }
 }
 
-/// Answers `BUSY` and closes, without blocking the accept loop for long.
-fn refuse_busy(mut stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string());
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-    let frame = encode_frame(&error_header(
-        ErrorCode::Busy,
-        "every worker is busy; try again later",
-    ));
-    let _ = stream.write_all(&frame);
-    eprintln!("{peer} - - - 0 0ms BUSY");
+fn start_janitor(shared: Arc<Shared>) {
+    let _ = thread::Builder::new()
+        .name("janitor".into())
+        .spawn(move || loop {
+            shared.storage.sweep_staging(STAGING_MAX_AGE);
+            thread::sleep(Duration::from_secs(3600));
+        });
 }

@@ -1,17 +1,22 @@
-//! A fixed pool of blocking workers fed by a bounded channel.
+//! A fixed pool of blocking workers fed by a bounded channel of requests.
 //!
-//! The channel's bound is the connection queue: the accept loop never
-//! blocks on it (it answers `BUSY` instead) and never spawns threads.
+//! The event loop sends a connection with a whole request header in hand;
+//! the worker serves it (and any requests already buffered behind it) and
+//! sends it back, waking the loop. The channel's bound is `--queue`: the
+//! loop never blocks on it (it answers `BUSY` instead) and never spawns
+//! threads.
 
-use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use mio::Waker;
 
-use super::{session, Shared};
+use super::link::Link;
+use super::session;
+use crate::state::Shared;
 
 /// The worker threads.
 pub struct Pool {
@@ -21,35 +26,46 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `n` workers taking connections from `jobs`.
+    /// Starts `n` workers taking connections from `jobs` and giving them
+    /// back on `back`.
     ///
     /// # Errors
     /// If a thread cannot be spawned.
     pub fn start(
         n: usize,
-        jobs: Receiver<TcpStream>,
+        jobs: Receiver<Link>,
+        back: Sender<Link>,
+        waker: Arc<Waker>,
         shared: Arc<Shared>,
     ) -> std::io::Result<Pool> {
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let mut workers = Vec::with_capacity(n);
         for i in 0..n {
             let jobs = jobs.clone();
+            let back = back.clone();
+            let waker = Arc::clone(&waker);
             let shared = Arc::clone(&shared);
             let done_tx: Sender<()> = done_tx.clone();
             let handle = thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || {
                     let _done = done_tx;
-                    for stream in jobs.iter() {
+                    for link in jobs.iter() {
                         if shared.stopping() {
                             continue; // drain and drop what was queued
                         }
                         // A panic ends one connection, not the worker.
-                        let r = panic::catch_unwind(AssertUnwindSafe(|| {
-                            session::serve(&shared, stream);
-                        }));
-                        if r.is_err() {
-                            eprintln!("worker-{i}: a connection panicked; it was closed");
+                        let served =
+                            panic::catch_unwind(AssertUnwindSafe(|| session::serve(&shared, link)));
+                        match served {
+                            Ok(link) => {
+                                if back.send(link).is_ok() {
+                                    let _ = waker.wake();
+                                }
+                            }
+                            Err(_) => {
+                                eprintln!("worker-{i}: a connection panicked; it was closed");
+                            }
                         }
                     }
                 })?;

@@ -1,0 +1,69 @@
+//! What every request can reach, whichever front end carries it: the
+//! users, the storage, the settings, the log and the stop flag.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::server::limits::PeerSet;
+use crate::server::log::Log;
+use crate::storage::Storage;
+use crate::tls::server::CertSource;
+use crate::users::UserStore;
+
+/// Server settings (see `netdisk serve --help`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: String,
+    pub data: PathBuf,
+    /// Blocking worker threads: requests served at once.
+    pub workers: usize,
+    /// Requests (whole headers) that may wait for a worker; beyond that
+    /// the connection gets `BUSY`.
+    pub queue: usize,
+    /// Between requests: how long a connection may stay silent.
+    pub idle_timeout: Duration,
+    /// How long a header may take once its first byte (or the TLS
+    /// handshake) has arrived.
+    pub header_timeout: Duration,
+    /// How long an anonymous connection may go without logging in.
+    pub login_timeout: Duration,
+    /// Bodies slower than this many bytes a second over `rate_window` are
+    /// cut; 0 disables the floor.
+    pub min_rate: u64,
+    pub rate_window: Duration,
+    /// Connections open at once, in all and from one address.
+    pub max_connections: usize,
+    pub max_per_address: usize,
+    /// Peers that may speak plaintext; the rest must use TLS.
+    pub plaintext_from: PeerSet,
+    /// The server's certificate.
+    pub tls: CertSource,
+    /// Default quota for users without their own `quota_bytes`.
+    pub quota: Option<u64>,
+    /// How long a shutdown waits for requests in flight.
+    pub grace: Duration,
+}
+
+/// Error replies in a row after which a connection is closed: a client
+/// checking a few hundred bad names is fine, a flood is not.
+pub const MAX_ERROR_RUN: u32 = 1000;
+
+/// State every worker shares.
+pub struct Shared {
+    pub users: UserStore,
+    pub storage: Storage,
+    pub config: Config,
+    /// The request log.
+    pub log: Log,
+    /// Set once shutdown begins.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Shared {
+    /// Whether shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
