@@ -15,9 +15,9 @@ use anyhow::anyhow;
 
 use super::output::{clean, Plain};
 use crate::client::{Client, ClientError, Security};
-use crate::tls::client::Trust;
 use crate::error::ErrorCode;
 use crate::protocol::Password;
+use crate::tls::client::Trust;
 
 /// Attempts at a new connection while the server is busy.
 const BUSY_TRIES: u32 = 4;

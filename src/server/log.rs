@@ -3,20 +3,26 @@
 //!
 //! A client that sends the same bad request back to back would otherwise
 //! write megabytes of log a second. Lines are compared without their
-//! timing field; a repeat is counted, not written, and the count goes out
-//! as `… repeated N times` when a different line comes or at most once a
-//! second while the flood lasts.
+//! timing field; the first [`VERBATIM`] repeats are written as they come,
+//! later ones are counted, and the count goes out as `… last line
+//! repeated N times` when a different line comes, or at most once a second
+//! while the flood lasts.
 
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Identical lines in a row written out before they are only counted.
+pub const VERBATIM: u64 = 8;
 /// How often a running flood is summarised.
 const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Last {
     key: String,
+    /// Identical lines after the first, written or not.
+    run: u64,
+    /// Of those, the ones counted but not written yet.
     repeats: u64,
     since: Option<Instant>,
 }
@@ -42,6 +48,10 @@ impl Log {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         if last.key == key {
+            last.run += 1;
+            if last.run <= VERBATIM {
+                return format!("{line}\n");
+            }
             last.repeats += 1;
             if last
                 .since
@@ -60,6 +70,7 @@ impl Log {
         out.push('\n');
         *last = Last {
             key: key.to_string(),
+            run: 0,
             repeats: 0,
             since: Some(now),
         };
@@ -76,6 +87,9 @@ mod tests {
         let log = Log::default();
         let t = Instant::now();
         assert_eq!(log.render("a", "a 1ms", t), "a 1ms\n");
+        for _ in 0..VERBATIM {
+            assert_eq!(log.render("a", "a 3ms", t), "a 3ms\n");
+        }
         for _ in 0..999 {
             assert_eq!(log.render("a", "a 2ms", t), "");
         }

@@ -69,7 +69,10 @@ mod tests {
         let fp = fingerprint(one.der()).unwrap();
         assert!(is_fingerprint(&fp), "{fp}");
         assert_eq!(fp, fingerprint(two.der()).unwrap());
-        let spki = ring::digest::digest(&ring::digest::SHA256, &rcgen::PublicKeyData::subject_public_key_info(&key));
+        let spki = ring::digest::digest(
+            &ring::digest::SHA256,
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        );
         assert_eq!(fp, format!("sha256:{}", hex(spki.as_ref())));
         let other = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
         assert_ne!(fp, fingerprint(other.cert.der()).unwrap());

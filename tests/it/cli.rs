@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, UNIX_EPOCH};
@@ -283,11 +283,11 @@ fn shell_driven_through_stdin() {
 #[test]
 fn busy_server_is_retried_then_reported() {
     let server = TestServer::with_args(&["--workers", "1", "--queue", "1"]);
-    // One connection holds the only worker (its reply proves it), the next
-    // fills the queue: every further connection is answered BUSY.
-    let mut holder = server.client();
-    holder.register(USER, &pw()).unwrap();
-    let _queued = TcpStream::connect(&server.addr).unwrap();
+    // One upload holds the only worker (its first reply proves it), the
+    // next request fills the queue: every further request is answered BUSY.
+    let _holder = hold_worker(&server, "holder");
+    let mut queued = server.raw();
+    queued.send(&serde_json::json!({"cmd": "whoami"}));
     let dir = tempfile::tempdir().unwrap();
     let err = failure(netdisk(&server, dir.path()).arg("ls"));
     insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "[ADDR]")]}, {

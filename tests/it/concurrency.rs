@@ -144,40 +144,47 @@ fn concurrent_uploads_of_one_name_lock_all_but_one() {
 }
 
 /// A connection that holds a worker: its first reply proves it got one.
-fn occupy(server: &TestServer) -> Raw {
-    let mut raw = server.raw();
-    assert_code(&raw.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
-    raw
+fn occupy(server: &TestServer, user: &str) -> netdisk::client::Client {
+    hold_worker(server, user)
 }
 
 #[test]
 fn a_full_queue_answers_busy_and_closes() {
     let server = TestServer::with_args(&["--workers", "2", "--queue", "1"]);
-    let mut first = occupy(&server);
-    let _second = occupy(&server);
+    let first = occupy(&server, "first");
+    let _second = occupy(&server, "second");
     // Waits in the queue: both workers are taken.
     let mut queued = server.raw();
     queued.send(&json!({"cmd": "whoami"}));
     // Does not fit anywhere.
     let mut refused = server.raw();
+    refused.send(&json!({"cmd": "whoami"}));
     let r = refused.recv();
     assert_code(&r, "BUSY");
     assert!(closed(&mut refused));
+    // An idle connection needs no worker: it is still accepted.
+    let mut idle = server.raw();
     // Once a worker is free, the queued connection is served.
-    assert_eq!(first.call(json!({"cmd": "quit"})), json!({"ok": true}));
+    drop(first);
     assert_code(&queued.recv(), "NOT_LOGGED_IN");
+    assert_code(&idle.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
 }
 
 #[test]
-fn an_idle_connection_times_out_and_frees_its_worker() {
+fn an_idle_connection_times_out_and_holds_no_worker() {
     let server = TestServer::with_args(&["--workers", "1", "--idle-timeout", "1"]);
-    let mut idle = occupy(&server);
-    let mut waiting = server.raw();
-    waiting.send(&json!({"cmd": "whoami"}));
-    let r = idle.recv();
-    assert_code(&r, "TIMEOUT");
-    assert!(closed(&mut idle));
-    assert_code(&waiting.recv(), "NOT_LOGGED_IN");
+    let mut idle = server.user("idler");
+    let mut raw_idle = server.raw();
+    // The one worker is free for others while both wait.
+    let mut other = server.raw();
+    assert_code(&other.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
+    assert_code(&raw_idle.recv(), "TIMEOUT");
+    assert!(closed(&mut raw_idle));
+    let e = idle.whoami().unwrap_err();
+    assert!(
+        matches!(e.code(), Some(netdisk::error::ErrorCode::Timeout)) || e.code().is_none(),
+        "{e:?}"
+    );
 }
 
 #[test]

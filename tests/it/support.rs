@@ -170,6 +170,17 @@ impl Drop for TestServer {
     }
 }
 
+/// Occupies a worker until dropped: a logged-in connection in the middle
+/// of an upload's body, which a worker reads. `put`'s first reply proves
+/// that the worker has it.
+pub fn hold_worker(server: &TestServer, user: &str) -> Client {
+    let mut c = server.user(user);
+    let offset = c.put_begin("held", 1 << 20).unwrap();
+    assert_eq!(offset, 0);
+    c.write_body(b"x").unwrap();
+    c
+}
+
 /// The password every test user has.
 pub const PASSWORD: &str = "correct horse battery";
 
