@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use md5::{Digest, Md5};
 
+use super::exit::{Coded, Exit};
 use super::output::{clean, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
 use crate::client::{Client, ClientError};
@@ -253,10 +254,14 @@ fn fill_part(
     if md5 != answer.md5 {
         // Nothing in it is worth continuing.
         let _ = fs::remove_file(path);
-        bail!(
-            "MD5 mismatch: the server says {} but {md5} arrived; nothing was saved",
-            answer.md5
-        );
+        return Err(Coded::new(
+            Exit::Checksum,
+            format!(
+                "MD5 mismatch: the server says {} but {md5} arrived; nothing was saved",
+                answer.md5
+            ),
+        )
+        .into());
     }
     save(part, path, &job.target)?;
     Ok(Downloaded {

@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail};
 use rayon::prelude::*;
 
 use super::download::{self, local_target, GetJob, Mode};
+use super::exit::{self, Coded};
 use super::output::{clean, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
 use super::prompt::{self, Existing};
@@ -243,7 +244,7 @@ fn report<J, T>(
     done: impl Fn(&str, &T) -> String,
 ) -> anyhow::Result<()> {
     let total = results.len();
-    let mut failed = 0;
+    let mut failed = Vec::new();
     let mut out = io::stdout().lock();
     for (item, result) in items.iter().zip(results) {
         let shown = clean(name(item));
@@ -252,14 +253,16 @@ fn report<J, T>(
             Ok(_) => {}
             Err(e) if total == 1 => return Err(e.context(format!("cannot {verb} {shown}"))),
             Err(e) => {
-                failed += 1;
+                failed.push(exit::code(&e));
                 let mut err = io::stderr().lock();
                 writeln!(err, "error: cannot {verb} {shown}: {e:#}")?;
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {total} {verb}s failed");
+    if !failed.is_empty() {
+        let n = failed.len();
+        let message = format!("{n} of {total} {verb}s failed");
+        return Err(Coded::new(exit::common(failed), message).into());
     }
     Ok(())
 }
