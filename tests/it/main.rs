@@ -9,6 +9,7 @@ mod concurrency;
 mod hostile;
 mod lifecycle;
 mod protocol;
+mod sheet;
 mod smoke;
 mod terminal;
 mod transfer;
