@@ -160,23 +160,41 @@ fn run_all<J: Sync, T: Send>(
     parallel: u16,
     work: impl Work<J, T>,
 ) -> anyhow::Result<Vec<anyhow::Result<T>>> {
-    let progress = Progress::new(session.quiet);
-    if items.len() <= 1 || parallel <= 1 {
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let mut bar = progress.bar(name(item));
-            let result = session
-                .client()
-                .and_then(|c| work(c, item, &mut bar, &progress));
-            if result.as_ref().is_err_and(|e| !reusable(e)) {
-                session.drop_client();
-            }
-            results.push(result);
-        }
-        return Ok(results);
-    }
+    let mut progress = Progress::new(session.quiet);
     let bars: Vec<Bar> = items.iter().map(|i| progress.bar(name(i))).collect();
-    run_parallel(session, items, bars, parallel, &progress, work)
+    if items.len() > 1 {
+        progress.overall(items.len());
+    }
+    let bars = bars
+        .into_iter()
+        .map(|b| b.counting_towards(&progress))
+        .collect();
+    if items.len() <= 1 || parallel <= 1 {
+        run_one_by_one(session, items, bars, &progress, work)
+    } else {
+        run_parallel(session, items, bars, parallel, &progress, work)
+    }
+}
+
+/// The sequential half of [`run_all`], over the session's connection.
+fn run_one_by_one<J, T>(
+    session: &mut Session,
+    items: &[J],
+    bars: Vec<Bar>,
+    progress: &Progress,
+    work: impl Work<J, T>,
+) -> anyhow::Result<Vec<anyhow::Result<T>>> {
+    let mut results = Vec::with_capacity(items.len());
+    for (item, mut bar) in items.iter().zip(bars) {
+        let result = session
+            .client()
+            .and_then(|c| work(c, item, &mut bar, progress));
+        if result.as_ref().is_err_and(|e| !reusable(e)) {
+            session.drop_client();
+        }
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// The parallel half of [`run_all`]: a rayon pool of `parallel` threads
