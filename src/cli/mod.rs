@@ -16,8 +16,11 @@
 //! - `profile`: the saved server and user (`netdisk login`);
 //! - `exit`: the exit code of each kind of failure.
 
+mod cancel;
 mod download;
+mod editor;
 pub mod exit;
+mod local;
 mod output;
 mod profile;
 mod progress;

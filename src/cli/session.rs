@@ -52,6 +52,11 @@ impl Session {
         }
     }
 
+    /// The password of the account logged in as, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.account.as_ref().map(|a| a.password.expose())
+    }
+
     /// Logs in as `account` on the first connection (for one-shot
     /// commands: no round trip until one is needed).
     pub fn set_account(&mut self, account: Account) {
