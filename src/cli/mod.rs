@@ -8,7 +8,8 @@
 //! - `session`: the connection, login, and retries while the server is busy;
 //! - `transfer`, `upload`, `download`: `put` and `get`, resumable and
 //!   MD5-checked, several files in parallel;
-//! - `progress`: progress bars on stderr; `prompt`: questions on a terminal;
+//! - `progress`: progress bars on stderr, `overall` the line under several;
+//!   `prompt`: questions on a terminal;
 //! - `output`: tables, sizes, times, plain-word errors, cleaning of names;
 //! - `shell`: the interactive session; `editor`: its line editing,
 //!   history and completion; `local`: its `lls`, `lcd`, `lpwd`;
@@ -22,6 +23,7 @@ mod editor;
 pub mod exit;
 mod local;
 mod output;
+mod overall;
 mod profile;
 mod progress;
 mod prompt;
@@ -228,10 +230,10 @@ pub struct MvArgs {
 /// Any failure, as one line for the user.
 pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
     if matches!(cmd, Command::Login) {
-        return login(global);
+        return profile::login(global);
     }
-    let global = &resolve(global, profile::load()?);
-    let mut session = Session::new(server(global), global.quiet);
+    let global = &profile::resolve(global, profile::load()?);
+    let mut session = Session::new(profile::server(global), global.quiet);
     let action = match cmd {
         Command::Shell => return shell::run(&mut session, global),
         Command::Login => unreachable!("handled above"),
@@ -245,58 +247,6 @@ pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
     let result = execute(&mut session, global, &action);
     session.close();
     result
-}
-
-/// The options with the profile's server and user filled in where no flag
-/// or environment variable gave one.
-fn resolve(global: &Global, profile: profile::Profile) -> Global {
-    let mut g = global.clone();
-    g.server = g.server.or(profile.server);
-    g.user = g.user.or(profile.user);
-    g
-}
-
-/// The server address after [`resolve`], else the default.
-fn server(global: &Global) -> &str {
-    global.server.as_deref().unwrap_or(profile::DEFAULT_SERVER)
-}
-
-/// `netdisk login`: asks for what is missing, logs in, saves the profile.
-fn login(global: &Global) -> anyhow::Result<()> {
-    // A broken profile is what `login` rewrites: start from what is
-    // readable of it.
-    let saved = profile::load().unwrap_or_default();
-    let known = resolve(global, saved);
-    let ask = prompt::interactive();
-    let server = match (&global.server, ask) {
-        (Some(s), _) => s.clone(),
-        (None, true) => prompt::ask("Server", Some(server(&known)))?,
-        (None, false) => server(&known).to_string(),
-    };
-    let user = match (&global.user, ask) {
-        (Some(u), _) => u.clone(),
-        (None, true) => prompt::ask("User", known.user.as_deref())?,
-        (None, false) => user_name(None, &known)?,
-    };
-    let password = prompt::password(&user, false)?;
-    let mut session = Session::new(&server, global.quiet);
-    let name = session
-        .login(Account { user, password })
-        .with_context(|| format!("cannot log in at {}", clean(&server)))?;
-    session.close();
-    let path = profile::save(&profile::Profile {
-        server: Some(server.clone()),
-        user: Some(name.clone()),
-    })?;
-    confirm(
-        &session,
-        &format!(
-            "logged in as {} at {}; saved to {} (without the password)",
-            clean(&name),
-            clean(&server),
-            clean(&path.display().to_string())
-        ),
-    )
 }
 
 /// Runs one command on a session: the one code path of the command line

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Never a password. A flag or an environment variable wins over the
-//! profile, and the profile over the built-in default server.
+//! profile, and the profile over the built-in default server. `netdisk
+//! login` ([`login`]) checks an account and writes the profile.
 
 use std::fs;
 use std::io::Write;
@@ -20,6 +21,8 @@ use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
 use super::output::clean;
+use super::session::{Account, Session};
+use super::{confirm, prompt, user_name, Global};
 
 /// The server when neither a flag, the environment nor the profile names one.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:9000";
@@ -117,6 +120,62 @@ pub fn save_to(path: &Path, profile: &Profile) -> anyhow::Result<()> {
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", show(path)))?;
     Ok(())
+}
+
+/// The options with the profile's server and user filled in where no flag
+/// or environment variable gave one.
+pub fn resolve(global: &Global, profile: Profile) -> Global {
+    let mut g = global.clone();
+    g.server = g.server.or(profile.server);
+    g.user = g.user.or(profile.user);
+    g
+}
+
+/// The server address after [`resolve`], else the default.
+pub fn server(global: &Global) -> &str {
+    global.server.as_deref().unwrap_or(DEFAULT_SERVER)
+}
+
+/// `netdisk login`: asks for what is missing, logs in, saves the profile.
+///
+/// # Errors
+/// A failed login (nothing is saved then), or a profile that cannot be
+/// written.
+pub fn login(global: &Global) -> anyhow::Result<()> {
+    // A broken profile is what `login` rewrites: start from what is
+    // readable of it.
+    let saved = load().unwrap_or_default();
+    let known = resolve(global, saved);
+    let ask = prompt::interactive();
+    let server = match (&global.server, ask) {
+        (Some(s), _) => s.clone(),
+        (None, true) => prompt::ask("Server", Some(server(&known)))?,
+        (None, false) => server(&known).to_string(),
+    };
+    let user = match (&global.user, ask) {
+        (Some(u), _) => u.clone(),
+        (None, true) => prompt::ask("User", known.user.as_deref())?,
+        (None, false) => user_name(None, &known)?,
+    };
+    let password = prompt::password(&user, false)?;
+    let mut session = Session::new(&server, global.quiet);
+    let name = session
+        .login(Account { user, password })
+        .with_context(|| format!("cannot log in at {}", clean(&server)))?;
+    session.close();
+    let path = save(&Profile {
+        server: Some(server.clone()),
+        user: Some(name.clone()),
+    })?;
+    confirm(
+        &session,
+        &format!(
+            "logged in as {} at {}; saved to {} (without the password)",
+            clean(&name),
+            clean(&server),
+            clean(&path.display().to_string())
+        ),
+    )
 }
 
 fn show(p: &Path) -> String {

@@ -13,7 +13,7 @@
 //! the bar, the percentage and the time left.
 //!
 //! A transfer of several files has one more line under the bars: files
-//! done of all, bytes, rate and ETA of the whole ([`Overall`]).
+//! done of all, bytes, rate and ETA of the whole (`overall`).
 //!
 //! Bars are hidden when stderr is not a terminal or with `-q`; notes (such
 //! as "resuming at ...") still go to stderr unless `-q`.
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use pbr::ProgressBar;
 
 use super::output::{clean, human_size};
+use super::overall::{rate, Overall};
 
 /// How often a bar redraws at most.
 const REFRESH: Duration = Duration::from_millis(150);
@@ -37,24 +38,6 @@ pub struct Progress {
     quiet: bool,
     /// The line for the whole of a several-file transfer.
     overall: Option<Arc<Overall>>,
-}
-
-/// The totals of a several-file transfer, drawn as the board's last line.
-struct Overall {
-    board: Arc<Board>,
-    index: usize,
-    state: Mutex<OverallState>,
-}
-
-struct OverallState {
-    files: usize,
-    files_done: usize,
-    /// Bytes to move, as far as known (each file's total is known once its
-    /// transfer has begun).
-    bytes: u64,
-    bytes_done: u64,
-    start: Instant,
-    drawn: Option<Instant>,
 }
 
 /// The lines on screen, redrawn together.
@@ -94,18 +77,9 @@ impl Progress {
             return;
         };
         let index = board.add_line();
-        self.overall = Some(Arc::new(Overall {
-            board: Arc::clone(board),
-            index,
-            state: Mutex::new(OverallState {
-                files,
-                files_done: 0,
-                bytes: 0,
-                bytes_done: 0,
-                start: Instant::now(),
-                drawn: None,
-            }),
-        }));
+        let board = Arc::clone(board);
+        let draw = move |text: &str| board.set_line(index, text);
+        self.overall = Some(Arc::new(Overall::new(files, draw)));
     }
 
     /// A new bar for `name` (its total is set when known).
@@ -182,10 +156,7 @@ impl Bar {
     pub fn set_total(&mut self, total: u64) {
         if let Some(b) = &mut self.inner {
             if let Some(o) = &b.overall {
-                o.update(
-                    |s| s.bytes = (s.bytes + total).saturating_sub(b.total),
-                    false,
-                );
+                o.set_total(b.total, total);
             }
             b.total = total;
             b.pb.total = total;
@@ -196,10 +167,7 @@ impl Bar {
     pub fn set(&mut self, done: u64) {
         if let Some(b) = &mut self.inner {
             if let Some(o) = &b.overall {
-                o.update(
-                    |s| s.bytes_done = (s.bytes_done + done).saturating_sub(b.done),
-                    false,
-                );
+                o.set_done(b.done, done);
             }
             if done == 0 {
                 b.start = Instant::now();
@@ -214,7 +182,7 @@ impl Bar {
     pub fn add(&mut self, n: u64) {
         if let Some(b) = &mut self.inner {
             if let Some(o) = &b.overall {
-                o.update(|s| s.bytes_done += n, false);
+                o.add(n);
             }
             b.done += n;
             b.label_counts();
@@ -226,7 +194,7 @@ impl Bar {
     pub fn finish(&mut self) {
         if let Some(b) = &mut self.inner {
             if let Some(o) = &b.overall {
-                o.update(|s| s.files_done += 1, true);
+                o.file_done();
             }
             b.label_counts();
             b.pb.finish();
@@ -246,59 +214,6 @@ impl Inner {
             human_size(rate)
         );
         self.pb.message(&text);
-    }
-}
-
-impl Overall {
-    /// Changes the totals and redraws the line, at most every [`REFRESH`]
-    /// unless `now`.
-    fn update(&self, change: impl FnOnce(&mut OverallState), now: bool) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        change(&mut s);
-        let due = s.drawn.is_none_or(|t| t.elapsed() >= REFRESH);
-        if now || due {
-            s.drawn = Some(Instant::now());
-            let text = overall_text(&s);
-            drop(s);
-            self.board.set_line(self.index, &text);
-        }
-    }
-}
-
-/// The overall line: `all: 2 of 5 files, 1.2 MiB of 8.0 MiB, 3.4 MiB/s, ETA 2s`.
-fn overall_text(s: &OverallState) -> String {
-    let elapsed = s.start.elapsed();
-    let rate = rate(s.bytes_done, elapsed);
-    let left = s.bytes.saturating_sub(s.bytes_done);
-    let eta = match rate {
-        0 => "?".to_string(),
-        r => duration_words(left.div_ceil(r)),
-    };
-    format!(
-        "all: {} of {} files, {} of {}, {}/s, ETA {eta}",
-        s.files_done,
-        s.files,
-        human_size(s.bytes_done),
-        human_size(s.bytes),
-        human_size(rate),
-    )
-}
-
-/// Bytes per second.
-fn rate(bytes: u64, elapsed: Duration) -> u64 {
-    let secs = elapsed.as_secs_f64();
-    if secs < 0.001 {
-        return 0;
-    }
-    (bytes as f64 / secs) as u64
-}
-
-/// `42s`, `3m05s`, `2h07m`.
-fn duration_words(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
-        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
     }
 }
 
@@ -400,24 +315,6 @@ mod tests {
         let l = label(&long);
         assert_eq!(l.chars().count(), LABEL_CHARS);
         assert!(l.ends_with('…'));
-    }
-
-    #[test]
-    fn the_overall_line_counts_files_bytes_and_time_left() {
-        let s = OverallState {
-            files: 5,
-            files_done: 2,
-            bytes: 8 << 20,
-            bytes_done: 0,
-            start: Instant::now(),
-            drawn: None,
-        };
-        let text = overall_text(&s);
-        assert_eq!(text, "all: 2 of 5 files, 0 B of 8.0 MiB, 0 B/s, ETA ?");
-        assert_eq!(duration_words(42), "42s");
-        assert_eq!(duration_words(185), "3m05s");
-        assert_eq!(duration_words(7620), "2h07m");
-        assert_eq!(rate(3 << 20, Duration::from_secs(2)), 3 << 19);
     }
 
     #[test]

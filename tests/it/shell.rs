@@ -115,7 +115,8 @@ fn r10_lcd_then_get_saves_in_the_new_folder() {
     success(netdisk(&server, d).args(["put", "small.bin", "--as", "s.bin"]));
     fs::create_dir(d.join("down")).unwrap();
     let mut pty = shell(d, &server.addr);
-    pty.send("lcd down\r");
+    // Tab completes the local folder name.
+    pty.send("lcd do\t\r");
     pty.expect(PROMPT);
     pty.send("lpwd\r");
     pty.expect("/down\r\n");
