@@ -1,6 +1,6 @@
 //! The shell's local commands, as in sftp: `lls` lists a local folder,
 //! `lcd` changes the local folder (where `get` saves and `put` reads
-//! relative paths), `lpwd` prints it.
+//! relative paths), `lpwd` prints it. `~` stands for the home folder.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use super::output::{clean, human_size, io_words, utc_time};
 /// # Errors
 /// If `path` cannot be read.
 pub fn lls(path: Option<&Path>) -> anyhow::Result<String> {
-    let path = path.unwrap_or(Path::new("."));
+    let path = &expand_home(path.unwrap_or(Path::new(".")));
     let meta = fs::metadata(path).map_err(|e| anyhow!("{}: {}", show(path), io_words(&e)))?;
     let mut rows: Vec<(String, String, String)> = Vec::new();
     if meta.is_dir() {
@@ -68,7 +68,7 @@ fn row(name: &str, m: &fs::Metadata) -> (String, String, String) {
 /// If `dir` is not a folder one can enter, or there is no home folder.
 pub fn lcd(dir: Option<&Path>) -> anyhow::Result<()> {
     let dir = match dir {
-        Some(d) => d.to_path_buf(),
+        Some(d) => expand_home(d),
         None => std::env::var_os("HOME")
             .map(PathBuf::from)
             .ok_or_else(|| anyhow!("no home folder: say which folder"))?,
@@ -86,6 +86,16 @@ pub fn lpwd() -> anyhow::Result<String> {
     Ok(format!("{}\n", show(&dir)))
 }
 
+/// `~` and `~/...` under the home folder, as a shell would (the shell's
+/// own word splitting does not); anything else as it is.
+fn expand_home(p: &Path) -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    match (p.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
 fn show(p: &Path) -> String {
     clean(&p.display().to_string()).into_owned()
 }
@@ -93,6 +103,17 @@ fn show(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tilde_is_the_home_folder() {
+        let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+            return;
+        };
+        assert_eq!(expand_home(Path::new("~")), home);
+        assert_eq!(expand_home(Path::new("~/a/b")), home.join("a/b"));
+        assert_eq!(expand_home(Path::new("a/~")), Path::new("a/~"));
+        assert_eq!(expand_home(Path::new("~bob")), Path::new("~bob"));
+    }
 
     #[test]
     fn lls_lists_files_and_folders_but_not_hidden_ones() {
