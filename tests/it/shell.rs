@@ -15,6 +15,8 @@ use crate::pty::Pty;
 use crate::support::*;
 
 const PROMPT: &str = "netdisk> ";
+/// What the line editor writes when it starts reading a line.
+const READY: &str = "\x1b[?2004h";
 
 /// The shell in `dir`, logged in as [`USER`] at `addr`.
 fn shell(dir: &Path, addr: &str) -> Pty {
@@ -64,9 +66,12 @@ fn r10_history_is_kept_across_sessions_without_the_password() {
     // does not run.
     let mut pty = shell(d, &server.addr);
     pty.send("rm small.bin");
+    pty.expect("rm small.bin");
     pty.send("\x03");
-    // The editor drops what was typed ahead of a new prompt.
-    pty.expect(PROMPT);
+    // Keys typed before the next line starts die with the line Ctrl-C
+    // ended: wait until the editor has the terminal again (it turns on
+    // bracketed paste then, after raw mode).
+    pty.expect(READY);
     pty.send("\x1b[A\r");
     pty.expect("files: 1");
     pty.expect(PROMPT);
