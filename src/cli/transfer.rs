@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail};
 use rayon::prelude::*;
 
+use super::cancel;
 use super::download::{self, local_target, GetJob, Mode};
 use super::exit::{self, Coded};
 use super::output::{clean, human_size, io_words, Plain};
@@ -273,7 +274,12 @@ fn report<J, T>(
             Err(e) => {
                 failed.push(exit::code(&e));
                 let mut err = io::stderr().lock();
-                writeln!(err, "error: cannot {verb} {shown}: {e:#}")?;
+                if cancel::is_cancelled(&e) {
+                    // Ctrl-C in the shell: no error, a note of what is kept.
+                    writeln!(err, "{shown}: {e:#}")?;
+                } else {
+                    writeln!(err, "error: cannot {verb} {shown}: {e:#}")?;
+                }
             }
         }
     }

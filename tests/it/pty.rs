@@ -75,7 +75,8 @@ impl Pty {
             loop {
                 let n = out.read(&mut buf).unwrap_or(0);
                 let (lock, ready) = &*sink;
-                let mut s = lock.lock().unwrap();
+                // A test that failed while holding the lock poisoned it.
+                let mut s = lock.lock().unwrap_or_else(|p| p.into_inner());
                 if n == 0 {
                     s.ended = true;
                     ready.notify_all();

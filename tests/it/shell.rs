@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::{netdisk, setup, success, USER};
 use crate::pty::Pty;
@@ -211,6 +211,22 @@ fn pipe(
 
 /// How long the test waits for the proxy to have passed its bytes.
 const STARTED: Duration = Duration::from_secs(60);
+/// What a download behind a [`gated_proxy`] of 1 MiB writes for sure
+/// before it waits: three whole chunks (the headers before the body take
+/// less than the rest of the mebibyte).
+const KEPT: u64 = 3 * netdisk::hashcopy::CHUNK as u64;
+
+/// Waits until the part file of `name` in `dir` holds [`KEPT`] bytes: the
+/// download is under way, and Ctrl-C now leaves something to resume.
+fn wait_for_part(dir: &Path, name: &str) -> std::path::PathBuf {
+    let part = dir.join(format!(".netdisk-{}.part", md5(name.as_bytes())));
+    let deadline = Instant::now() + STARTED;
+    while fs::metadata(&part).map_or(0, |m| m.len()) < KEPT {
+        assert!(Instant::now() < deadline, "the part file never grew");
+        thread::yield_now();
+    }
+    part
+}
 
 #[test]
 fn r10_ctrl_c_cancels_a_get_keeps_the_part_and_the_next_get_resumes() {
@@ -225,6 +241,7 @@ fn r10_ctrl_c_cancels_a_get_keeps_the_part_and_the_next_get_resumes() {
     let mut pty = shell(&down, &proxy);
     pty.send("get big.bin\r");
     passed.recv_timeout(STARTED).expect("the download started");
+    let part = wait_for_part(&down, "big.bin");
     pty.send("\x03");
     pty.expect("cancelling the transfer");
     go.send(()).unwrap();
@@ -232,13 +249,8 @@ fn r10_ctrl_c_cancels_a_get_keeps_the_part_and_the_next_get_resumes() {
     pty.expect("`get big.bin` continues it");
     pty.expect(PROMPT);
     assert!(!down.join("big.bin").exists());
-    let part = fs::read_dir(&down)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".part"))
-        .expect("the part file is kept");
     let kept = fs::metadata(&part).unwrap().len();
-    assert!(kept > 0 && kept < data.len() as u64, "{kept}");
+    assert!(kept >= KEPT && kept < data.len() as u64, "{kept}");
 
     pty.send("get big.bin\r");
     pty.expect("resuming the interrupted download at");
@@ -275,4 +287,35 @@ fn r10_ctrl_c_cancels_a_put_the_server_keeps_it_and_the_next_put_resumes() {
     end(pty);
     let stored = fs::read(server.user_files(USER).join("big.bin")).unwrap();
     assert_eq!(md5(&stored), md5(&data));
+}
+
+#[test]
+fn r10_ctrl_c_cancels_the_whole_of_a_several_file_get() {
+    let (server, dir) = setup(&[]);
+    let d = dir.path();
+    write_file(d, "big.bin", &bytes(8 << 20, 23));
+    success(netdisk(&server, d).args(["put", "big.bin", "small.bin"]));
+    let down = d.join("down");
+    fs::create_dir(&down).unwrap();
+    let (proxy, passed, go) = gated_proxy(&server.addr, Hold::FromServer, 1 << 20);
+    let mut pty = shell(&down, &proxy);
+    pty.send("get big.bin small.bin -j 1\r");
+    passed.recv_timeout(STARTED).expect("the download started");
+    wait_for_part(&down, "big.bin");
+    pty.send("\x03");
+    pty.expect("cancelling the transfer");
+    go.send(()).unwrap();
+    pty.expect("big.bin: cancelled; kept ");
+    pty.expect(" of big.bin in ");
+    pty.expect("small.bin: cancelled; nothing was kept");
+    pty.expect("error: 2 of 2 downloads failed");
+    pty.expect(PROMPT);
+    end(pty);
+    let names: Vec<String> = fs::read_dir(&down)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".xdg-state")
+        .collect();
+    assert_eq!(names.len(), 1, "only the part file of big.bin: {names:?}");
+    assert!(names[0].ends_with(".part"), "{names:?}");
 }

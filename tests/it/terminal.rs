@@ -38,6 +38,7 @@ fn on_terminal(
         .env("NETDISK_SERVER", &server.addr)
         .env("NETDISK_USER", USER)
         .env("COLUMNS", "100")
+        .env("XDG_CONFIG_HOME", dir.join(".xdg-config"))
         .env_remove("NETDISK_PASSWORD")
         .write_stdin(typed)
         .timeout(Duration::from_secs(60));
