@@ -7,6 +7,12 @@
 //! transfer the signal ends the client as it would without the handler
 //! (at the prompt the line editor reads Ctrl-C as a key, so it never gets
 //! here). One-shot commands install nothing: Ctrl-C ends them as before.
+//!
+//! The handler also gets SIGTERM and SIGHUP (ctrlc's `termination`
+//! feature, which the server's shutdown needs, cannot tell them apart):
+//! during a transfer they cancel it like Ctrl-C, otherwise they end the
+//! shell. A transfer stalled inside a read notices the flag when the next
+//! bytes arrive or the read times out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
