@@ -20,6 +20,7 @@ pub const MAX_MESSAGE: usize = 1024;
 /// Request fields.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Args {
+    /// Text to echo; `None` when absent or `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -27,8 +28,10 @@ pub struct Args {
 /// Reply fields.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Answer {
+    /// The request's `message`; absent when it had none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The server's version (`CARGO_PKG_VERSION`).
     pub version: String,
 }
 

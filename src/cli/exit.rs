@@ -54,6 +54,7 @@ impl Exit {
 /// A failure of the client's own with the exit code it stands for.
 #[derive(Debug)]
 pub struct Coded {
+    /// The code the process exits with.
     pub exit: Exit,
     message: String,
 }
