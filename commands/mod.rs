@@ -29,6 +29,7 @@ pub mod delete;
 pub mod get;
 pub mod login;
 pub mod ls;
+pub mod ping;
 pub mod put;
 pub mod quit;
 pub mod register;
@@ -62,6 +63,7 @@ pub static REGISTRY: &[&dyn Command] = &[
     &delete::Delete,
     &rename::Rename,
     &whoami::Whoami,
+    &ping::Ping,
     &quit::Quit,
 ];
 
@@ -172,8 +174,8 @@ mod tests {
     use std::collections::HashSet;
 
     /// PROTOCOL.md's command table.
-    const SPEC: [&str; 9] = [
-        "register", "login", "ls", "put", "get", "delete", "rename", "whoami", "quit",
+    const SPEC: [&str; 10] = [
+        "register", "login", "ls", "put", "get", "delete", "rename", "whoami", "ping", "quit",
     ];
 
     #[test]
@@ -187,13 +189,16 @@ mod tests {
     }
 
     #[test]
-    fn only_register_login_and_quit_are_anonymous() {
+    fn only_register_login_ping_and_quit_are_anonymous() {
         let anon: HashSet<_> = REGISTRY
             .iter()
             .filter(|c| !c.requires_auth())
             .map(|c| c.name())
             .collect();
-        assert_eq!(anon, ["register", "login", "quit"].into_iter().collect());
+        assert_eq!(
+            anon,
+            ["register", "login", "ping", "quit"].into_iter().collect()
+        );
     }
 
     #[test]

@@ -133,7 +133,8 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // The one mapping from a failure to its documented exit code.
+            ExitCode::from(cli::exit::code(&e).status())
         }
     }
 }

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use md5::{Digest, Md5};
 
+use super::cancel::{self, Cancelled};
+use super::exit::{Coded, Exit};
 use super::output::{clean, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
 use crate::client::{Client, ClientError};
@@ -67,9 +69,48 @@ pub struct Downloaded {
 /// # Errors
 /// The server's refusal, a lost connection (an interrupted download into
 /// the part file is kept, to be continued), a local write error, another
-/// client downloading the same target, or an MD5 that still differs after
-/// downloading from the start.
+/// client downloading the same target, an MD5 that still differs after
+/// downloading from the start, or Ctrl-C in the shell ([`Cancelled`],
+/// saying what was kept).
 pub fn download(
+    client: &mut Client,
+    job: &GetJob,
+    bar: &mut Bar,
+    progress: &Progress,
+) -> anyhow::Result<Downloaded> {
+    attempt(client, job, bar, progress).map_err(|e| {
+        if cancel::is_cancelled(&e) {
+            Cancelled { kept: kept(job) }.into()
+        } else {
+            e
+        }
+    })
+}
+
+/// What a cancelled download left to continue, in words.
+fn kept(job: &GetJob) -> String {
+    let name = clean(&job.name);
+    let size = |p: &Path| fs::metadata(p).map_or(0, |m| m.len());
+    let part = part_path(&job.target);
+    if size(&part) > 0 {
+        return format!(
+            "kept {} of {name} in {}; `get {name}` continues it",
+            human_size(size(&part)),
+            show(&part)
+        );
+    }
+    if job.mode == Mode::Resume {
+        return format!(
+            "{} holds {}; `get {name} --resume` continues it",
+            show(&job.target),
+            human_size(size(&job.target))
+        );
+    }
+    "nothing was kept".to_string()
+}
+
+/// The body of [`download`].
+fn attempt(
     client: &mut Client,
     job: &GetJob,
     bar: &mut Bar,
@@ -253,10 +294,14 @@ fn fill_part(
     if md5 != answer.md5 {
         // Nothing in it is worth continuing.
         let _ = fs::remove_file(path);
-        bail!(
-            "MD5 mismatch: the server says {} but {md5} arrived; nothing was saved",
-            answer.md5
-        );
+        return Err(Coded::new(
+            Exit::Checksum,
+            format!(
+                "MD5 mismatch: the server says {} but {md5} arrived; nothing was saved",
+                answer.md5
+            ),
+        )
+        .into());
     }
     save(part, path, &job.target)?;
     Ok(Downloaded {
@@ -350,6 +395,7 @@ fn receive(
 ) -> anyhow::Result<()> {
     let out: &File = out;
     hashed_copy(hasher, len, Some(out), |chunk| {
+        cancel::check()?;
         client.read_body_exact(chunk).map_err(Plain)?;
         let mut w = out;
         w.write_all(chunk).context("cannot write the download")?;

@@ -8,12 +8,23 @@
 //! - `session`: the connection, login, and retries while the server is busy;
 //! - `transfer`, `upload`, `download`: `put` and `get`, resumable and
 //!   MD5-checked, several files in parallel;
-//! - `progress`: progress bars on stderr; `prompt`: questions on a terminal;
+//! - `progress`: progress bars on stderr, `overall` the line under several;
+//!   `prompt`: questions on a terminal;
 //! - `output`: tables, sizes, times, plain-word errors, cleaning of names;
-//! - `shell`: the interactive session.
+//! - `shell`: the interactive session; `editor`: its line editing,
+//!   history and completion; `local`: its `lls`, `lcd`, `lpwd`;
+//!   `cancel`: Ctrl-C during a transfer in the shell;
+//! - `profile`: the saved server and user (`netdisk login`);
+//! - `exit`: the exit code of each kind of failure.
 
+mod cancel;
 mod download;
+mod editor;
+pub mod exit;
+mod local;
 mod output;
+mod overall;
+mod profile;
 mod progress;
 mod prompt;
 mod session;
@@ -23,29 +34,31 @@ mod upload;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 
+use exit::{Coded, Exit};
 use output::clean;
 use session::{Account, Session};
 
 /// Options every client subcommand accepts, before or after it.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Server address, HOST:PORT.
+    /// Server address, HOST:PORT [default: the profile's, else
+    /// 127.0.0.1:9000].
     #[arg(
         long,
         global = true,
         display_order = 100,
         value_name = "ADDR",
         env = "NETDISK_SERVER",
-        hide_env_values = true,
-        default_value = "127.0.0.1:9000"
+        hide_env_values = true
     )]
-    pub server: String,
-    /// User name to log in as. The password comes from NETDISK_PASSWORD,
-    /// or is asked for on a terminal.
+    pub server: Option<String>,
+    /// User name to log in as (default: the profile's). The password comes
+    /// from NETDISK_PASSWORD, or is asked for on a terminal.
     #[arg(
         long,
         global = true,
@@ -129,6 +142,10 @@ pub enum Command {
     /// Run commands interactively over one connection.
     #[command(after_help = SHELL_HELP)]
     Shell,
+    /// Check a server, user and password, and save the server and user as
+    /// the profile that later commands use (never the password).
+    #[command(after_help = LOGIN_HELP)]
+    Login,
 }
 
 /// The commands the command line and the shell share.
@@ -164,17 +181,32 @@ Examples:
     /// Show who you are, how many files you have, and the space used.
     #[command(after_help = "Example:\n  netdisk whoami")]
     Whoami,
+    /// Check the server: round-trip time, version, MESSAGE echoed (no login).
+    #[command(after_help = "Examples:\n  netdisk ping\n  netdisk ping hello")]
+    Ping(PingArgs),
 }
 
 const SHELL_HELP: &str = "\
-Commands: register, login, ls, put, get, rm, mv, whoami, help, quit.
-They take the same options as the one-shot commands. Lines are split into
-words like a shell does: quote names with spaces (\"my file.txt\").
-Reads commands from stdin, so it can be scripted; then it exits with an
-error if any command failed.
+Commands: register, login, ls, put, get, rm, mv, whoami, ping, lls, lcd,
+lpwd, help, quit. They take the same options as the one-shot commands.
+Lines are split into words like a shell does: quote names with spaces
+(\"my file.txt\"). On a terminal: line editing, history (kept in
+$XDG_STATE_HOME/netdisk/history), Tab completes commands and file names,
+Ctrl-C cancels a transfer (kept for a later resume) or clears the line,
+Ctrl-D ends. Reads commands from stdin, so it can be scripted; then it
+exits with an error if any command failed.
 
 Example:
   printf 'put a.txt\\nls\\n' | netdisk shell --user alice";
+
+const LOGIN_HELP: &str = "\
+Asks for what --server, --user, NETDISK_SERVER, NETDISK_USER and the
+profile do not say (on a terminal), logs in, and writes server and user to
+$XDG_CONFIG_HOME/netdisk/config.toml (else ~/.config/netdisk/config.toml).
+
+Example:
+  netdisk login
+  netdisk ls";
 
 /// `register [NAME]` and the shell's `login [NAME]`.
 #[derive(Args, Debug)]
@@ -229,6 +261,14 @@ pub struct GetArgs {
     pub jobs: u16,
 }
 
+/// `ping`.
+#[derive(Args, Debug)]
+pub struct PingArgs {
+    /// Text for the server to echo (at most 1024 bytes).
+    #[arg(value_name = "MESSAGE")]
+    pub message: Option<String>,
+}
+
 /// `rm`.
 #[derive(Args, Debug)]
 pub struct RmArgs {
@@ -250,12 +290,17 @@ pub struct MvArgs {
 /// # Errors
 /// Any failure, as one line for the user.
 pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
-    let mut session = Session::new(&global.server, global.security()?, global.quiet);
+    if matches!(cmd, Command::Login) {
+        return profile::login(global);
+    }
+    let global = &profile::resolve(global, profile::load()?);
+    let mut session = Session::new(profile::server(global), global.security()?, global.quiet);
     let action = match cmd {
         Command::Shell => return shell::run(&mut session, global),
+        Command::Login => unreachable!("handled above"),
         Command::Action(action) => action,
     };
-    if !matches!(action, Action::Register(_)) {
+    if !matches!(action, Action::Register(_) | Action::Ping(_)) {
         let user = user_name(None, global)?;
         let password = prompt::password(&user, false)?;
         session.set_account(Account { user, password });
@@ -318,14 +363,38 @@ pub(crate) fn execute(
             let me = session.call(|c| c.whoami())?;
             print(&output::whoami_text(&me))
         }
+        Action::Ping(a) => {
+            let (answer, rtt) = session.ping(a.message.as_deref())?;
+            print(&ping_text(&session.addr, &answer, rtt))
+        }
     }
+}
+
+/// What `ping` prints.
+fn ping_text(addr: &str, answer: &crate::commands::ping::Answer, rtt: Duration) -> String {
+    let mut text = format!(
+        "server:  {}\nversion: {}\ntime:    {:.2} ms\n",
+        clean(addr),
+        clean(&answer.version),
+        rtt.as_secs_f64() * 1000.0
+    );
+    if let Some(m) = &answer.message {
+        text.push_str(&format!("message: {}\n", clean(m)));
+    }
+    text
 }
 
 /// The user name: the argument, else `--user` / `NETDISK_USER`.
 fn user_name(arg: Option<&str>, global: &Global) -> anyhow::Result<String> {
     arg.or(global.user.as_deref())
         .map(str::to_string)
-        .ok_or_else(|| anyhow!("no user name: pass --user NAME or set NETDISK_USER"))
+        .ok_or_else(|| {
+            Coded::new(
+                Exit::Auth,
+                "no user name: pass --user NAME, set NETDISK_USER, or run `netdisk login`",
+            )
+            .into()
+        })
 }
 
 /// Checks a file name the user typed against PROTOCOL.md's rules.

@@ -7,16 +7,25 @@
 //! character (any Chinese or emoji name) makes it panic. Here every bar
 //! writes into a shared [`Board`] that redraws its lines in place.
 //!
+//! Sizes and rates are in the IEC units the rest of the output uses
+//! (KiB, MiB, GiB): pbr's own byte counter and speed say SI "MB", so they
+//! are turned off and written here into the bar's message, and pbr draws
+//! the bar, the percentage and the time left.
+//!
+//! A transfer of several files has one more line under the bars: files
+//! done of all, bytes, rate and ETA of the whole (`overall`).
+//!
 //! Bars are hidden when stderr is not a terminal or with `-q`; notes (such
 //! as "resuming at ...") still go to stderr unless `-q`.
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pbr::{ProgressBar, Units};
+use pbr::ProgressBar;
 
-use super::output::clean;
+use super::output::{clean, human_size};
+use super::overall::{rate, Overall};
 
 /// How often a bar redraws at most.
 const REFRESH: Duration = Duration::from_millis(150);
@@ -27,6 +36,8 @@ const LABEL_CHARS: usize = 24;
 pub struct Progress {
     board: Option<Arc<Board>>,
     quiet: bool,
+    /// The line for the whole of a several-file transfer.
+    overall: Option<Arc<Overall>>,
 }
 
 /// The lines on screen, redrawn together.
@@ -52,10 +63,26 @@ impl Progress {
                 }),
             })
         });
-        Progress { board, quiet }
+        Progress {
+            board,
+            quiet,
+            overall: None,
+        }
     }
 
-    /// A new bar for `name` with `total` bytes (0 if not known yet).
+    /// Adds the line for the whole of a transfer of `files` files, under
+    /// the bars made so far (see [`Bar::counting_towards`]).
+    pub fn overall(&mut self, files: usize) {
+        let Some(board) = &self.board else {
+            return;
+        };
+        let index = board.add_line();
+        let board = Arc::clone(board);
+        let draw = move |text: &str| board.set_line(index, text);
+        self.overall = Some(Arc::new(Overall::new(files, draw)));
+    }
+
+    /// A new bar for `name` (its total is set when known).
     pub fn bar(&self, name: &str) -> Bar {
         let Some(board) = &self.board else {
             return Bar { inner: None };
@@ -67,13 +94,23 @@ impl Progress {
         };
         let label = label(name);
         let mut pb = ProgressBar::on(line, 0);
-        pb.set_units(Units::Bytes);
         pb.set_max_refresh_rate(Some(REFRESH));
-        pb.show_speed = true;
+        // Counter and speed in IEC units are in the message instead.
+        pb.show_counter = false;
+        pb.show_speed = false;
         pb.show_time_left = true;
         pb.set_width(Some(bar_width(&label)));
         pb.message(&format!("{label} "));
-        Bar { inner: Some(pb) }
+        Bar {
+            inner: Some(Inner {
+                pb,
+                label,
+                total: 0,
+                done: 0,
+                start: Instant::now(),
+                overall: None,
+            }),
+        }
     }
 
     /// A line for the user on stderr (above the bars), unless `-q`.
@@ -92,36 +129,91 @@ impl Progress {
 
 /// One file's bar; does nothing when bars are hidden.
 pub struct Bar {
-    inner: Option<ProgressBar<Line>>,
+    inner: Option<Inner>,
+}
+
+struct Inner {
+    pb: ProgressBar<Line>,
+    label: String,
+    total: u64,
+    done: u64,
+    /// Since the count last started from 0, for the rate.
+    start: Instant,
+    overall: Option<Arc<Overall>>,
 }
 
 impl Bar {
+    /// The bar, counting towards `progress`'s overall line (made after
+    /// the bars, so that it sits under them).
+    pub fn counting_towards(mut self, progress: &Progress) -> Bar {
+        if let Some(b) = &mut self.inner {
+            b.overall = progress.overall.clone();
+        }
+        self
+    }
+
     /// Sets the number of bytes the transfer will move in all.
     pub fn set_total(&mut self, total: u64) {
-        if let Some(pb) = &mut self.inner {
-            pb.total = total;
+        if let Some(b) = &mut self.inner {
+            if let Some(o) = &b.overall {
+                o.set_total(b.total, total);
+            }
+            b.total = total;
+            b.pb.total = total;
         }
     }
 
-    /// Sets how many bytes are done (a resume starts past 0).
+    /// Sets how many bytes are done (a transfer that starts again sets 0).
     pub fn set(&mut self, done: u64) {
-        if let Some(pb) = &mut self.inner {
-            pb.set(done);
+        if let Some(b) = &mut self.inner {
+            if let Some(o) = &b.overall {
+                o.set_done(b.done, done);
+            }
+            if done == 0 {
+                b.start = Instant::now();
+            }
+            b.done = done;
+            b.label_counts();
+            b.pb.set(done);
         }
     }
 
     /// Counts `n` more bytes as done.
     pub fn add(&mut self, n: u64) {
-        if let Some(pb) = &mut self.inner {
-            pb.add(n);
+        if let Some(b) = &mut self.inner {
+            if let Some(o) = &b.overall {
+                o.add(n);
+            }
+            b.done += n;
+            b.label_counts();
+            b.pb.add(n);
         }
     }
 
     /// Draws the bar complete.
     pub fn finish(&mut self) {
-        if let Some(pb) = &mut self.inner {
-            pb.finish();
+        if let Some(b) = &mut self.inner {
+            if let Some(o) = &b.overall {
+                o.file_done();
+            }
+            b.label_counts();
+            b.pb.finish();
         }
+    }
+}
+
+impl Inner {
+    /// The message before the bar: name, bytes done of all, rate.
+    fn label_counts(&mut self) {
+        let rate = rate(self.done, self.start.elapsed());
+        let text = format!(
+            "{} {} / {} {}/s ",
+            self.label,
+            human_size(self.done),
+            human_size(self.total),
+            human_size(rate)
+        );
+        self.pb.message(&text);
     }
 }
 

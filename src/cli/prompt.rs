@@ -1,5 +1,6 @@
-//! Questions for the person at the terminal: the password, and what to do
-//! with a local file that is in the way.
+//! Questions for the person at the terminal: the password, a server or
+//! user name for `netdisk login`, and what to do with a local file that is
+//! in the way.
 //!
 //! Nothing here ever waits on a stdin that is not a terminal: scripts and
 //! tests get a clear error instead of a hang.
@@ -9,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+use super::exit::{Coded, Exit};
 use crate::protocol::Password;
 
 /// The environment variable the password is read from.
@@ -30,7 +32,11 @@ pub fn password(user: &str, confirm: bool) -> anyhow::Result<Password> {
         return Ok(Password::new(pw));
     }
     if !io::stdin().is_terminal() {
-        bail!("no password: set {PASSWORD_ENV}, or run on a terminal to be asked for it");
+        return Err(Coded::new(
+            Exit::Auth,
+            format!("no password: set {PASSWORD_ENV}, or run on a terminal to be asked for it"),
+        )
+        .into());
     }
     let user = super::output::clean(user);
     let first = rpassword::prompt_password(format!("Password for {user}: "))
@@ -43,6 +49,30 @@ pub fn password(user: &str, confirm: bool) -> anyhow::Result<Password> {
         }
     }
     Ok(Password::new(first))
+}
+
+/// Asks for one line on the terminal, offering `default` (taken on an
+/// empty answer). Only call when [`interactive`].
+///
+/// # Errors
+/// If the terminal cannot be read, at the end of input, or with neither
+/// an answer nor a default.
+pub fn ask(question: &str, default: Option<&str>) -> anyhow::Result<String> {
+    let mut err = io::stderr().lock();
+    match default {
+        Some(d) => write!(err, "{question} [{}]: ", super::output::clean(d))?,
+        None => write!(err, "{question}: ")?,
+    }
+    err.flush()?;
+    let mut answer = String::new();
+    if io::stdin().lock().read_line(&mut answer)? == 0 {
+        bail!("no answer for {}", question.to_lowercase());
+    }
+    match (answer.trim(), default) {
+        ("", Some(d)) => Ok(d.to_string()),
+        ("", None) => bail!("no answer for {}", question.to_lowercase()),
+        (a, _) => Ok(a.to_string()),
+    }
 }
 
 /// What to do with a local file that already exists.

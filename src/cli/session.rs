@@ -9,12 +9,14 @@
 
 use std::io;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
+use super::exit::{Coded, Exit};
 use super::output::{clean, Plain};
 use crate::client::{Client, ClientError, Security};
+use crate::commands::ping;
 use crate::error::ErrorCode;
 use crate::protocol::Password;
 use crate::tls::client::Trust;
@@ -56,6 +58,11 @@ impl Session {
         }
     }
 
+    /// The password of the account logged in as, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.account.as_ref().map(|a| a.password.expose())
+    }
+
     /// Logs in as `account` on the first connection (for one-shot
     /// commands: no round trip until one is needed).
     pub fn set_account(&mut self, account: Account) {
@@ -82,10 +89,14 @@ impl Session {
                     wait *= 2;
                 }
                 Err(e) if e.code() == Some(ErrorCode::Busy) => {
-                    return Err(anyhow!(
-                        "the server at {} is busy; gave up after {BUSY_TRIES} tries",
-                        clean(&self.addr)
-                    ))
+                    return Err(Coded::new(
+                        Exit::Network,
+                        format!(
+                            "the server at {} is busy; gave up after {BUSY_TRIES} tries",
+                            clean(&self.addr)
+                        ),
+                    )
+                    .into())
                 }
                 Err(e) => return Err(Plain(e).into()),
             }
@@ -122,7 +133,7 @@ impl Session {
         let account = self
             .account
             .clone()
-            .ok_or_else(|| anyhow!("not logged in (use `login NAME` first)"))?;
+            .ok_or_else(|| Coded::new(Exit::Auth, "not logged in (use `login NAME` first)"))?;
         let (client, _) = self.open(|c| c.login(&account.user, &account.password))?;
         Ok(client)
     }
@@ -201,6 +212,39 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// `ping`: on the open connection if there is one (logged in or not),
+    /// else on a new anonymous one, kept while nobody is logged in. Returns the reply and
+    /// the round-trip time of the request.
+    ///
+    /// # Errors
+    /// `BAD_REQUEST` for a message too long, a connection failure, in
+    /// plain words.
+    pub fn ping(&mut self, message: Option<&str>) -> anyhow::Result<(ping::Answer, Duration)> {
+        let timed = |c: &mut Client| {
+            let start = Instant::now();
+            c.ping(message).map(|a| (a, start.elapsed()))
+        };
+        match self.live_client() {
+            Some(c) => {
+                let r = timed(c);
+                if r.as_ref().is_err_and(is_broken) {
+                    self.client = None;
+                }
+                Ok(r.map_err(Plain)?)
+            }
+            None => {
+                let (mut c, answer) = self.open(timed)?;
+                // Later commands take the open connection as logged in.
+                if self.account.is_none() {
+                    self.client = Some(c);
+                } else {
+                    let _ = c.quit();
+                }
+                Ok(answer)
+            }
+        }
     }
 
     /// The open connection, unless the server has closed it meanwhile (a

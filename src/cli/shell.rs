@@ -7,15 +7,23 @@
 //! terminal (no prompt then), which makes it scriptable; scripted sessions
 //! end with an error if any command failed. Several files in one `put` or
 //! `get` still go in parallel, on extra connections.
+//!
+//! On a terminal, lines come from the line editor (`editor`: history,
+//! completion), and Ctrl-C during a `put` or `get` cancels that transfer
+//! only (`cancel`), keeping what it moved for the next try.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use super::cancel;
+use super::editor::{self, Input};
 use super::output::clean;
+use super::prompt::PASSWORD_ENV;
 use super::session::{Account, Session};
-use super::{execute, prompt, user_name, AccountArgs, Action, Global};
+use super::{execute, local, print, prompt, user_name, AccountArgs, Action, Global};
 
 /// One shell line.
 #[derive(Parser, Debug)]
@@ -44,6 +52,21 @@ enum ShellCommand {
         /// The command to explain.
         command: Option<String>,
     },
+    /// List a local folder (default: the current one).
+    #[command(after_help = "Example:\n  lls ~/Downloads")]
+    Lls {
+        /// The folder or file.
+        path: Option<PathBuf>,
+    },
+    /// Change the local folder, where `get` saves and `put` looks.
+    #[command(after_help = "Example:\n  lcd ~/Downloads")]
+    Lcd {
+        /// The new folder (default: your home folder).
+        dir: Option<PathBuf>,
+    },
+    /// Print the local folder.
+    #[command(after_help = "Example:\n  lpwd")]
+    Lpwd,
     /// End the session.
     #[command(alias = "exit")]
     Quit,
@@ -64,6 +87,7 @@ enum Step {
 pub fn run(session: &mut Session, global: &Global) -> anyhow::Result<()> {
     let tty = io::stdin().is_terminal();
     if tty {
+        cancel::install()?;
         let mut err = io::stderr().lock();
         writeln!(
             err,
@@ -71,25 +95,25 @@ pub fn run(session: &mut Session, global: &Global) -> anyhow::Result<()> {
             clean(&session.addr)
         )?;
     }
+    let mut input = Input::new(tty, editor::command_names::<Line>());
     let mut failed = 0;
-    if global.user.is_some() && report(login(session, global, None)) == Step::Failed {
-        failed += 1;
+    if global.user.is_some() {
+        match report(login(session, global, None)) {
+            Step::Failed => failed += 1,
+            _ => refresh_names(session, &mut input),
+        }
     }
-    let mut line = String::new();
-    loop {
-        if tty {
-            let mut err = io::stderr().lock();
-            write!(err, "netdisk> ")?;
-            err.flush()?;
-        }
-        line.clear();
-        if io::stdin().lock().read_line(&mut line)? == 0 {
-            break;
-        }
-        match step(session, global, &line) {
+    while let Some(line) = input.read()? {
+        let env_password = std::env::var(PASSWORD_ENV).unwrap_or_default();
+        let secrets = [session.password().unwrap_or(""), env_password.as_str()];
+        input.remember(&line, &secrets);
+        match step(session, global, &line, tty) {
             Step::Done => {}
             Step::Failed => failed += 1,
             Step::Quit => break,
+        }
+        if changes_listing(&line) {
+            refresh_names(session, &mut input);
         }
     }
     session.close();
@@ -99,8 +123,26 @@ pub fn run(session: &mut Session, global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one line.
-fn step(session: &mut Session, global: &Global, line: &str) -> Step {
+/// Whether the command on `line` may change (or first show) the listing
+/// that Tab completes remote names from.
+fn changes_listing(line: &str) -> bool {
+    let first = split(line).ok().and_then(|w| w.into_iter().next());
+    matches!(first.as_deref(), Some("login" | "ls" | "put" | "rm" | "mv"))
+}
+
+/// Fetches the listing for completion, on the line editor only (a
+/// scripted session needs none); a failure leaves the names as they were.
+fn refresh_names(session: &mut Session, input: &mut Input) {
+    if !input.is_editor() || session.password().is_none() {
+        return;
+    }
+    if let Ok(files) = session.call(|c| c.ls()) {
+        input.set_names(files.into_iter().map(|f| f.name).collect());
+    }
+}
+
+/// Runs one line; `cancellable`: Ctrl-C cancels a transfer.
+fn step(session: &mut Session, global: &Global, line: &str, cancellable: bool) -> Step {
     let words = match split(line) {
         Ok(w) => w,
         Err(e) => return report(Err(anyhow::anyhow!(e))),
@@ -122,7 +164,14 @@ fn step(session: &mut Session, global: &Global, line: &str) -> Step {
             Step::Done
         }
         ShellCommand::Login(a) => report(login(session, global, a.name.as_deref())),
-        ShellCommand::Action(action) => report(execute(session, global, &action)),
+        ShellCommand::Lls { path } => report(local::lls(path.as_deref()).and_then(|t| print(&t))),
+        ShellCommand::Lcd { dir } => report(local::lcd(dir.as_deref())),
+        ShellCommand::Lpwd => report(local::lpwd().and_then(|t| print(&t))),
+        ShellCommand::Action(action) => {
+            let transfer = matches!(action, Action::Put(_) | Action::Get(_));
+            let _guard = (cancellable && transfer).then(cancel::Transfer::begin);
+            report(execute(session, global, &action))
+        }
     }
 }
 
@@ -136,10 +185,15 @@ fn login(session: &mut Session, global: &Global, name: Option<&str>) -> anyhow::
     Ok(())
 }
 
-/// Prints an error the way `main` does, and goes on.
+/// Prints an error the way `main` does, and goes on. A transfer cancelled
+/// with Ctrl-C is no error: it says what it kept.
 fn report(result: anyhow::Result<()>) -> Step {
     match result {
         Ok(()) => Step::Done,
+        Err(e) if cancel::is_cancelled(&e) => {
+            let _ = writeln!(io::stderr().lock(), "{e:#}");
+            Step::Failed
+        }
         Err(e) => {
             let _ = writeln!(io::stderr().lock(), "error: {e:#}");
             Step::Failed
@@ -252,6 +306,10 @@ mod tests {
             "mv a b",
             "whoami",
             "help put",
+            "ping hello",
+            "lls /tmp",
+            "lcd",
+            "lpwd",
             "quit",
             "exit",
         ] {

@@ -13,7 +13,9 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail};
 use rayon::prelude::*;
 
+use super::cancel;
 use super::download::{self, local_target, GetJob, Mode};
+use super::exit::{self, Coded};
 use super::output::{clean, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
 use super::prompt::{self, Existing};
@@ -159,23 +161,41 @@ fn run_all<J: Sync, T: Send>(
     parallel: u16,
     work: impl Work<J, T>,
 ) -> anyhow::Result<Vec<anyhow::Result<T>>> {
-    let progress = Progress::new(session.quiet);
-    if items.len() <= 1 || parallel <= 1 {
-        let mut results = Vec::with_capacity(items.len());
-        for item in items {
-            let mut bar = progress.bar(name(item));
-            let result = session
-                .client()
-                .and_then(|c| work(c, item, &mut bar, &progress));
-            if result.as_ref().is_err_and(|e| !reusable(e)) {
-                session.drop_client();
-            }
-            results.push(result);
-        }
-        return Ok(results);
-    }
+    let mut progress = Progress::new(session.quiet);
     let bars: Vec<Bar> = items.iter().map(|i| progress.bar(name(i))).collect();
-    run_parallel(session, items, bars, parallel, &progress, work)
+    if items.len() > 1 {
+        progress.overall(items.len());
+    }
+    let bars = bars
+        .into_iter()
+        .map(|b| b.counting_towards(&progress))
+        .collect();
+    if items.len() <= 1 || parallel <= 1 {
+        run_one_by_one(session, items, bars, &progress, work)
+    } else {
+        run_parallel(session, items, bars, parallel, &progress, work)
+    }
+}
+
+/// The sequential half of [`run_all`], over the session's connection.
+fn run_one_by_one<J, T>(
+    session: &mut Session,
+    items: &[J],
+    bars: Vec<Bar>,
+    progress: &Progress,
+    work: impl Work<J, T>,
+) -> anyhow::Result<Vec<anyhow::Result<T>>> {
+    let mut results = Vec::with_capacity(items.len());
+    for (item, mut bar) in items.iter().zip(bars) {
+        let result = session
+            .client()
+            .and_then(|c| work(c, item, &mut bar, progress));
+        if result.as_ref().is_err_and(|e| !reusable(e)) {
+            session.drop_client();
+        }
+        results.push(result);
+    }
+    Ok(results)
 }
 
 /// The parallel half of [`run_all`]: a rayon pool of `parallel` threads
@@ -243,7 +263,7 @@ fn report<J, T>(
     done: impl Fn(&str, &T) -> String,
 ) -> anyhow::Result<()> {
     let total = results.len();
-    let mut failed = 0;
+    let mut failed = Vec::new();
     let mut out = io::stdout().lock();
     for (item, result) in items.iter().zip(results) {
         let shown = clean(name(item));
@@ -252,14 +272,21 @@ fn report<J, T>(
             Ok(_) => {}
             Err(e) if total == 1 => return Err(e.context(format!("cannot {verb} {shown}"))),
             Err(e) => {
-                failed += 1;
+                failed.push(exit::code(&e));
                 let mut err = io::stderr().lock();
-                writeln!(err, "error: cannot {verb} {shown}: {e:#}")?;
+                if cancel::is_cancelled(&e) {
+                    // Ctrl-C in the shell: no error, a note of what is kept.
+                    writeln!(err, "{shown}: {e:#}")?;
+                } else {
+                    writeln!(err, "error: cannot {verb} {shown}: {e:#}")?;
+                }
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {total} {verb}s failed");
+    if !failed.is_empty() {
+        let n = failed.len();
+        let message = format!("{n} of {total} {verb}s failed");
+        return Err(Coded::new(exit::common(failed), message).into());
     }
     Ok(())
 }

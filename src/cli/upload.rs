@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context};
 use md5::{Digest, Md5};
 
+use super::cancel::{self, Cancelled};
 use super::output::{clean, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
 use crate::client::{Client, ClientError};
@@ -105,10 +106,15 @@ fn attempt(
     // The bar counts what moves now, so that its rate and ETA are true.
     bar.set_total(size - offset);
     bar.set(0);
+    let mut sent = offset;
     hashed_copy(&mut hasher, size - offset, None, |chunk| {
+        if cancel::check().is_err() {
+            return Err(cancelled(job, sent, size));
+        }
         file.read_exact(chunk).map_err(|e| changed(job, e))?;
         client.write_body(chunk).map_err(Plain)?;
         bar.add(chunk.len() as u64);
+        sent += chunk.len() as u64;
         Ok::<_, anyhow::Error>(())
     })?;
     let md5 = md5_hex(&hasher.finalize());
@@ -122,6 +128,21 @@ fn attempt(
         }
     });
     Ok((offset, verdict))
+}
+
+/// Ctrl-C after `sent` of `size` bytes: the server keeps what reached it
+/// (PROTOCOL.md: a connection closed mid-body leaves the upload staged).
+fn cancelled(job: &PutJob, sent: u64, size: u64) -> anyhow::Error {
+    let path = clean(&job.path.display().to_string()).into_owned();
+    Cancelled {
+        kept: format!(
+            "{} of {} of {path} sent; the server keeps what arrived, and the same `put` \
+             continues it",
+            human_size(sent),
+            human_size(size)
+        ),
+    }
+    .into()
 }
 
 fn changed(job: &PutJob, e: io::Error) -> anyhow::Error {

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::commands::{self, delete, get, login, ls, put, register, rename, whoami};
+use crate::commands::{self, delete, get, login, ls, ping, put, register, rename, whoami};
 use crate::error::ErrorCode;
 use crate::protocol::{
     encode_frame, read_header, FileInfo, FrameError, Header, Password, Timed, MAX_RESPONSE_HEADER,
@@ -412,6 +412,17 @@ impl Client {
             to: to.into(),
         };
         self.call(&commands::request("rename", &args)).map(drop)
+    }
+
+    /// `ping`: the server's answer, with `message` echoed.
+    ///
+    /// # Errors
+    /// `BAD_REQUEST` (message too long), I/O.
+    pub fn ping(&mut self, message: Option<&str>) -> Result<ping::Answer> {
+        let args = ping::Args {
+            message: message.map(str::to_string),
+        };
+        self.typed("ping", &args)
     }
 
     /// `quit`.

@@ -6,6 +6,12 @@
 //! next start, and rewritten whole on each registration (rust_xlsxwriter):
 //! temp file in the same folder, fsync, rename, fsync the folder, so a crash
 //! leaves the old file or the new one, never a broken one.
+//!
+//! The sheet is for people too: a bold header row that stays in view,
+//! columns as wide as what they hold, and `created_at` as a date-time cell
+//! (UTC, `yyyy-mm-dd hh:mm:ss`). Sheets from before hold Unix seconds in
+//! `created_at`; those still load, and the next rewrite turns them into
+//! dates.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,8 +20,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use argon2::password_hash::PasswordHash;
-use calamine::{Data, Reader, Xlsx};
-use rust_xlsxwriter::Workbook;
+use calamine::{Data, ExcelDateTime, Reader, Xlsx};
+use rust_xlsxwriter::{Format, Workbook};
 
 use super::User;
 use crate::error::Error;
@@ -23,6 +29,9 @@ use crate::names;
 
 /// The sheet's header row, in column order.
 pub const COLUMNS: [&str; 4] = ["user", "password_hash", "created_at", "quota_bytes"];
+
+/// How `created_at` is shown.
+const DATE_FORMAT: &str = "yyyy-mm-dd hh:mm:ss";
 
 /// Reads every account in the sheet.
 ///
@@ -88,7 +97,7 @@ pub(super) fn read_sheet(path: &Path) -> Result<Vec<User>, Error> {
             name,
             key,
             password_hash,
-            created_at: cell_u64(cell(2)).unwrap_or(0),
+            created_at: cell_time(cell(2)).unwrap_or(0),
             quota,
         });
     }
@@ -121,30 +130,82 @@ fn cell_u64(d: &Data) -> Option<u64> {
     }
 }
 
+/// A time as Unix seconds: a date-time cell (what this module writes, and
+/// what a spreadsheet makes of a typed date), or Unix seconds as a number
+/// (older sheets).
+fn cell_time(d: &Data) -> Option<u64> {
+    match d {
+        Data::DateTime(t) => excel_to_unix(t),
+        other => cell_u64(other),
+    }
+}
+
+/// A spreadsheet date-time (UTC, either epoch) as Unix seconds, rounded
+/// to the second; `None` before 1970.
+fn excel_to_unix(t: &ExcelDateTime) -> Option<u64> {
+    let (y, m, d, hh, mm, ss, milli) = t.to_ymd_hms_milli();
+    let days = days_from_civil(i64::from(y), u32::from(m), u32::from(d));
+    let secs = days * 86_400
+        + i64::from(hh) * 3600
+        + i64::from(mm) * 60
+        + i64::from(ss)
+        + i64::from(milli >= 500);
+    u64::try_from(secs).ok()
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Rewrites the sheet atomically: temp file beside it, fsync, rename, fsync dir.
 pub(super) fn write_sheet(path: &Path, users: &[Arc<User>]) -> Result<(), Error> {
     let xerr = |e: rust_xlsxwriter::XlsxError| Error::Internal(format!("xlsx: {e}"));
     let mut book = Workbook::new();
     let sheet = book.add_worksheet();
     sheet.set_name("users").map_err(xerr)?;
+    let bold = Format::new().set_bold();
+    let date = Format::new().set_num_format(DATE_FORMAT);
+    // Characters per column, to size each to what it holds.
+    let mut widths = COLUMNS.map(|c| c.chars().count());
     for (c, title) in COLUMNS.iter().enumerate() {
-        sheet.write_string(0, c as u16, *title).map_err(xerr)?;
+        sheet
+            .write_string_with_format(0, c as u16, *title, &bold)
+            .map_err(xerr)?;
     }
+    sheet.set_freeze_panes(1, 0).map_err(xerr)?;
+    widths[2] = widths[2].max(DATE_FORMAT.len());
     for (i, u) in users.iter().enumerate() {
         let r = i as u32 + 1;
         sheet.write_string(r, 0, &u.name).map_err(xerr)?;
         sheet.write_string(r, 1, &u.password_hash).map_err(xerr)?;
-        sheet
-            .write_number(r, 2, u.created_at as f64)
-            .map_err(xerr)?;
+        // Seconds past Excel's last year (9999) stay a number.
+        match rust_xlsxwriter::ExcelDateTime::from_timestamp(
+            i64::try_from(u.created_at).unwrap_or(i64::MAX),
+        ) {
+            Ok(t) => sheet.write_datetime_with_format(r, 2, &t, &date),
+            Err(_) => sheet.write_number(r, 2, u.created_at as f64),
+        }
+        .map_err(xerr)?;
         if let Some(q) = u.quota {
             sheet.write_number(r, 3, q as f64).map_err(xerr)?;
+            widths[3] = widths[3].max(q.to_string().len());
         }
+        widths[0] = widths[0].max(display_width(&u.name));
+        widths[1] = widths[1].max(u.password_hash.len());
     }
-    sheet.set_column_width(0, 20).map_err(xerr)?;
-    sheet.set_column_width(1, 100).map_err(xerr)?;
-    sheet.set_column_width(2, 12).map_err(xerr)?;
-    sheet.set_column_width(3, 14).map_err(xerr)?;
+    for (c, w) in widths.iter().enumerate() {
+        // A little room for the cell's padding and the header's bold.
+        let w = (*w + 2).min(255) as f64;
+        sheet.set_column_width(c as u16, w).map_err(xerr)?;
+    }
     let bytes = book.save_to_buffer().map_err(xerr)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
@@ -155,6 +216,12 @@ pub(super) fn write_sheet(path: &Path, users: &[Arc<User>]) -> Result<(), Error>
     tmp.persist(path).map_err(|e| e.error)?;
     crate::storage::sync_dir(dir)?;
     Ok(())
+}
+
+/// Columns `s` takes in a spreadsheet: two for a wide (CJK, emoji)
+/// character, one for others.
+fn display_width(s: &str) -> usize {
+    s.chars().map(|c| if c >= '\u{1100}' { 2 } else { 1 }).sum()
 }
 
 #[cfg(test)]
@@ -232,6 +299,44 @@ mod tests {
         let bob = store.get("bob").unwrap();
         assert_eq!((bob.name.as_str(), bob.created_at), ("Bob", 5));
         assert_eq!(bob.quota, Some(100));
+    }
+
+    #[test]
+    fn created_at_is_written_as_a_date_and_read_back_as_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.xlsx");
+        // 2026-12-01 08:42:43 UTC, and the Unix epoch.
+        let users: Vec<Arc<User>> = [("Åsa", 1_796_114_563), ("bob", 0)]
+            .into_iter()
+            .map(|(name, created_at)| {
+                Arc::new(User {
+                    name: name.into(),
+                    key: names::canonical_user(name).unwrap(),
+                    password_hash: HASH.into(),
+                    created_at,
+                    quota: None,
+                })
+            })
+            .collect();
+        write_sheet(&path, &users).unwrap();
+        let mut book: Xlsx<_> = calamine::open_workbook(&path).unwrap();
+        let range = book.worksheet_range_at(0).unwrap().unwrap();
+        let cell = range.get_value((1, 2)).unwrap();
+        let Data::DateTime(t) = cell else {
+            panic!("created_at is {cell:?}, not a date");
+        };
+        assert_eq!(t.to_ymd_hms_milli(), (2026, 12, 1, 8, 42, 43, 0));
+        let back = read_sheet(&path).unwrap();
+        assert_eq!(back[0].created_at, 1_796_114_563);
+        assert_eq!(back[1].created_at, 0);
+    }
+
+    #[test]
+    fn civil_days_match_known_dates() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(days_from_civil(2026, 12, 1) * 86_400, 1_796_083_200);
     }
 
     #[test]

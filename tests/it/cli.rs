@@ -36,6 +36,9 @@ pub fn netdisk_at(addr: &str, dir: &Path) -> assert_cmd::Command {
         .env("NETDISK_USER", USER)
         .env("NETDISK_PASSWORD", PASSWORD)
         .env("COLUMNS", "100")
+        // No profile or history of the person running the tests.
+        .env("XDG_CONFIG_HOME", dir.join(".xdg-config"))
+        .env("XDG_STATE_HOME", dir.join(".xdg-state"))
         .write_stdin("")
         .timeout(Duration::from_secs(120));
     cmd
@@ -62,12 +65,22 @@ pub fn setup(args: &[&str]) -> (TestServer, TempDir) {
     (server, dir)
 }
 
-/// Runs a command that must fail with exit code 1; returns its stderr.
+/// Runs a command that must fail with exit code `code` (README, "Exit
+/// codes"); returns its stderr.
 #[track_caller]
-pub fn failure(cmd: &mut assert_cmd::Command) -> String {
+pub fn failure(cmd: &mut assert_cmd::Command, code: i32) -> String {
+    let (got, err) = failed(cmd);
+    assert_eq!(got, code, "{err}");
+    err
+}
+
+/// Runs a command that must fail; returns its exit code and stderr.
+#[track_caller]
+pub fn failed(cmd: &mut assert_cmd::Command) -> (i32, String) {
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    String::from_utf8(out.stderr).unwrap()
+    let code = out.status.code().unwrap_or(-1);
+    assert!(code > 0, "{out:?}");
+    (code, String::from_utf8(out.stderr).unwrap())
 }
 
 /// Stdout of a command that must succeed.
@@ -210,9 +223,9 @@ fn error_messages() {
             Some((k, None)) => cmd.env_remove(k),
             None => &mut cmd,
         };
-        let err = failure(cmd.args(args));
+        let (code, err) = failed(cmd.args(args));
         assert_eq!(err.lines().count(), 1, "{label}: one line: {err}");
-        all.push_str(&format!("{label}: {err}"));
+        all.push_str(&format!("{label} (exit {code}): {err}"));
     }
     insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "[ADDR]")]}, {
         insta::assert_snapshot!("errors", all);
@@ -289,7 +302,7 @@ fn busy_server_is_retried_then_reported() {
     let mut queued = server.raw();
     queued.send(&serde_json::json!({"cmd": "whoami"}));
     let dir = tempfile::tempdir().unwrap();
-    let err = failure(netdisk(&server, dir.path()).arg("ls"));
+    let err = failure(netdisk(&server, dir.path()).arg("ls"), 6);
     insta::with_settings!({filters => vec![(r"127\.0\.0\.1:\d+", "[ADDR]")]}, {
         insta::assert_snapshot!("busy", err);
     });
@@ -366,7 +379,8 @@ fn a_reply_naming_another_file_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let work = root.path().join("work");
     fs::create_dir(&work).unwrap();
-    let err = failure(netdisk_at(&addr, &work).args(["get", "report.txt"]));
+    // A reply that breaks the protocol is the server's failure.
+    let err = failure(netdisk_at(&addr, &work).args(["get", "report.txt"]), 7);
     assert!(err.contains("broke the protocol"), "{err}");
     assert!(!root.path().join("escape.txt").exists());
     assert_eq!(fs::read_dir(&work).unwrap().count(), 0, "nothing written");

@@ -224,7 +224,7 @@ fn an_existing_target_needs_a_flag_without_a_terminal() {
     success(netdisk(&server, d).args(["put", "small.bin", "--as", "doc.txt"]));
     write_file(d, "doc.txt", b"local work, keep me");
     let before = entries(d);
-    let err = failure(netdisk(&server, d).args(["get", "doc.txt"]));
+    let err = failure(netdisk(&server, d).args(["get", "doc.txt"]), 1);
     assert!(
         err.contains("--resume") && err.contains("--overwrite"),
         "{err}"
@@ -245,9 +245,12 @@ fn a_failed_download_leaves_nothing_behind() {
     let d = dir.path();
     success(netdisk(&server, d).args(["put", "small.bin"]));
     let before = entries(d);
-    failure(netdisk(&server, d).args(["get", "missing.bin"]));
+    failure(netdisk(&server, d).args(["get", "missing.bin"]), 4);
     assert_eq!(entries(d), before);
-    let err = failure(netdisk(&server, d).args(["get", "small.bin", "missing.bin", "-o", "out"]));
+    let err = failure(
+        netdisk(&server, d).args(["get", "small.bin", "missing.bin", "-o", "out"]),
+        4,
+    );
     assert!(
         err.contains("cannot download missing.bin: no such file on the server"),
         "{err}"
@@ -369,7 +372,10 @@ fn a_part_file_another_client_is_writing_is_left_alone() {
     // Another netdisk holds the lock: here, the test itself.
     let other = fs::File::open(&part).unwrap();
     other.try_lock().unwrap();
-    let err = failure(netdisk(&server, d).args(["get", "big.bin", "-o", "down"]));
+    let err = failure(
+        netdisk(&server, d).args(["get", "big.bin", "-o", "down"]),
+        1,
+    );
     assert!(err.contains("another netdisk is downloading"), "{err}");
     assert_eq!(fs::read(&part).unwrap(), &data[..100_000], "untouched");
     assert!(!target.exists());
@@ -386,7 +392,7 @@ fn a_symlink_in_place_of_the_part_file_is_not_followed() {
     success(netdisk(&server, d).args(["put", "small.bin", "--as", "s.bin"]));
     let victim = write_file(d, "victim", b"keep me");
     std::os::unix::fs::symlink(&victim, part_file(&d.join("s.bin"))).unwrap();
-    let err = failure(netdisk(&server, d).args(["get", "s.bin"]));
+    let err = failure(netdisk(&server, d).args(["get", "s.bin"]), 1);
     assert!(err.contains("cannot download s.bin: cannot write"), "{err}");
     assert_eq!(fs::read(&victim).unwrap(), b"keep me");
     assert!(!d.join("s.bin").exists());
@@ -432,7 +438,8 @@ fn a_second_md5_mismatch_is_an_error_that_removes_the_part_file() {
         .args(["get", "h.txt"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // The checksum failure's own exit code (README, "Exit codes").
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("MD5 mismatch after resuming"), "{stderr}");
     assert!(

@@ -34,6 +34,12 @@ fn write_rows(path: &Path, rows: &[Vec<Data>]) {
                 Data::String(s) => sheet.write_string(r, c, s).map(drop),
                 Data::Float(f) => sheet.write_number(r, c, *f).map(drop),
                 Data::Int(i) => sheet.write_number(r, c, *i as f64).map(drop),
+                Data::DateTime(t) => {
+                    let date = rust_xlsxwriter::Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+                    sheet
+                        .write_number_with_format(r, c, t.as_f64(), &date)
+                        .map(drop)
+                }
                 Data::Empty => Ok(()),
                 other => panic!("unexpected cell {other:?}"),
             }
@@ -98,12 +104,16 @@ fn users_xlsx_has_the_documented_columns_and_only_hashes() {
     for row in &rows[1..] {
         let hash = row[1].to_string();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
+        // A date-time cell (issue 10), in the 1900 epoch: days since
+        // 1899-12-30, of which 1970-01-01 is day 25569.
         let created = match row[2] {
-            Data::Float(f) => f,
-            Data::Int(i) => i as f64,
+            Data::DateTime(t) => (t.as_f64() - 25_569.0) * 86_400.0,
             ref other => panic!("created_at {other:?}"),
         };
-        assert!(created <= now && created > now - 3600.0);
+        assert!(
+            created <= now + 1.0 && created > now - 3600.0,
+            "{created} {now}"
+        );
         assert!(row.get(3).is_none_or(|q| *q == Data::Empty));
         assert!(row.iter().all(|c| !c.to_string().contains(PASSWORD)));
     }

@@ -38,6 +38,7 @@ fn on_terminal(
         .env("NETDISK_SERVER", &server.addr)
         .env("NETDISK_USER", USER)
         .env("COLUMNS", "100")
+        .env("XDG_CONFIG_HOME", dir.join(".xdg-config"))
         .env_remove("NETDISK_PASSWORD")
         .write_stdin(typed)
         .timeout(Duration::from_secs(60));
@@ -135,4 +136,33 @@ fn transfers_draw_a_progress_bar_on_a_terminal_unless_quiet() {
     );
     assert!(s.ok, "{}", s.text);
     assert!(!s.text.contains('%'), "a bar despite -q:\n{}", s.text);
+}
+
+#[test]
+fn r10_bars_use_iec_units_and_several_files_have_an_overall_line() {
+    let (server, dir) = setup(&[]);
+    let d = dir.path();
+    write_file(d, "one.bin", &bytes(1_500_000, 1));
+    write_file(d, "two.bin", &bytes(2_500_000, 2));
+    let s = on_terminal(
+        &server,
+        d,
+        &["put", "one.bin", "two.bin"],
+        Some(PASSWORD),
+        "",
+    );
+    assert!(s.ok, "{}", s.text);
+    // 2,500,000 bytes are 2.4 MiB (pbr alone would say "2.38 MB").
+    assert!(s.text.contains("2.4 MiB / 2.4 MiB"), "{}", s.text);
+    assert!(!s.text.contains(" MB"), "an SI unit:\n{}", s.text);
+    assert!(
+        s.text.contains("all: 2 of 2 files, 3.8 MiB of 3.8 MiB"),
+        "{}",
+        s.text
+    );
+    // One file: no overall line.
+    let s = on_terminal(&server, d, &["put", "one.bin"], Some(PASSWORD), "");
+    assert!(s.ok, "{}", s.text);
+    assert!(s.text.contains("1.4 MiB / 1.4 MiB"), "{}", s.text);
+    assert!(!s.text.contains("all: "), "{}", s.text);
 }

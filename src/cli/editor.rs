@@ -1,0 +1,391 @@
+//! The shell's input on a terminal: line editing (rustyline), history kept
+//! across sessions, and Tab completion of command names, remote file names
+//! and local paths. With stdin not a terminal, plain lines as before.
+//!
+//! History lives in `$XDG_STATE_HOME/netdisk/history` (else
+//! `~/.local/state/netdisk/history`). A line that holds the password (typed
+//! at the prompt by mistake) is never stored; passwords asked for by
+//! `login` and `register` never pass through the editor at all.
+//!
+//! Remote names come from the latest listing, which the shell refreshes
+//! after every command that may change it ([`Input::set_names`]), so
+//! completing a name costs no round trip.
+
+use std::borrow::Cow;
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
+use rustyline::{CompletionType, Config, Context, Editor};
+
+use super::output::clean;
+use super::profile::base_dir;
+
+/// The prompt.
+pub const PROMPT: &str = "netdisk> ";
+/// Entries kept in the history file.
+const HISTORY_SIZE: usize = 1000;
+
+/// Where shell lines come from.
+pub enum Input {
+    /// Plain lines from stdin; `prompt` on stderr first if set.
+    Plain { prompt: bool },
+    /// The line editor, and the history file (none if there is no home).
+    Editor {
+        editor: Box<Editor<Helper, FileHistory>>,
+        history: Option<PathBuf>,
+    },
+}
+
+impl Input {
+    /// The editor on a terminal (plain lines with a prompt if it cannot
+    /// start), else plain lines.
+    pub fn new(terminal: bool, commands: Vec<String>) -> Input {
+        if !terminal {
+            return Input::Plain { prompt: false };
+        }
+        let config = Config::builder()
+            .auto_add_history(false)
+            .history_ignore_space(true)
+            .completion_type(CompletionType::List)
+            .max_history_size(HISTORY_SIZE)
+            .map(|b| b.build());
+        let editor = config.and_then(Editor::with_config);
+        let Ok(mut editor) = editor else {
+            return Input::Plain { prompt: true };
+        };
+        editor.set_helper(Some(Helper {
+            commands,
+            names: Vec::new(),
+            files: FilenameCompleter::new(),
+        }));
+        let history = history_path();
+        if let Some(path) = &history {
+            // No file yet, or one we cannot read: start without history.
+            let _ = editor.load_history(path);
+        }
+        Input::Editor {
+            editor: Box::new(editor),
+            history,
+        }
+    }
+
+    /// The next line; `None` at the end of input (Ctrl-D). Ctrl-C at the
+    /// prompt gives an empty line: the line is dropped, nothing runs.
+    ///
+    /// # Errors
+    /// If the input cannot be read.
+    pub fn read(&mut self) -> anyhow::Result<Option<String>> {
+        match self {
+            Input::Plain { prompt } => {
+                if *prompt {
+                    let mut err = io::stderr().lock();
+                    write!(err, "{PROMPT}")?;
+                    err.flush()?;
+                }
+                let mut line = String::new();
+                if io::stdin().lock().read_line(&mut line)? == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(line))
+            }
+            Input::Editor { editor, .. } => match editor.readline(PROMPT) {
+                Ok(line) => Ok(Some(line)),
+                Err(ReadlineError::Interrupted) => Ok(Some(String::new())),
+                Err(ReadlineError::Eof) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Adds `line` to the history (and its file) unless it is blank, starts
+    /// with a space, or contains one of `secrets`.
+    pub fn remember(&mut self, line: &str, secrets: &[&str]) {
+        let Input::Editor { editor, history } = self else {
+            return;
+        };
+        if !keep_in_history(line, secrets) {
+            return;
+        }
+        if editor.add_history_entry(line.trim_end()).unwrap_or(false) {
+            if let Some(path) = history {
+                // History is a convenience: failing to save it is no error.
+                if let Some(dir) = path.parent() {
+                    let _ = fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir);
+                }
+                let _ = editor.append_history(path);
+            }
+        }
+    }
+
+    /// The remote names Tab completes, from the latest listing.
+    pub fn set_names(&mut self, names: Vec<String>) {
+        if let Input::Editor { editor, .. } = self {
+            if let Some(h) = editor.helper_mut() {
+                h.names = names;
+            }
+        }
+    }
+
+    /// Whether this is the line editor (which wants fresh listings).
+    pub fn is_editor(&self) -> bool {
+        matches!(self, Input::Editor { .. })
+    }
+}
+
+/// `$XDG_STATE_HOME/netdisk/history`, else under `~/.local/state`.
+pub fn history_path() -> Option<PathBuf> {
+    base_dir("XDG_STATE_HOME", ".local/state").map(|d| d.join("netdisk").join("history"))
+}
+
+/// Whether `line` may go into the history.
+fn keep_in_history(line: &str, secrets: &[&str]) -> bool {
+    let line = line.trim_end();
+    !line.trim().is_empty()
+        && !line.starts_with(' ')
+        && !secrets.iter().any(|s| !s.is_empty() && line.contains(s))
+}
+
+/// Completion for the line editor.
+pub struct Helper {
+    /// Command names and aliases.
+    commands: Vec<String>,
+    /// Remote file names.
+    names: Vec<String>,
+    files: FilenameCompleter,
+}
+
+/// What the word under the cursor is completed from.
+#[derive(Debug, PartialEq, Eq)]
+enum Source {
+    Commands,
+    Remote,
+    Local,
+    Nothing,
+}
+
+impl Completer for Helper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let word = current_word(&line[..pos]);
+        let from = |list: &[String]| -> Vec<Pair> {
+            let mut found: Vec<Pair> = list
+                .iter()
+                .filter(|n| n.starts_with(&word.prefix))
+                .map(|n| Pair {
+                    display: clean(n).into_owned(),
+                    replacement: escape(n).into_owned(),
+                })
+                .collect();
+            found.sort_by(|a, b| a.replacement.cmp(&b.replacement));
+            found.dedup_by(|a, b| a.replacement == b.replacement);
+            found
+        };
+        match source(&word) {
+            Source::Commands => Ok((word.start, from(&self.commands))),
+            Source::Remote => Ok((word.start, from(&self.names))),
+            Source::Local => self.files.complete_path(line, pos),
+            Source::Nothing => Ok((pos, Vec::new())),
+        }
+    }
+}
+
+impl Hinter for Helper {
+    type Hint = String;
+}
+
+impl Highlighter for Helper {}
+
+impl Validator for Helper {}
+
+impl rustyline::Helper for Helper {}
+
+/// The word the cursor is in (or about to start).
+#[derive(Debug, PartialEq, Eq)]
+struct Word {
+    /// The words before it, unquoted.
+    before: Vec<String>,
+    /// Byte offset where it starts, which a completion replaces from.
+    start: usize,
+    /// Its text so far, unquoted.
+    prefix: String,
+}
+
+/// Splits `line` (the text before the cursor) as `shell::split` does and
+/// returns the last word, complete or not.
+fn current_word(line: &str) -> Word {
+    let mut before = Vec::new();
+    let mut word = String::new();
+    let mut start = line.len();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = line.char_indices();
+    while let Some((i, c)) = chars.next() {
+        // Outside a word there is no open quote.
+        if !in_word && !c.is_whitespace() {
+            in_word = true;
+            start = i;
+        }
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') | (None, '\\') => {
+                if let Some((_, next)) = chars.next() {
+                    word.push(next);
+                }
+            }
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    before.push(std::mem::take(&mut word));
+                    in_word = false;
+                    start = line.len();
+                }
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    Word {
+        before,
+        start,
+        prefix: word,
+    }
+}
+
+/// Which list completes `word`, from the command and the word before.
+fn source(word: &Word) -> Source {
+    let Some(command) = word.before.first() else {
+        return Source::Commands;
+    };
+    if word.prefix.starts_with('-') {
+        return Source::Nothing;
+    }
+    let previous = word.before.last().map_or("", String::as_str);
+    match (command.as_str(), previous) {
+        (_, "-o" | "--output") => Source::Local,
+        ("put", "--as") => Source::Remote,
+        ("put" | "lls" | "lcd", _) => Source::Local,
+        ("get" | "rm" | "mv", _) => Source::Remote,
+        ("help", _) if word.before.len() == 1 => Source::Commands,
+        _ => Source::Nothing,
+    }
+}
+
+/// `name` as one shell word: a backslash before blanks, quotes and
+/// backslashes, which `shell::split` reads back as they were.
+fn escape(name: &str) -> Cow<'_, str> {
+    let special = |c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '\\');
+    if !name.chars().any(special) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 4);
+    for c in name.chars() {
+        if special(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
+/// Every command name and alias of the shell's parser `C`.
+pub fn command_names<C: CommandFactory>() -> Vec<String> {
+    let cmd = C::command();
+    let mut names: Vec<String> = cmd
+        .get_subcommands()
+        .flat_map(|s| {
+            std::iter::once(s.get_name().to_string()).chain(s.get_all_aliases().map(str::to_string))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(line: &str) -> (Vec<String>, usize, String) {
+        let w = current_word(line);
+        (w.before, w.start, w.prefix)
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_word_under_the_cursor_is_split_like_a_line() {
+        assert_eq!(word(""), (words(&[]), 0, String::new()));
+        assert_eq!(word("ge"), (words(&[]), 0, "ge".into()));
+        assert_eq!(word("get "), (words(&["get"]), 4, String::new()));
+        assert_eq!(word("get 报"), (words(&["get"]), 4, "报".into()));
+        assert_eq!(word("get my\\ f"), (words(&["get"]), 4, "my f".into()));
+        assert_eq!(word("get \"my f"), (words(&["get"]), 4, "my f".into()));
+        assert_eq!(
+            word("get a  -o x"),
+            (words(&["get", "a", "-o"]), 10, "x".into())
+        );
+    }
+
+    #[test]
+    fn each_argument_completes_from_its_own_list() {
+        let src = |line: &str| source(&current_word(line));
+        assert_eq!(src("wh"), Source::Commands);
+        assert_eq!(src("get 报"), Source::Remote);
+        assert_eq!(src("rm a"), Source::Remote);
+        assert_eq!(src("mv a b"), Source::Remote);
+        assert_eq!(src("put ./x"), Source::Local);
+        assert_eq!(src("put x --as y"), Source::Remote);
+        assert_eq!(src("get x -o d"), Source::Local);
+        assert_eq!(src("lcd /t"), Source::Local);
+        assert_eq!(src("help g"), Source::Commands);
+        assert_eq!(src("get --re"), Source::Nothing);
+        assert_eq!(src("whoami x"), Source::Nothing);
+    }
+
+    #[test]
+    fn completed_names_read_back_as_one_word() {
+        for name in ["报告.txt", "my file.txt", "it's \"q\"", "back\\slash"] {
+            let line = format!("get {}", escape(name));
+            let w = current_word(&line);
+            assert_eq!(w.prefix, name);
+            assert_eq!(w.before, ["get"]);
+        }
+        assert!(matches!(escape("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn history_keeps_no_password_and_no_blank_line() {
+        let lines = [
+            "ls\n",
+            "  \n",
+            " spaced",
+            "login bob",
+            "correct horse",
+            "whoami",
+        ];
+        let kept: Vec<&str> = lines
+            .into_iter()
+            .filter(|l| keep_in_history(l, &["correct horse", ""]))
+            .collect();
+        assert_eq!(kept, ["ls\n", "login bob", "whoami"]);
+    }
+}
