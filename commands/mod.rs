@@ -21,6 +21,7 @@ use crate::server::Shared;
 use crate::users::User;
 
 pub mod delete;
+pub mod discard;
 pub mod get;
 pub mod login;
 pub mod ls;
@@ -57,6 +58,7 @@ pub static REGISTRY: &[&dyn Command] = &[
     &delete::Delete,
     &rename::Rename,
     &whoami::Whoami,
+    &discard::Discard,
     &quit::Quit,
 ];
 
@@ -139,8 +141,8 @@ mod tests {
     use std::collections::HashSet;
 
     /// PROTOCOL.md's command table.
-    const SPEC: [&str; 9] = [
-        "register", "login", "ls", "put", "get", "delete", "rename", "whoami", "quit",
+    const SPEC: [&str; 10] = [
+        "register", "login", "ls", "put", "get", "delete", "rename", "whoami", "discard", "quit",
     ];
 
     #[test]

@@ -100,13 +100,22 @@ Examples:
     /// Rename a file; fails if the new name is taken.
     #[command(after_help = "Example:\n  netdisk mv draft.txt final.txt")]
     Mv(MvArgs),
+    /// Drop an unfinished upload, and the space it holds.
+    #[command(after_help = "\
+An upload that was interrupted keeps its bytes on the server, so that the
+next put of the same file continues; they count against your quota
+(whoami shows them as staged) until then.
+
+Example:
+  netdisk discard big.iso")]
+    Discard(DiscardArgs),
     /// Show who you are, how many files you have, and the space used.
     #[command(after_help = "Example:\n  netdisk whoami")]
     Whoami,
 }
 
 const SHELL_HELP: &str = "\
-Commands: register, login, ls, put, get, rm, mv, whoami, help, quit.
+Commands: register, login, ls, put, get, rm, mv, discard, whoami, help, quit.
 They take the same options as the one-shot commands. Lines are split into
 words like a shell does: quote names with spaces (\"my file.txt\").
 Reads commands from stdin, so it can be scripted; then it exits with an
@@ -175,6 +184,13 @@ pub struct RmArgs {
     pub name: String,
 }
 
+/// `discard`.
+#[derive(Args, Debug)]
+pub struct DiscardArgs {
+    /// The name the unfinished upload was going to have on the server.
+    pub name: String,
+}
+
 /// `mv`.
 #[derive(Args, Debug)]
 pub struct MvArgs {
@@ -240,6 +256,15 @@ pub(crate) fn execute(
             check_name(&a.name).with_context(context)?;
             session.call(|c| c.delete(&a.name)).with_context(context)?;
             confirm(session, &format!("removed {}", clean(&a.name)))
+        }
+        Action::Discard(a) => {
+            let context = || format!("cannot discard the upload of {}", clean(&a.name));
+            check_name(&a.name).with_context(context)?;
+            session.call(|c| c.discard(&a.name)).with_context(context)?;
+            confirm(
+                session,
+                &format!("discarded the upload of {}", clean(&a.name)),
+            )
         }
         Action::Mv(a) => {
             let context = || format!("cannot rename {} to {}", clean(&a.from), clean(&a.to));

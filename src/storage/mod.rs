@@ -22,6 +22,7 @@
 
 mod digest;
 mod lock;
+mod staged;
 mod upload;
 
 use std::collections::HashMap;
@@ -37,10 +38,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::names;
 
-pub use lock::UploadLock;
+pub use lock::{UploadLock, DEFAULT_MAX_STAGED};
 pub use upload::Upload;
 
-/// Uploads in progress, and what each will add to its user's folder.
+/// Uploads in progress, and the size each declared.
 type Uploads = HashMap<(String, String), u64>;
 
 /// One entry of a listing.
@@ -57,10 +58,11 @@ pub struct FileInfo {
 /// The data directory.
 pub struct Storage {
     root: PathBuf,
-    /// Uploads in progress: (user key, file name) → the bytes the upload
-    /// will add to the user's folder when it succeeds, so that uploads in
-    /// flight together stay within the quota.
+    /// Uploads in progress: (user key, file name) → the size it declared,
+    /// so that uploads in flight together stay within the quota.
     uploads: Arc<Mutex<Uploads>>,
+    /// Unfinished uploads one user may hold.
+    max_staged: usize,
 }
 
 impl Storage {
@@ -74,6 +76,7 @@ impl Storage {
         Ok(Storage {
             root: root.to_path_buf(),
             uploads: Arc::default(),
+            max_staged: DEFAULT_MAX_STAGED,
         })
     }
 

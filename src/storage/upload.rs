@@ -31,10 +31,7 @@ impl Storage {
         size: u64,
     ) -> Result<Upload, Error> {
         self.ensure_home(key)?;
-        let stage = self.user_dir(key).join("staging");
-        let id = md5_hex(&Md5::digest(name.as_bytes()));
-        let part = stage.join(format!("{id}.part"));
-        let meta_path = stage.join(format!("{id}.meta"));
+        let (part, meta_path) = self.staged_paths(key, name);
         let wanted = StagedMeta {
             name: name.to_string(),
             size,
@@ -104,7 +101,7 @@ impl Storage {
                             .ok()
                             .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
                             .map(|m| m.name);
-                        let claim = name.map(|n| self.lock_upload(&key, &n, 0, None));
+                        let claim = name.map(|n| self.claim(&key, &n, 0));
                         if claim.as_ref().is_some_and(Result::is_err) {
                             continue;
                         }
@@ -122,10 +119,11 @@ impl Storage {
     }
 }
 
+/// The record beside a `.part`: which name it stages, at what size.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct StagedMeta {
-    name: String,
-    size: u64,
+pub(super) struct StagedMeta {
+    pub(super) name: String,
+    pub(super) size: u64,
 }
 
 /// A staged upload: bytes are appended and hashed as they arrive; the
