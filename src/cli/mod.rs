@@ -28,6 +28,7 @@ use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 
 use output::clean;
+pub use prompt::password as ask_password;
 use session::{Account, Session};
 
 /// Options every client subcommand accepts, before or after it.

@@ -23,7 +23,7 @@ use crossbeam_channel::TrySendError;
 
 use crate::error::ErrorCode;
 use crate::protocol::{encode_frame, error_header};
-use crate::storage::Storage;
+use crate::storage::{DataLock, Storage};
 use crate::users::UserStore;
 
 /// How long staged uploads are kept without being resumed (PROTOCOL.md).
@@ -42,6 +42,12 @@ pub struct Config {
     pub quota: Option<u64>,
     /// How long a shutdown waits for requests in flight.
     pub grace: Duration,
+    /// Whether `register` creates accounts (else `REGISTRATION_CLOSED`).
+    pub registration_open: bool,
+    /// Successful registrations allowed per address per hour.
+    pub register_limit: u32,
+    /// Unfinished uploads one user may hold.
+    pub max_staged: usize,
 }
 
 /// State every worker shares.
@@ -64,6 +70,9 @@ impl Shared {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    /// Held while serving: `netdisk user` refuses to change accounts
+    /// under a running server (and a second server on the same data).
+    _data_lock: DataLock,
 }
 
 /// Stops a running server from another thread (or a signal handler).
@@ -83,17 +92,21 @@ impl Stopper {
 }
 
 impl Server {
-    /// Opens the data directory and the user store, and binds the address.
+    /// Locks and opens the data directory and the user store, and binds the
+    /// address.
     ///
     /// # Errors
-    /// If the data directory or `users.xlsx` cannot be opened, or the
-    /// address cannot be bound.
+    /// If another server or admin command holds the data directory, if it
+    /// or `users.xlsx` cannot be opened, or the address cannot be bound.
     pub fn bind(config: Config) -> anyhow::Result<Server> {
         use anyhow::Context;
-        let storage = Storage::open(&config.data)
+        let data_lock = DataLock::acquire(&config.data)?;
+        let mut storage = Storage::open(&config.data)
             .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
-        let users = UserStore::open(&storage.users_file())
+        storage.set_max_staged(config.max_staged);
+        let mut users = UserStore::open(&storage.users_file())
             .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
+        users.set_register_limit(config.register_limit);
         let listener = TcpListener::bind(&config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let shared = Shared {
@@ -105,6 +118,7 @@ impl Server {
         Ok(Server {
             listener,
             shared: Arc::new(shared),
+            _data_lock: data_lock,
         })
     }
 

@@ -1,7 +1,9 @@
 //! Files on disk: users' folders, staged uploads and cached digests.
 //!
 //! ```text
+//! DATA/.lock                      held by the server while it serves
 //! DATA/users.xlsx                 accounts (see `users`)
+//! DATA/known-addresses.json       where each user logged in from lately
 //! DATA/users/KEY/files/NAME       what the user sees: regular files only
 //! DATA/users/KEY/staging/H.part   an upload in progress, H = md5(NAME)
 //! DATA/users/KEY/staging/H.meta   {"name": NAME, "size": S} of that upload
@@ -20,6 +22,7 @@
 //! upload locks and quota reservations, `upload` the staged uploads and
 //! their sweep, `digest` the cached digests.
 
+mod datalock;
 mod digest;
 mod lock;
 mod staged;
@@ -38,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::names;
 
+pub use datalock::DataLock;
 pub use lock::{UploadLock, DEFAULT_MAX_STAGED};
 pub use upload::Upload;
 
@@ -99,20 +103,32 @@ impl Storage {
     /// # Errors
     /// If the folders cannot be moved or created.
     pub fn create_home(&self, key: &str) -> io::Result<()> {
-        let dir = self.user_dir(key);
-        if fs::symlink_metadata(&dir).is_ok() {
-            let stamp = unix_secs(SystemTime::now());
-            let mut n = 0;
-            loop {
-                let to = self.root.join("attic").join(format!("{key}.{stamp}.{n}"));
-                if fs::symlink_metadata(&to).is_err() {
-                    fs::rename(&dir, &to)?;
-                    break;
-                }
-                n += 1;
-            }
-        }
+        self.remove_home(key)?;
         self.ensure_home(key)?;
+        sync_dir(&self.root.join("users"))
+    }
+
+    /// Moves a user's folder, if any, to `attic/KEY.TIME.N`, out of every
+    /// user's reach (`netdisk user del`).
+    ///
+    /// # Errors
+    /// If the folder cannot be moved.
+    pub fn remove_home(&self, key: &str) -> io::Result<()> {
+        let dir = self.user_dir(key);
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(());
+        }
+        let stamp = unix_secs(SystemTime::now());
+        let mut n = 0;
+        loop {
+            let to = self.root.join("attic").join(format!("{key}.{stamp}.{n}"));
+            if fs::symlink_metadata(&to).is_err() {
+                fs::rename(&dir, &to)?;
+                break;
+            }
+            n += 1;
+        }
+        sync_dir(&self.root.join("attic"))?;
         sync_dir(&self.root.join("users"))
     }
 
