@@ -86,6 +86,10 @@ pub struct Ctx<'a> {
     pub log_bytes: u64,
     /// A file body to stream after the reply (`get`).
     pub body: Option<Body>,
+    /// A whole reply frame, already encoded, sent instead of the fields
+    /// the handler returns (`ls`: a large reply is written once, straight
+    /// into its frame, and may be shared between connections).
+    pub frame: Option<Arc<Vec<u8>>>,
 }
 
 impl Ctx<'_> {

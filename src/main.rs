@@ -212,7 +212,10 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             writeln!(out, "added {name}")?;
         }
         UserAction::Passwd { name } => {
-            if users.get(&canonical_user(&name).map_err(missing(&name))?).is_none() {
+            if users
+                .get(&canonical_user(&name).map_err(missing(&name))?)
+                .is_none()
+            {
                 bail!("there is no user {name}");
             }
             let password = cli::ask_password(&name, true)?;

@@ -105,8 +105,7 @@ impl RateLimiter {
         if !known {
             keys.push(Key::User(user.to_string()));
         }
-        self.reserve(keys, true)
-            .map_err(|()| Error::RateLimited)
+        self.reserve(keys, true).map_err(|()| Error::RateLimited)
     }
 
     /// Takes a slot for a registration from `peer`; it counts only if
@@ -251,7 +250,9 @@ fn address_key(peer: &str) -> String {
             let s = v6.segments();
             format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
         }
-        Ok(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or_else(String::new, |v4| v4.to_string()),
+        Ok(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(String::new, |v4| v4.to_string()),
         _ => peer.to_string(),
     }
 }
@@ -304,7 +305,13 @@ mod tests {
         assert!(r.begin_login("someone-new", "10.0.0.2", false).is_ok());
         // An IPv6 host counts by its /64.
         for i in 0..MAX_PER_PEER {
-            fail(&r, &format!("v6user{i}"), &format!("2001:db8::{i:x}"), false).unwrap();
+            fail(
+                &r,
+                &format!("v6user{i}"),
+                &format!("2001:db8::{i:x}"),
+                false,
+            )
+            .unwrap();
         }
         assert!(r.begin_login("other", "2001:db8::ffff", false).is_err());
         assert!(r.begin_login("other", "2001:db8:0:1::1", false).is_ok());

@@ -126,6 +126,21 @@ impl Conn {
         self.writer.write_all(&frame).map_err(net_error)
     }
 
+    /// Sends a frame encoded by a command (length prefix and header).
+    ///
+    /// # Errors
+    /// `INTERNAL` for a header over the protocol's reply cap (nothing is
+    /// sent), `TIMEOUT` or a lost connection.
+    pub fn send_encoded(&mut self, frame: &[u8]) -> Result<(), Error> {
+        let len = frame.len().saturating_sub(4);
+        if len > MAX_RESPONSE_HEADER as usize {
+            return Err(Error::Internal(format!(
+                "reply of {len} bytes is over the {MAX_RESPONSE_HEADER}-byte limit"
+            )));
+        }
+        self.writer.write_all(frame).map_err(net_error)
+    }
+
     /// Prepares to read a body: from here on reads fail after the stall
     /// timeout without progress, rather than at a header's deadline.
     ///

@@ -68,12 +68,17 @@ pub fn serve(shared: &Shared, stream: TcpStream) {
             log_name: None,
             log_bytes: 0,
             body: None,
+            frame: None,
         };
         let result = dispatch(&mut ctx, &header);
         let (close, name, mut bytes, body) = (ctx.close, ctx.log_name, ctx.log_bytes, ctx.body);
+        let frame = ctx.frame;
         // A reply can fail too (one over the size cap, say): then the
         // client gets an error frame in its place.
-        let outcome = result.and_then(|fields| reply(&mut conn, fields, body, &mut bytes));
+        let outcome = result.and_then(|fields| match frame {
+            Some(frame) => conn.send_encoded(&frame),
+            None => reply(&mut conn, fields, body, &mut bytes),
+        });
         if let Err(e) = &outcome {
             if !matches!(e, Error::Disconnected(_)) {
                 let _ = conn.send(&error_header(e.code(), &e.public_message()));

@@ -24,6 +24,7 @@
 
 mod datalock;
 mod digest;
+mod listing;
 mod lock;
 mod staged;
 mod upload;
@@ -42,6 +43,7 @@ use crate::error::Error;
 use crate::names;
 
 pub use datalock::DataLock;
+pub use listing::{FileRef, Listing};
 pub use lock::{UploadLock, DEFAULT_MAX_STAGED};
 pub use upload::Upload;
 
@@ -67,6 +69,8 @@ pub struct Storage {
     uploads: Arc<Mutex<Uploads>>,
     /// Unfinished uploads one user may hold.
     max_staged: usize,
+    /// Folder generations and shared listing frames.
+    listings: Arc<listing::Listings>,
 }
 
 impl Storage {
@@ -81,6 +85,7 @@ impl Storage {
             root: root.to_path_buf(),
             uploads: Arc::default(),
             max_staged: DEFAULT_MAX_STAGED,
+            listings: Arc::default(),
         })
     }
 
@@ -104,6 +109,7 @@ impl Storage {
     /// If the folders cannot be moved or created.
     pub fn create_home(&self, key: &str) -> io::Result<()> {
         self.remove_home(key)?;
+        self.changed(key);
         self.ensure_home(key)?;
         sync_dir(&self.root.join("users"))
     }
@@ -146,31 +152,16 @@ impl Storage {
     /// # Errors
     /// If the folder cannot be read.
     pub fn list(&self, key: &str) -> Result<Vec<FileInfo>, Error> {
-        self.ensure_home(key)?;
-        let mut out = Vec::new();
-        for entry in fs::read_dir(self.files_dir(key))? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if names::check_file_name(&name).is_err() {
-                continue;
-            }
-            // `DirEntry::metadata` does not follow symlinks.
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
-            let md5 = self.cached_digest(key, &meta);
-            out.push(FileInfo {
-                name,
-                size: meta.len(),
-                mtime: unix_secs(meta.modified()?),
-                md5,
-            });
-        }
-        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        Ok(out)
+        Ok(self
+            .listing(key)?
+            .iter()
+            .map(|f| FileInfo {
+                name: f.name.to_string(),
+                size: f.size,
+                mtime: f.mtime,
+                md5: f.md5.map(str::to_string),
+            })
+            .collect())
     }
 
     /// Number of files and bytes used by a user's regular files.
@@ -235,6 +226,7 @@ impl Storage {
             Err(e) => return Err(e.into()),
         };
         fs::remove_file(&path)?;
+        self.changed(key);
         let _ = fs::remove_file(self.digest_path(key, meta.ino()));
         sync_dir(&self.files_dir(key))?;
         Ok(())
@@ -260,7 +252,9 @@ impl Storage {
             Err(e) if is_not_found(&e) => return Err(Error::NotFound),
             Err(e) => return Err(e.into()),
         }
+        self.changed(key);
         fs::remove_file(dir.join(from))?;
+        self.changed(key);
         sync_dir(&dir)?;
         Ok(())
     }

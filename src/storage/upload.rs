@@ -6,12 +6,14 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use super::digest::mtime_ns;
+use super::listing::Listings;
 use super::{open_nofollow, sync_dir, Storage, UploadLock};
 use crate::error::Error;
 use crate::hashcopy::{hash_prefix, hashed_copy};
@@ -67,6 +69,7 @@ impl Storage {
             meta_path,
             target: self.files_dir(key).join(name),
             digests: self.user_dir(key).join("digests"),
+            changed: (Arc::clone(&self.listings), key.to_string()),
         })
     }
 
@@ -137,6 +140,8 @@ pub struct Upload {
     meta_path: PathBuf,
     target: PathBuf,
     digests: PathBuf,
+    /// Where to mark the folder changed once the file is in place.
+    changed: (Arc<Listings>, String),
 }
 
 impl Upload {
@@ -195,6 +200,7 @@ impl Upload {
         fs::write(self.digests.join(meta.ino().to_string()), line)?;
         let replaced = fs::symlink_metadata(&self.target).ok().map(|m| m.ino());
         fs::rename(&self.part, &self.target)?;
+        self.changed.0.bump(&self.changed.1);
         if let Some(dir) = self.target.parent() {
             sync_dir(dir)?;
         }

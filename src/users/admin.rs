@@ -107,7 +107,9 @@ mod tests {
         let path = dir.path().join("users.xlsx");
         let store = UserStore::open(&path).unwrap();
         for name in ["Alice", "bob", "carol"] {
-            store.create(name, &pw("first password"), |_| Ok(())).unwrap();
+            store
+                .create(name, &pw("first password"), |_| Ok(()))
+                .unwrap();
         }
         store.set_password("ALICE", &pw("second password")).unwrap();
         store.set_quota("bob", Some(1000)).unwrap();
@@ -133,6 +135,9 @@ mod tests {
         assert!(again.get("bob").is_none());
         again.set_quota("carol", Some(5)).unwrap();
         again.set_quota("carol", None).unwrap();
-        assert_eq!(UserStore::open(&path).unwrap().get("carol").unwrap().quota, None);
+        assert_eq!(
+            UserStore::open(&path).unwrap().get("carol").unwrap().quota,
+            None
+        );
     }
 }
