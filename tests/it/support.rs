@@ -147,6 +147,16 @@ impl TestServer {
         Raw::connect(&self.addr)
     }
 
+    /// A raw connection from the loopback address `127.0.0.N`.
+    pub fn raw_from(&self, n: u8) -> Raw {
+        Raw::with_stream(connect_from(&self.addr, n))
+    }
+
+    /// A protocol client connected from the loopback address `127.0.0.N`.
+    pub fn client_from(&self, n: u8) -> Client {
+        Client::from_stream(connect_from(&self.addr, n)).unwrap()
+    }
+
     /// Registers `user` with [`PASSWORD`] and returns a logged-in client.
     pub fn user(&self, user: &str) -> Client {
         let mut c = self.client();
@@ -199,6 +209,26 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A TCP connection to `addr` (on 127.0.0.1) whose own end is bound to
+/// the loopback address `127.0.0.N`, so that the server sees another peer.
+/// Only loopback addresses: nothing leaves the host.
+pub fn connect_from(addr: &str, n: u8) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let target: std::net::SocketAddrV4 = addr.parse().unwrap();
+    assert!(target.ip().is_loopback());
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, n, 0)).unwrap();
+    connect(fd.as_raw_fd(), &SockaddrIn::from(target)).unwrap();
+    TcpStream::from(fd)
+}
+
 /// A raw connection for byte-level tests.
 pub struct Raw {
     pub stream: TcpStream,
@@ -207,7 +237,11 @@ pub struct Raw {
 impl Raw {
     /// Connects, with a read timeout that bounds a failing test.
     pub fn connect(addr: &str) -> Raw {
-        let stream = TcpStream::connect(addr).unwrap();
+        Raw::with_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Wraps a connected stream, as [`Raw::connect`].
+    pub fn with_stream(stream: TcpStream) -> Raw {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
