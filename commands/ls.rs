@@ -98,4 +98,21 @@ mod tests {
         assert_eq!(header, Some(ok_header(fields)));
         assert_eq!(frame, crate::protocol::encode_frame(&header.unwrap()));
     }
+
+    /// 60,000 files with 255-byte names list to about 20 MB of JSON.
+    #[test]
+    fn a_listing_over_16_mib_is_internal() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::storage::Storage::open(dir.path()).unwrap();
+        s.create_home("alice").unwrap();
+        let files = dir.path().join("users/alice/files");
+        for i in 0..60_000 {
+            std::fs::File::create(files.join(format!("{i:06}{}", "x".repeat(249)))).unwrap();
+        }
+        match encode(&s.listing("alice").unwrap()) {
+            Err(Error::Internal(m)) => assert!(m.contains("too many files"), "{m}"),
+            Err(e) => panic!("{e}"),
+            Ok(frame) => panic!("a frame of {} bytes", frame.len()),
+        }
+    }
 }
