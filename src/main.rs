@@ -205,6 +205,10 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.action {
         UserAction::Add { name } => {
+            let key = canonical_user(&name).map_err(|e| anyhow!("cannot add {name}: {e}"))?;
+            if users.get(&key).is_some() {
+                bail!("cannot add {name}: {}", Error::UserExists);
+            }
             let password = cli::ask_password(&name, true)?;
             users
                 .create(&name, &password, |key| storage.create_home(key))

@@ -2,8 +2,9 @@
 //! and refused while a server runs on the data directory.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use netdisk::error::ErrorCode;
@@ -22,7 +23,7 @@ fn admin(data: &Path, password: Option<&str>, args: &[&str]) -> (bool, String, S
     if let Some(p) = password {
         cmd.env("NETDISK_PASSWORD", p);
     }
-    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -61,12 +62,25 @@ fn r8_user_commands_refuse_while_a_server_runs() {
     refused(admin(data, None, &["list"]), running);
     assert_eq!(fs::read(data.join("users.xlsx")).unwrap(), before);
     assert!(server.user_files("alice").exists());
-    // A second server on the same data is refused too.
-    let out = Command::new(bin())
+    // A second server on the same data is refused too: it exits without
+    // a ready line (were it to start, the line would fail the test, not
+    // hang it).
+    let mut second = Command::new(bin())
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let mut line = String::new();
+    BufReader::new(second.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.is_empty() {
+        let _ = second.kill();
+    }
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(line, "", "a second server started");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(running));
 }
