@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,8 @@ pub struct RateLimiter {
     windows: Mutex<HashMap<Key, Window>>,
     /// Signalled whenever a slot settles.
     settled: Condvar,
+    /// Attempts waiting for a slot right now.
+    waiting: AtomicUsize,
     register_max: u32,
 }
 
@@ -79,6 +82,7 @@ impl Default for RateLimiter {
         RateLimiter {
             windows: Mutex::default(),
             settled: Condvar::new(),
+            waiting: AtomicUsize::new(0),
             register_max: DEFAULT_REGISTER_LIMIT,
         }
     }
@@ -117,6 +121,11 @@ impl RateLimiter {
     pub fn begin_register(&self, peer: &str) -> Result<Slot<'_>, Error> {
         self.reserve(vec![Key::Register(address_key(peer))], false)
             .map_err(|()| Error::RegisterLimited)
+    }
+
+    /// Attempts waiting for the attempts in flight before them.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 
     fn max(&self, key: &Key) -> u32 {
@@ -158,11 +167,13 @@ impl RateLimiter {
             let Some(left) = deadline.checked_duration_since(now) else {
                 return Err(());
             };
+            self.waiting.fetch_add(1, Ordering::SeqCst);
             map = self
                 .settled
                 .wait_timeout(map, left)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -317,24 +328,45 @@ mod tests {
         assert!(r.begin_login("other", "2001:db8:0:1::1", false).is_ok());
     }
 
+    /// Waits until `n` attempts are waiting for a slot.
+    fn until_waiting(r: &RateLimiter, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.waiting() < n {
+            assert!(Instant::now() < deadline, "nobody waited");
+            thread::yield_now();
+        }
+    }
+
     /// Slots in flight count: with the limit reached by slots in flight, the
-    /// next attempt waits, and is refused once they have all failed.
+    /// next attempt waits, and is refused once they have all failed...
     #[test]
     fn attempts_in_flight_hold_their_slots() {
         let r = RateLimiter::default();
         let slots: Vec<_> = (0..MAX_PER_USER_PEER)
             .map(|_| r.begin_login("alice", "10.0.0.1", false).unwrap())
             .collect();
-        let started = Barrier::new(2);
         thread::scope(|s| {
-            let waiter = s.spawn(|| {
-                started.wait();
-                fail(&r, "alice", "10.0.0.1", false)
-            });
-            started.wait();
+            let waiter = s.spawn(|| fail(&r, "alice", "10.0.0.1", false));
+            until_waiting(&r, 1);
             drop(slots);
             assert!(matches!(waiter.join().unwrap(), Err(Error::RateLimited)));
         });
+    }
+
+    /// ...and gets its turn when one of them succeeds.
+    #[test]
+    fn a_success_in_flight_lets_a_waiting_attempt_in() {
+        let r = RateLimiter::default();
+        let mut slots: Vec<_> = (0..MAX_PER_USER_PEER)
+            .map(|_| r.begin_login("alice", "10.0.0.1", false).unwrap())
+            .collect();
+        thread::scope(|s| {
+            let waiter = s.spawn(|| r.begin_login("alice", "10.0.0.1", false).map(Slot::forgive));
+            until_waiting(&r, 1);
+            slots.pop().unwrap().forgive();
+            assert!(waiter.join().unwrap().is_ok());
+        });
+        assert_eq!(r.waiting(), 0);
     }
 
     /// Right passwords in flight release their slots: all get through.
