@@ -5,9 +5,11 @@
 //! to `target/bench.json`. Every transferred file's MD5 is checked: a fast
 //! wrong answer is a failure.
 //!
-//! Usage: `cargo bench --bench transfer [-- --quick]` (after
+//! Usage: `cargo bench --bench transfer [-- --quick | --listing]` (after
 //! `cargo build --release`); `--quick` shrinks every size to finish in
-//! well under a minute. Everything lives in a temporary folder under
+//! well under a minute; `--listing` runs only the last section, the
+//! server's memory while 32 clients list a folder of 45,000 files with
+//! 255-byte names at once. Everything lives in a temporary folder under
 //! `$TMPDIR`: `TMPDIR=/dev/shm` takes the disk out of the measurement.
 
 use std::fs;
@@ -41,6 +43,16 @@ struct Sizes {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--listing") {
+        let work = tempfile::Builder::new()
+            .prefix("netdisk-bench")
+            .tempdir()
+            .expect("temp dir");
+        let (rows, targets) = listing_memory(&binary(), work.path());
+        print_table(&rows, false);
+        print_targets(&targets);
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("QUICK").is_some();
     let sizes = if quick {
         Sizes {
@@ -218,6 +230,10 @@ fn main() {
     );
     let server_rss = server_rss.max(server.peak_rss());
     rows.push(Row::memory("server peak RSS", server_rss));
+    drop(server);
+
+    let (listing_rows, listing_targets) = listing_memory(&bin, work.path());
+    rows.extend(listing_rows);
 
     print_table(&rows, quick);
     let client_rss = put_rss.max(get_rss);
@@ -233,8 +249,99 @@ fn main() {
             0.80,
         ),
     ];
+    let targets: Vec<Target> = targets.into_iter().chain(listing_targets).collect();
     print_targets(&targets);
     write_json(&rows, quick, &targets);
+}
+
+/// Files in the listed folder, and the clients listing it at once.
+const LISTED_FILES: usize = 45_000;
+const LISTING_CLIENTS: usize = 32;
+
+/// A fresh server with one user holding [`LISTED_FILES`] empty files with
+/// 255-byte names (and their digests, as if put through the protocol);
+/// [`LISTING_CLIENTS`] connections log in, then all list at once, twice.
+/// Reports the server's peak RSS and its RSS once every listing of a round
+/// has arrived.
+fn listing_memory(bin: &Path, work: &Path) -> (Vec<Row>, Vec<Target>) {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Barrier;
+
+    let data = work.join("listing-data");
+    let server = BenchServer::start(bin, &data);
+    let mut c = Client::connect(&server.addr).expect("connect");
+    c.register(USER, &Password::new(PASSWORD))
+        .expect("register");
+    let home = data.join("users").join(USER);
+    let empty_md5 = md5_hex(&Md5::digest(b""));
+    for i in 0..LISTED_FILES {
+        let name = format!("{i:06}{}", "x".repeat(249));
+        let path = home.join("files").join(&name);
+        fs::write(&path, b"").unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        let ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        let record = format!("0 {ns} {empty_md5}\n");
+        fs::write(home.join("digests").join(meta.ino().to_string()), record).unwrap();
+    }
+    let mut clients: Vec<Client> = (0..LISTING_CLIENTS)
+        .map(|_| {
+            let mut c = Client::connect(&server.addr).expect("connect");
+            c.login(USER, &Password::new(PASSWORD)).expect("login");
+            c
+        })
+        .collect();
+    let pid = server.child.id();
+    let before = current_rss(pid).unwrap_or(0);
+    let watch = watch_rss(pid);
+    // Twice: memory the first round left behind would add to the second.
+    let mut afters = Vec::new();
+    let mut secs = 0.0f64;
+    for _ in 0..2 {
+        let go = Barrier::new(LISTING_CLIENTS);
+        let start = Instant::now();
+        thread::scope(|s| {
+            for c in &mut clients {
+                let go = &go;
+                let empty_md5 = &empty_md5;
+                s.spawn(move || {
+                    go.wait();
+                    let files = c.ls().expect("ls");
+                    assert_eq!(files.len(), LISTED_FILES);
+                    assert!(files.iter().all(|f| f.md5.as_deref() == Some(empty_md5)));
+                });
+            }
+        });
+        secs = secs.max(start.elapsed().as_secs_f64());
+        afters.push(current_rss(pid).unwrap_or(0));
+    }
+    let peak = watch.finish().max(server.peak_rss());
+    let after = afters.iter().copied().max().unwrap_or(0);
+    let label = format!("{LISTING_CLIENTS} x ls of {LISTED_FILES} files");
+    let rows = vec![
+        Row::memory("server RSS before the listings", before),
+        Row::memory(&format!("server peak RSS, {label}"), peak)
+            .note(format!("two rounds; the slower listed in {secs:.2} s")),
+        Row::memory("server RSS after the listings", after).note(format!(
+            "after each round: {}",
+            afters
+                .iter()
+                .map(|b| format!("{:.0} MiB", mib(*b)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    ];
+    let targets = vec![
+        Target::at_most(&format!("peak RSS, {label}, MiB"), mib(peak), 300.0),
+        Target::at_most("RSS after those listings, MiB", mib(after), 100.0),
+    ];
+    (rows, targets)
+}
+
+fn current_rss(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -26,6 +26,7 @@ use crate::state::Shared;
 use crate::users::User;
 
 pub mod delete;
+pub mod discard;
 pub mod get;
 pub mod login;
 pub mod ls;
@@ -64,6 +65,7 @@ pub static REGISTRY: &[&dyn Command] = &[
     &rename::Rename,
     &whoami::Whoami,
     &ping::Ping,
+    &discard::Discard,
     &quit::Quit,
 ];
 
@@ -89,6 +91,10 @@ pub struct Ctx<'a> {
     pub log_bytes: u64,
     /// What follows a successful reply.
     pub then: Option<Then>,
+    /// A whole reply frame, already encoded, sent instead of the fields
+    /// the handler returns (`ls`: a large reply is written once, straight
+    /// into its frame, and may be shared between connections).
+    pub frame: Option<Arc<Vec<u8>>>,
 }
 
 /// The rest of an exchange after a command's first reply.
@@ -96,7 +102,7 @@ pub enum Then {
     /// Stream a file's bytes (`get`).
     Send(Body),
     /// Take an upload's bytes and then its digest (`put`).
-    Receive(put::Receive),
+    Receive(Box<put::Receive>),
 }
 
 /// A file body to stream after a reply.
@@ -117,6 +123,7 @@ impl<'a> Ctx<'a> {
             log_name: None,
             log_bytes: 0,
             then: None,
+            frame: None,
         }
     }
 }
@@ -174,8 +181,9 @@ mod tests {
     use std::collections::HashSet;
 
     /// PROTOCOL.md's command table.
-    const SPEC: [&str; 10] = [
-        "register", "login", "ls", "put", "get", "delete", "rename", "whoami", "ping", "quit",
+    const SPEC: [&str; 11] = [
+        "register", "login", "ls", "put", "get", "delete", "rename", "whoami", "discard", "ping",
+        "quit",
     ];
 
     #[test]

@@ -76,12 +76,12 @@ impl Command for Put {
         let ready = Ready {
             offset: upload.offset(),
         };
-        ctx.then = Some(Then::Receive(Receive {
+        ctx.then = Some(Then::Receive(Box::new(Receive {
             upload,
             _lock: lock,
             name: args.name,
             size: args.size,
-        }));
+        })));
         Ok(reply(ready))
     }
 }

@@ -3,13 +3,16 @@
 //! # Format
 //! Request: `{"cmd":"register","user":U,"password":P}`.
 //! Reply: `{"ok":true}`. Does not log in or out.
-//! Errors: `BAD_REQUEST`, `INVALID_NAME`, `WEAK_PASSWORD`, `USER_EXISTS`,
-//! `INTERNAL`.
+//! Errors, first applicable first: `BAD_REQUEST`, `INVALID_NAME`,
+//! `WEAK_PASSWORD`, `REGISTRATION_CLOSED` (`serve --registration closed`),
+//! `RATE_LIMITED` (the address registered `--register-limit` accounts
+//! this hour; only accounts created count), `USER_EXISTS`, `INTERNAL`.
 
 use serde::{Deserialize, Serialize};
 
 use super::{parse, Command, Ctx};
 use crate::error::Error;
+use crate::names::{canonical_user, check_password};
 use crate::protocol::Password;
 use crate::protocol::{Header, Reply};
 
@@ -34,10 +37,18 @@ impl Command for Register {
 
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
+        if !ctx.shared.config.registration_open {
+            // Fields before state (PROTOCOL.md, "Session").
+            canonical_user(&args.user)?;
+            check_password(args.password.expose())?;
+            return Err(Error::RegistrationClosed);
+        }
         let storage = &ctx.shared.storage;
         ctx.shared
             .users
-            .register(&args.user, &args.password, |key| storage.create_home(key))?;
+            .register(&args.user, &args.password, ctx.peer, |key| {
+                storage.create_home(key)
+            })?;
         Ok(Reply::new())
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! # Format
 //! Request: `{"cmd":"whoami"}`.
-//! Reply: `{"ok":true,"user":NAME,"files":COUNT,"used":BYTES,"quota":BYTES|null}`.
+//! Reply: `{"ok":true,"user":NAME,"files":COUNT,"used":BYTES,"staged":BYTES,
+//! "quota":BYTES|null}`: `used` sums the visible files, `staged` the bytes
+//! held by the user's unfinished uploads (see `discard`).
 //! Errors: `NOT_LOGGED_IN`, `INTERNAL`.
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,10 @@ pub struct Answer {
     pub user: String,
     pub files: u64,
     pub used: u64,
+    /// Bytes held by unfinished uploads. A server that predates it sends
+    /// none: 0.
+    #[serde(default)]
+    pub staged: u64,
     pub quota: Option<u64>,
 }
 
@@ -35,6 +41,7 @@ impl Command for Whoami {
             user: user.name.clone(),
             files,
             used,
+            staged: ctx.shared.storage.staged_bytes(&user.key),
             quota: ctx.quota(&user),
         }))
     }

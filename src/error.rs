@@ -28,6 +28,7 @@ pub enum ErrorCode {
     ChecksumMismatch,
     QuotaExceeded,
     TlsRequired,
+    RegistrationClosed,
     Timeout,
     Busy,
     Internal,
@@ -35,7 +36,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in PROTOCOL.md's table order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadFrame,
         ErrorCode::BadRequest,
         ErrorCode::UnknownCommand,
@@ -51,6 +52,7 @@ impl ErrorCode {
         ErrorCode::ChecksumMismatch,
         ErrorCode::QuotaExceeded,
         ErrorCode::TlsRequired,
+        ErrorCode::RegistrationClosed,
         ErrorCode::Timeout,
         ErrorCode::Busy,
         ErrorCode::Internal,
@@ -74,6 +76,7 @@ impl ErrorCode {
             ErrorCode::ChecksumMismatch => "CHECKSUM_MISMATCH",
             ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorCode::TlsRequired => "TLS_REQUIRED",
+            ErrorCode::RegistrationClosed => "REGISTRATION_CLOSED",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Busy => "BUSY",
             ErrorCode::Internal => "INTERNAL",
@@ -118,6 +121,11 @@ pub enum Error {
     AuthFailed,
     #[error("too many failed logins; try again later")]
     RateLimited,
+    /// Too many accounts registered from one address lately.
+    #[error("too many registrations from this address; try again later")]
+    RegisterLimited,
+    #[error("this server is closed to registration; ask its admin for an account")]
+    RegistrationClosed,
     #[error("that user name is taken")]
     UserExists,
     /// A user or file name breaks PROTOCOL.md's naming rules.
@@ -135,6 +143,11 @@ pub enum Error {
     ChecksumMismatch,
     #[error("quota exceeded")]
     QuotaExceeded,
+    /// The user holds the most unfinished uploads allowed (the number).
+    #[error(
+        "quota exceeded: {0} unfinished uploads already; finish them, or drop one with `discard`"
+    )]
+    TooManyStaged(usize),
     #[error("idle or stalled for too long")]
     Timeout,
     #[error("server busy; try again later")]
@@ -159,7 +172,8 @@ impl Error {
             Error::UnknownCommand(_) => ErrorCode::UnknownCommand,
             Error::NotLoggedIn => ErrorCode::NotLoggedIn,
             Error::AuthFailed => ErrorCode::AuthFailed,
-            Error::RateLimited => ErrorCode::RateLimited,
+            Error::RateLimited | Error::RegisterLimited => ErrorCode::RateLimited,
+            Error::RegistrationClosed => ErrorCode::RegistrationClosed,
             Error::UserExists => ErrorCode::UserExists,
             Error::InvalidName(_) => ErrorCode::InvalidName,
             Error::WeakPassword => ErrorCode::WeakPassword,
@@ -167,7 +181,7 @@ impl Error {
             Error::Exists => ErrorCode::Exists,
             Error::Locked => ErrorCode::Locked,
             Error::ChecksumMismatch => ErrorCode::ChecksumMismatch,
-            Error::QuotaExceeded => ErrorCode::QuotaExceeded,
+            Error::QuotaExceeded | Error::TooManyStaged(_) => ErrorCode::QuotaExceeded,
             Error::Timeout => ErrorCode::Timeout,
             Error::Busy => ErrorCode::Busy,
             Error::Io(_) | Error::Internal(_) | Error::Disconnected(_) => ErrorCode::Internal,

@@ -1,17 +1,22 @@
-//! The `netdisk` command: `serve` runs the server; every other subcommand
-//! is the client (see `netdisk::cli`).
+//! The `netdisk` command: `serve` runs the server, `user` manages accounts
+//! while it is stopped; every other subcommand is the client (see
+//! `netdisk::cli`).
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 use netdisk::cli;
+use netdisk::error::Error;
+use netdisk::names::canonical_user;
 use netdisk::server::limits::PeerSet;
 use netdisk::server::{Config, Server};
+use netdisk::storage::{DataLock, Storage};
 use netdisk::tls::server::{CertSource, Identity};
+use netdisk::users::UserStore;
 
 /// A small self-hosted network disk: file server and client.
 #[derive(Parser)]
@@ -31,6 +36,9 @@ enum Command {
     /// Print the server's TLS fingerprint (making its certificate on the
     /// first run), without starting it.
     Fingerprint(FingerprintArgs),
+    /// Manage accounts in a data directory while no server runs on it.
+    #[command(after_help = USER_HELP)]
+    User(UserArgs),
     #[command(flatten)]
     Client(cli::Command),
 }
@@ -109,6 +117,90 @@ struct ServeArgs {
     /// Seconds a shutdown (SIGINT/SIGTERM) waits for requests in flight.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     grace: u64,
+    /// Whether clients may create accounts with `register`; when closed,
+    /// accounts are added with `netdisk user add`.
+    #[arg(long, value_enum, default_value_t = Registration::Open)]
+    registration: Registration,
+    /// Accounts one client address may register per hour (IPv6: per /64);
+    /// beyond that, RATE_LIMITED.
+    #[arg(long, value_name = "N", default_value_t = netdisk::ratelimit::DEFAULT_REGISTER_LIMIT,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    register_limit: u32,
+    /// Unfinished uploads one user may hold at once; a put of another name
+    /// beyond that is QUOTA_EXCEEDED.
+    #[arg(long, value_name = "N", default_value_t = netdisk::storage::DEFAULT_MAX_STAGED as u32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_staged: u32,
+}
+
+/// `serve --registration`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Registration {
+    /// Anyone may register, within --register-limit.
+    Open,
+    /// `register` is REGISTRATION_CLOSED.
+    Closed,
+}
+
+const USER_HELP: &str = "\
+Each subcommand rewrites users.xlsx atomically, and refuses while a server
+runs on the data directory: stop it, make the change, start it again.
+Passwords come from NETDISK_PASSWORD, or are asked twice on a terminal.
+
+Examples:
+  netdisk user add alice --data /srv/netdisk
+  netdisk user quota alice 10000000000 --data /srv/netdisk
+  netdisk user list --data /srv/netdisk";
+
+#[derive(Args)]
+struct UserArgs {
+    /// Data directory: users.xlsx and every user's files.
+    #[arg(long, global = true, default_value = "./netdisk-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    action: UserAction,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create an account with an empty folder.
+    Add {
+        /// User name.
+        name: String,
+    },
+    /// Set a new password.
+    Passwd {
+        /// User name.
+        name: String,
+    },
+    /// Remove an account; its folder is moved to the data directory's attic/.
+    Del {
+        /// User name.
+        name: String,
+    },
+    /// Set a user's quota in bytes, or `none` for the server's --quota.
+    Quota {
+        /// User name.
+        name: String,
+        /// Bytes, or `none`.
+        #[arg(value_name = "BYTES|none", value_parser = parse_quota)]
+        bytes: Quota,
+    },
+    /// List the accounts: name, quota, created (Unix seconds).
+    List,
+}
+
+/// `user quota`'s value.
+#[derive(Clone, Copy)]
+struct Quota(Option<u64>);
+
+fn parse_quota(s: &str) -> Result<Quota, String> {
+    if s == "none" {
+        return Ok(Quota(None));
+    }
+    s.parse()
+        .map(|b| Quota(Some(b)))
+        .map_err(|_| "a whole number of bytes, or `none`".to_string())
 }
 
 #[derive(Args)]
@@ -126,6 +218,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Fingerprint(args) => fingerprint(&args),
+        Command::User(args) => user(args),
         Command::Client(cmd) => cli::run(&cli.global, cmd),
     };
     match result {
@@ -168,6 +261,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls,
         quota: args.quota,
         grace: Duration::from_secs(args.grace),
+        registration_open: args.registration == Registration::Open,
+        register_limit: args.register_limit,
+        max_staged: args.max_staged as usize,
     };
     let server = Server::bind(config)?;
     let stopper = server.stopper();
@@ -202,6 +298,77 @@ fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {
     let identity = Identity::load(&source)?;
     println!("tls fingerprint {}", identity.fingerprint);
     Ok(())
+}
+
+/// `netdisk user ...`: one change to the accounts, under the data lock.
+fn user(args: UserArgs) -> anyhow::Result<()> {
+    let _lock = DataLock::acquire(&args.data)?;
+    let storage = Storage::open(&args.data)
+        .with_context(|| format!("cannot open data directory {}", args.data.display()))?;
+    let users = UserStore::open(&storage.users_file())
+        .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
+    let mut out = std::io::stdout().lock();
+    match args.action {
+        UserAction::Add { name } => {
+            let key = canonical_user(&name).map_err(|e| anyhow!("cannot add {name}: {e}"))?;
+            if users.get(&key).is_some() {
+                bail!("cannot add {name}: {}", Error::UserExists);
+            }
+            let password = cli::ask_password(&name, true)?;
+            users
+                .create(&name, &password, |key| storage.create_home(key))
+                .map_err(|e| anyhow!("cannot add {name}: {e}"))?;
+            writeln!(out, "added {name}")?;
+        }
+        UserAction::Passwd { name } => {
+            if users
+                .get(&canonical_user(&name).map_err(missing(&name))?)
+                .is_none()
+            {
+                bail!("there is no user {name}");
+            }
+            let password = cli::ask_password(&name, true)?;
+            let u = users
+                .set_password(&name, &password)
+                .map_err(missing(&name))?;
+            writeln!(out, "changed the password of {}", u.name)?;
+        }
+        UserAction::Del { name } => {
+            let u = users
+                .remove(&name, |key| storage.remove_home(key))
+                .map_err(missing(&name))?;
+            writeln!(
+                out,
+                "removed {}; their files are in {}",
+                u.name,
+                args.data.join("attic").display()
+            )?;
+        }
+        UserAction::Quota { name, bytes } => {
+            let u = users.set_quota(&name, bytes.0).map_err(missing(&name))?;
+            match u.quota {
+                Some(q) => writeln!(out, "quota of {}: {q} bytes", u.name)?,
+                None => writeln!(out, "quota of {}: the server's --quota", u.name)?,
+            }
+        }
+        UserAction::List => {
+            writeln!(out, "user\tquota_bytes\tcreated_at")?;
+            for u in users.list() {
+                let quota = u.quota.map_or_else(|| "-".to_string(), |q| q.to_string());
+                writeln!(out, "{}\t{quota}\t{}", u.name, u.created_at)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// An account error in words: `NOT_FOUND` names the user.
+fn missing(name: &str) -> impl Fn(Error) -> anyhow::Error + '_ {
+    move |e| match e {
+        Error::NotFound => anyhow!("there is no user {name}"),
+        e => anyhow!("{e}"),
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

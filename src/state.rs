@@ -44,6 +44,12 @@ pub struct Config {
     pub quota: Option<u64>,
     /// How long a shutdown waits for requests in flight.
     pub grace: Duration,
+    /// Whether `register` creates accounts (else `REGISTRATION_CLOSED`).
+    pub registration_open: bool,
+    /// Successful registrations allowed per address per hour.
+    pub register_limit: u32,
+    /// Unfinished uploads one user may hold.
+    pub max_staged: usize,
 }
 
 /// Error replies in a row after which a connection is closed: a client

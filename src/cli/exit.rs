@@ -126,7 +126,8 @@ fn server_code(code: ErrorCode) -> Exit {
         | ErrorCode::WeakPassword
         | ErrorCode::Exists
         | ErrorCode::Locked
-        | ErrorCode::QuotaExceeded => Exit::Failure,
+        | ErrorCode::QuotaExceeded
+        | ErrorCode::RegistrationClosed => Exit::Failure,
     }
 }
 

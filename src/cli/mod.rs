@@ -41,6 +41,7 @@ use clap::{Args, Subcommand};
 
 use exit::{Coded, Exit};
 use output::clean;
+pub use prompt::password as ask_password;
 use session::{Account, Session};
 
 /// Options every client subcommand accepts, before or after it.
@@ -178,6 +179,15 @@ Examples:
     /// Rename a file; fails if the new name is taken.
     #[command(after_help = "Example:\n  netdisk mv draft.txt final.txt")]
     Mv(MvArgs),
+    /// Drop an unfinished upload, and the space it holds.
+    #[command(after_help = "\
+An upload that was interrupted keeps its bytes on the server, so that the
+next put of the same file continues; they count against your quota
+(whoami shows them as staged) until then.
+
+Example:
+  netdisk discard big.iso")]
+    Discard(DiscardArgs),
     /// Show who you are, how many files you have, and the space used.
     #[command(after_help = "Example:\n  netdisk whoami")]
     Whoami,
@@ -187,8 +197,8 @@ Examples:
 }
 
 const SHELL_HELP: &str = "\
-Commands: register, login, ls, put, get, rm, mv, whoami, ping, lls, lcd,
-lpwd, help, quit. They take the same options as the one-shot commands.
+Commands: register, login, ls, put, get, rm, mv, discard, whoami, ping, lls,
+lcd, lpwd, help, quit. They take the same options as the one-shot commands.
 Lines are split into words like a shell does: quote names with spaces
 (\"my file.txt\"). On a terminal: line editing, history (kept in
 $XDG_STATE_HOME/netdisk/history), Tab completes commands and file names,
@@ -276,6 +286,13 @@ pub struct RmArgs {
     pub name: String,
 }
 
+/// `discard`.
+#[derive(Args, Debug)]
+pub struct DiscardArgs {
+    /// The name the unfinished upload was going to have on the server.
+    pub name: String,
+}
+
 /// `mv`.
 #[derive(Args, Debug)]
 pub struct MvArgs {
@@ -346,6 +363,15 @@ pub(crate) fn execute(
             check_name(&a.name).with_context(context)?;
             session.call(|c| c.delete(&a.name)).with_context(context)?;
             confirm(session, &format!("removed {}", clean(&a.name)))
+        }
+        Action::Discard(a) => {
+            let context = || format!("cannot discard the upload of {}", clean(&a.name));
+            check_name(&a.name).with_context(context)?;
+            session.call(|c| c.discard(&a.name)).with_context(context)?;
+            confirm(
+                session,
+                &format!("discarded the upload of {}", clean(&a.name)),
+            )
         }
         Action::Mv(a) => {
             let context = || format!("cannot rename {} to {}", clean(&a.from), clean(&a.to));

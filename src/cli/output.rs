@@ -132,11 +132,13 @@ pub fn whoami_text(w: &whoami::Answer) -> String {
         None => "unlimited".to_string(),
     };
     format!(
-        "user:  {}\nfiles: {}\nused:  {} ({} bytes)\nquota: {quota}\n",
+        "user:   {}\nfiles:  {}\nused:   {} ({} bytes)\nstaged: {} ({} bytes)\nquota:  {quota}\n",
         clean(&w.user),
         w.files,
         human_size(w.used),
-        w.used
+        w.used,
+        human_size(w.staged),
+        w.staged
     )
 }
 
@@ -166,6 +168,13 @@ pub fn explain(e: &ClientError) -> String {
         ClientError::Connect { addr, source } => {
             format!("cannot connect to {}: {}", clean(addr), io_words(source))
         }
+        // The one code with two causes: the server's message says which
+        // (too little space, or too many unfinished uploads).
+        ClientError::Server {
+            code: Some(ErrorCode::QuotaExceeded),
+            message,
+            ..
+        } if message.contains("unfinished") => clean(message).into_owned(),
         ClientError::Server {
             code: Some(code), ..
         } => code_words(*code).to_string(),
@@ -182,7 +191,12 @@ pub fn explain(e: &ClientError) -> String {
 fn code_words(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::AuthFailed => "wrong user name or password",
-        ErrorCode::RateLimited => "too many failed logins; wait a while and try again",
+        ErrorCode::RateLimited => {
+            "too many failed logins or registrations; wait a while and try again"
+        }
+        ErrorCode::RegistrationClosed => {
+            "the server is closed to registration; ask its admin for an account"
+        }
         ErrorCode::UserExists => "that user name is taken",
         ErrorCode::InvalidName => {
             "the server refused the name (names must not start with '.' \

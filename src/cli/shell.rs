@@ -304,6 +304,7 @@ mod tests {
             "get x -o d --resume",
             "rm x",
             "mv a b",
+            "discard x",
             "whoami",
             "help put",
             "ping hello",

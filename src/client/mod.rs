@@ -402,6 +402,15 @@ impl Client {
         self.call(&commands::request("delete", &args)).map(drop)
     }
 
+    /// `discard`: drops the unfinished upload of `name`.
+    ///
+    /// # Errors
+    /// `NOT_FOUND`, `LOCKED`, `INVALID_NAME`, I/O.
+    pub fn discard(&mut self, name: &str) -> Result<()> {
+        let args = delete::Args { name: name.into() };
+        self.call(&commands::request("discard", &args)).map(drop)
+    }
+
     /// `rename`.
     ///
     /// # Errors

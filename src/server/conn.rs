@@ -164,11 +164,18 @@ impl<S: Stream> Conn<S> {
     /// Sends one header frame.
     ///
     /// # Errors
+    /// As [`Conn::send_encoded`].
+    pub fn send(&mut self, header: &Header) -> Result<(), Error> {
+        self.send_encoded(&encode_frame(header))
+    }
+
+    /// Sends a frame already encoded (length prefix and header).
+    ///
+    /// # Errors
     /// `INTERNAL` for a header over the protocol's reply cap (nothing is
     /// sent), `TIMEOUT` or a lost connection.
-    pub fn send(&mut self, header: &Header) -> Result<(), Error> {
-        let frame = encode_frame(header);
-        let len = frame.len() - 4;
+    pub fn send_encoded(&mut self, frame: &[u8]) -> Result<(), Error> {
+        let len = frame.len().saturating_sub(4);
         if len > MAX_RESPONSE_HEADER as usize {
             // PROTOCOL.md caps reply headers at 16 MiB and clients treat
             // more as a broken server; only an `ls` of a huge folder gets
@@ -178,7 +185,7 @@ impl<S: Stream> Conn<S> {
                  (too many files to list)"
             )));
         }
-        self.stream.write_all(&frame).map_err(net_error)?;
+        self.stream.write_all(frame).map_err(net_error)?;
         self.stream.flush().map_err(net_error)
     }
 

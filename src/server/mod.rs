@@ -28,7 +28,7 @@ use mio::{Poll, Waker};
 use rustls::ServerConfig;
 
 pub use crate::state::{Config, Shared};
-use crate::storage::Storage;
+use crate::storage::{DataLock, Storage};
 use crate::tls::server::Identity;
 use crate::users::UserStore;
 use event_loop::EventLoop;
@@ -44,6 +44,9 @@ pub struct Server {
     shared: Arc<Shared>,
     tls: Arc<ServerConfig>,
     fingerprint: String,
+    /// Held while serving: `netdisk user` refuses to change accounts
+    /// under a running server (and a second server on the same data).
+    _data_lock: DataLock,
 }
 
 /// Stops a running server from another thread (or a signal handler).
@@ -62,20 +65,23 @@ impl Stopper {
 }
 
 impl Server {
-    /// Opens the data directory, the user store and the certificate (made
-    /// now on first start), and binds the address.
+    /// Locks and opens the data directory and the user store, and binds the
+    /// address.
     ///
     /// # Errors
-    /// If the data directory, `users.xlsx` or the certificate cannot be
-    /// opened, or the address cannot be bound.
+    /// If another server or admin command holds the data directory, if it
+    /// or `users.xlsx` cannot be opened, or the address cannot be bound.
     pub fn bind(config: Config) -> anyhow::Result<Server> {
         use anyhow::Context;
-        let storage = Storage::open(&config.data)
+        let data_lock = DataLock::acquire(&config.data)?;
+        let mut storage = Storage::open(&config.data)
             .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
-        let users = UserStore::open(&storage.users_file())
+        storage.set_max_staged(config.max_staged);
+        let mut users = UserStore::open(&storage.users_file())
             .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
         let identity = Identity::load(&config.tls)?;
         let tls = identity.server_config()?;
+        users.set_register_limit(config.register_limit);
         let listener = TcpListener::bind(&config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let poll = Poll::new().context("cannot start the event loop")?;
@@ -94,6 +100,7 @@ impl Server {
             shared: Arc::new(shared),
             tls,
             fingerprint: identity.fingerprint,
+            _data_lock: data_lock,
         })
     }
 

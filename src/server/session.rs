@@ -134,9 +134,13 @@ fn run<S: Stream>(
         let mut ctx = Ctx::new(shared, &mut state.user, peer_ip);
         let result = dispatch(&mut ctx, &header);
         let (close, name, mut bytes, then) = (ctx.close, ctx.log_name, ctx.log_bytes, ctx.then);
+        let frame = ctx.frame;
         // A reply can fail too (one over the size cap, say): then the
         // client gets an error frame in its place.
-        let outcome = result.and_then(|fields| respond(conn, fields, then, &mut bytes));
+        let outcome = result.and_then(|fields| match frame {
+            Some(frame) => conn.send_encoded(&frame),
+            None => respond(conn, fields, then, &mut bytes),
+        });
         if let Err(e) = &outcome {
             if !matches!(e, Error::Disconnected(_)) {
                 let _ = conn.send(&error_header(e.code(), &e.public_message()));

@@ -55,7 +55,10 @@ impl Storage {
         let path = self.digest_path(key, meta.ino());
         let tmp = path.with_extension("tmp");
         fs::write(&tmp, line)?;
-        fs::rename(&tmp, &path)
+        fs::rename(&tmp, &path)?;
+        // A listing that said `null` for this file is out of date.
+        self.changed(key);
+        Ok(())
     }
 }
 

@@ -1,19 +1,29 @@
-//! Upload locks: one connection at a time uploads a name, and the uploads
-//! in flight together stay within the user's quota.
+//! Upload locks: one connection at a time uploads a name, and a user's
+//! unfinished uploads, in flight or abandoned, count against the quota
+//! (PROTOCOL.md, "Errors", `QUOTA_EXCEEDED`) and are bounded in number.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::{Storage, Uploads};
 use crate::error::Error;
 
+/// Unfinished uploads a user may hold by default (`serve --max-staged`).
+pub const DEFAULT_MAX_STAGED: usize = 16;
+
 impl Storage {
     /// Claims the right to upload `name` with `size` bytes for this
-    /// connection, and checks that the upload fits in `quota` together with
-    /// the files and with the user's other uploads in flight.
+    /// connection, and checks the quota with PROTOCOL.md's formula: the
+    /// files, minus the file being replaced, plus `size`, plus the declared
+    /// sizes of the user's other unfinished uploads (in flight here, or
+    /// staged on disk by an upload nobody finished), must not exceed
+    /// `quota`. A user may hold at most [`Storage::set_max_staged`]
+    /// unfinished uploads; resuming one of them is always allowed.
     ///
     /// # Errors
     /// `LOCKED` if another connection is uploading that name;
-    /// `QUOTA_EXCEEDED` if it would not fit.
+    /// `QUOTA_EXCEEDED` if it would not fit, or if there are too many
+    /// unfinished uploads.
     pub fn lock_upload(
         &self,
         key: &str,
@@ -22,43 +32,70 @@ impl Storage {
         quota: Option<u64>,
     ) -> Result<UploadLock, Error> {
         let replaced = self.size_of(key, name).unwrap_or(0);
-        let entry = (key.to_string(), name.to_string());
-        // Declared before the mutex guard, so that it is dropped after it:
-        // its `Drop` takes the same mutex.
-        let lock;
-        let others: u64 = {
-            let mut uploads = self.lock_uploads();
-            if uploads.contains_key(&entry) {
-                return Err(Error::Locked);
-            }
-            uploads.insert(entry.clone(), size.saturating_sub(replaced));
-            // The guard exists as soon as the entry does: whatever fails
-            // from here on, the name is released, never left `LOCKED`.
-            lock = UploadLock {
-                uploads: Arc::clone(&self.uploads),
-                entry,
-            };
+        let (lock, in_flight) = self.claim(key, name, size)?;
+        // Read after the claim: an upload that finishes meanwhile shows its
+        // file before it drops its claim and its record, so it is counted
+        // at least once, never zero times.
+        let mut others: HashMap<String, u64> = self.staged_records(key).into_iter().collect();
+        // An upload in flight may have restarted its record with a new
+        // size: its declared size is the one it claimed with.
+        others.extend(in_flight);
+        others.remove(name);
+        if others.len() >= self.max_staged {
+            return Err(Error::TooManyStaged(others.len()));
+        }
+        if let Some(quota) = quota {
+            let (_, used) = self.usage(key)?;
             // Sizes are the client's: a few near u64::MAX must saturate,
             // not overflow.
-            uploads
-                .iter()
-                .filter(|((k, n), _)| k == key && n != name)
-                .fold(0u64, |sum, (_, &grows)| sum.saturating_add(grows))
-        };
-        if let Some(quota) = quota {
-            // Read after the reservations: an upload that finishes meanwhile
-            // shows its file before it drops its reservation, so it is
-            // counted at least once.
-            let (_, used) = self.usage(key)?;
+            let staged = others.values().fold(0u64, |sum, &s| sum.saturating_add(s));
             let after = used
                 .saturating_sub(replaced)
                 .saturating_add(size)
-                .saturating_add(others);
+                .saturating_add(staged);
             if after > quota {
                 return Err(Error::QuotaExceeded);
             }
         }
         Ok(lock)
+    }
+
+    /// Claims `name` for this connection, declaring `size`; returns the
+    /// claim and the user's other uploads in flight with their declared
+    /// sizes.
+    ///
+    /// # Errors
+    /// `LOCKED` if another connection holds the name.
+    pub(super) fn claim(
+        &self,
+        key: &str,
+        name: &str,
+        size: u64,
+    ) -> Result<(UploadLock, Vec<(String, u64)>), Error> {
+        let entry = (key.to_string(), name.to_string());
+        let mut uploads = self.lock_uploads();
+        if uploads.contains_key(&entry) {
+            return Err(Error::Locked);
+        }
+        uploads.insert(entry.clone(), size);
+        let others = uploads
+            .iter()
+            .filter(|((k, n), _)| k == key && n != name)
+            .map(|((_, n), &s)| (n.clone(), s))
+            .collect();
+        drop(uploads);
+        // The guard exists as soon as the entry does: whatever fails from
+        // here on, the name is released, never left `LOCKED`.
+        let lock = UploadLock {
+            uploads: Arc::clone(&self.uploads),
+            entry,
+        };
+        Ok((lock, others))
+    }
+
+    /// Sets how many unfinished uploads one user may hold.
+    pub fn set_max_staged(&mut self, max: usize) {
+        self.max_staged = max;
     }
 
     fn lock_uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {
@@ -86,7 +123,7 @@ impl Drop for UploadLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::test_support::{storage, upload};
+    use crate::storage::test_support::{feed, storage, upload};
 
     #[test]
     fn second_uploader_is_locked_out() {
@@ -111,10 +148,11 @@ mod tests {
             s.lock_upload("alice", "b", 21, quota),
             Err(Error::QuotaExceeded)
         ));
-        // Replacing a file only reserves what it adds.
-        let old = s.lock_upload("alice", "old", 40, quota).unwrap();
+        // Replacing a file: its old size is not counted for the new one,
+        // but another upload in flight counts with its whole declared size.
+        let old = s.lock_upload("alice", "old", 50, quota).unwrap();
         assert!(matches!(
-            s.lock_upload("alice", "b", 11, quota),
+            s.lock_upload("alice", "b", 1, quota),
             Err(Error::QuotaExceeded)
         ));
         // Another user's uploads and a released reservation do not count.
@@ -122,6 +160,47 @@ mod tests {
         drop(a);
         drop(old);
         assert!(s.lock_upload("alice", "b", 70, quota).is_ok());
+    }
+
+    /// An upload nobody finished still holds its declared size, until it
+    /// is resumed, finished or discarded.
+    #[test]
+    fn abandoned_uploads_count_with_their_declared_size() {
+        let (_d, s) = storage();
+        let quota = Some(100);
+        {
+            let lock = s.lock_upload("alice", "a", 60, quota).unwrap();
+            let mut up = s.begin_upload(&lock, "alice", "a", 60).unwrap();
+            assert!(feed(&mut up, b"0123").is_err(), "the client hung up");
+        }
+        assert_eq!(s.staged_bytes("alice"), 4);
+        assert!(matches!(
+            s.lock_upload("alice", "b", 41, quota),
+            Err(Error::QuotaExceeded)
+        ));
+        assert!(s.lock_upload("alice", "b", 40, quota).is_ok());
+        // Resuming the abandoned one is not counted twice.
+        assert!(s.lock_upload("alice", "a", 100, quota).is_ok());
+        s.discard("alice", "a").unwrap();
+        assert!(matches!(s.discard("alice", "a"), Err(Error::NotFound)));
+        assert!(s.lock_upload("alice", "b", 100, quota).is_ok());
+    }
+
+    #[test]
+    fn the_number_of_unfinished_uploads_is_bounded() {
+        let (_d, mut s) = storage();
+        s.set_max_staged(2);
+        let a = s.lock_upload("alice", "a", 1, None).unwrap();
+        drop(s.begin_upload(&a, "alice", "a", 1).unwrap());
+        drop(a);
+        let _b = s.lock_upload("alice", "b", 1, None).unwrap();
+        match s.lock_upload("alice", "c", 1, None) {
+            Err(e @ Error::TooManyStaged(2)) => assert!(e.to_string().contains("discard")),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a third upload was allowed"),
+        }
+        assert!(s.lock_upload("alice", "a", 1, None).is_ok(), "a resume");
+        assert!(s.lock_upload("bob", "c", 1, None).is_ok());
     }
 
     /// Three uploads of u64::MAX bytes at once: the sum of the reservations

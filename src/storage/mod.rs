@@ -1,7 +1,9 @@
 //! Files on disk: users' folders, staged uploads and cached digests.
 //!
 //! ```text
+//! DATA/.lock                      held by the server while it serves
 //! DATA/users.xlsx                 accounts (see `users`)
+//! DATA/known-addresses.json       where each user logged in from lately
 //! DATA/users/KEY/files/NAME       what the user sees: regular files only
 //! DATA/users/KEY/staging/H.part   an upload in progress, H = md5(NAME)
 //! DATA/users/KEY/staging/H.meta   {"name": NAME, "size": S} of that upload
@@ -20,8 +22,11 @@
 //! upload locks and quota reservations, `upload` the staged uploads and
 //! their sweep, `digest` the cached digests.
 
+mod datalock;
 mod digest;
+mod listing;
 mod lock;
+mod staged;
 mod upload;
 
 use std::collections::HashMap;
@@ -35,10 +40,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::Error;
 use crate::names;
 
-pub use lock::UploadLock;
+pub use datalock::DataLock;
+pub use listing::{FileRef, Listing};
+pub use lock::{UploadLock, DEFAULT_MAX_STAGED};
 pub use upload::Upload;
 
-/// Uploads in progress, and what each will add to its user's folder.
+/// Uploads in progress, and the size each declared.
 type Uploads = HashMap<(String, String), u64>;
 
 pub use crate::protocol::FileInfo;
@@ -46,10 +53,13 @@ pub use crate::protocol::FileInfo;
 /// The data directory.
 pub struct Storage {
     root: PathBuf,
-    /// Uploads in progress: (user key, file name) → the bytes the upload
-    /// will add to the user's folder when it succeeds, so that uploads in
-    /// flight together stay within the quota.
+    /// Uploads in progress: (user key, file name) → the size it declared,
+    /// so that uploads in flight together stay within the quota.
     uploads: Arc<Mutex<Uploads>>,
+    /// Unfinished uploads one user may hold.
+    max_staged: usize,
+    /// Folder generations and shared listing frames.
+    listings: Arc<listing::Listings>,
 }
 
 impl Storage {
@@ -63,6 +73,8 @@ impl Storage {
         Ok(Storage {
             root: root.to_path_buf(),
             uploads: Arc::default(),
+            max_staged: DEFAULT_MAX_STAGED,
+            listings: Arc::default(),
         })
     }
 
@@ -85,20 +97,33 @@ impl Storage {
     /// # Errors
     /// If the folders cannot be moved or created.
     pub fn create_home(&self, key: &str) -> io::Result<()> {
-        let dir = self.user_dir(key);
-        if fs::symlink_metadata(&dir).is_ok() {
-            let stamp = unix_secs(SystemTime::now());
-            let mut n = 0;
-            loop {
-                let to = self.root.join("attic").join(format!("{key}.{stamp}.{n}"));
-                if fs::symlink_metadata(&to).is_err() {
-                    fs::rename(&dir, &to)?;
-                    break;
-                }
-                n += 1;
-            }
-        }
+        self.remove_home(key)?;
+        self.changed(key);
         self.ensure_home(key)?;
+        sync_dir(&self.root.join("users"))
+    }
+
+    /// Moves a user's folder, if any, to `attic/KEY.TIME.N`, out of every
+    /// user's reach (`netdisk user del`).
+    ///
+    /// # Errors
+    /// If the folder cannot be moved.
+    pub fn remove_home(&self, key: &str) -> io::Result<()> {
+        let dir = self.user_dir(key);
+        if fs::symlink_metadata(&dir).is_err() {
+            return Ok(());
+        }
+        let stamp = unix_secs(SystemTime::now());
+        let mut n = 0;
+        loop {
+            let to = self.root.join("attic").join(format!("{key}.{stamp}.{n}"));
+            if fs::symlink_metadata(&to).is_err() {
+                fs::rename(&dir, &to)?;
+                break;
+            }
+            n += 1;
+        }
+        sync_dir(&self.root.join("attic"))?;
         sync_dir(&self.root.join("users"))
     }
 
@@ -116,31 +141,16 @@ impl Storage {
     /// # Errors
     /// If the folder cannot be read.
     pub fn list(&self, key: &str) -> Result<Vec<FileInfo>, Error> {
-        self.ensure_home(key)?;
-        let mut out = Vec::new();
-        for entry in fs::read_dir(self.files_dir(key))? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if names::check_file_name(&name).is_err() {
-                continue;
-            }
-            // `DirEntry::metadata` does not follow symlinks.
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
-            let md5 = self.cached_digest(key, &meta);
-            out.push(FileInfo {
-                name,
-                size: meta.len(),
-                mtime: unix_secs(meta.modified()?),
-                md5,
-            });
-        }
-        out.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        Ok(out)
+        Ok(self
+            .listing(key)?
+            .iter()
+            .map(|f| FileInfo {
+                name: f.name.to_string(),
+                size: f.size,
+                mtime: f.mtime,
+                md5: f.md5.map(str::to_string),
+            })
+            .collect())
     }
 
     /// Number of files and bytes used by a user's regular files.
@@ -205,6 +215,7 @@ impl Storage {
             Err(e) => return Err(e.into()),
         };
         fs::remove_file(&path)?;
+        self.changed(key);
         let _ = fs::remove_file(self.digest_path(key, meta.ino()));
         sync_dir(&self.files_dir(key))?;
         Ok(())
@@ -230,7 +241,9 @@ impl Storage {
             Err(e) if is_not_found(&e) => return Err(Error::NotFound),
             Err(e) => return Err(e.into()),
         }
+        self.changed(key);
         fs::remove_file(dir.join(from))?;
+        self.changed(key);
         sync_dir(&dir)?;
         Ok(())
     }

@@ -6,12 +6,14 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
 use super::digest::mtime_ns;
+use super::listing::Listings;
 use super::{open_nofollow, sync_dir, Storage, UploadLock};
 use crate::error::Error;
 use crate::hashcopy::{hash_prefix, hashed_copy};
@@ -31,10 +33,7 @@ impl Storage {
         size: u64,
     ) -> Result<Upload, Error> {
         self.ensure_home(key)?;
-        let stage = self.user_dir(key).join("staging");
-        let id = md5_hex(&Md5::digest(name.as_bytes()));
-        let part = stage.join(format!("{id}.part"));
-        let meta_path = stage.join(format!("{id}.meta"));
+        let (part, meta_path) = self.staged_paths(key, name);
         let wanted = StagedMeta {
             name: name.to_string(),
             size,
@@ -70,6 +69,7 @@ impl Storage {
             meta_path,
             target: self.files_dir(key).join(name),
             digests: self.user_dir(key).join("digests"),
+            changed: (Arc::clone(&self.listings), key.to_string()),
         })
     }
 
@@ -104,7 +104,7 @@ impl Storage {
                             .ok()
                             .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
                             .map(|m| m.name);
-                        let claim = name.map(|n| self.lock_upload(&key, &n, 0, None));
+                        let claim = name.map(|n| self.claim(&key, &n, 0));
                         if claim.as_ref().is_some_and(Result::is_err) {
                             continue;
                         }
@@ -122,10 +122,11 @@ impl Storage {
     }
 }
 
+/// The record beside a `.part`: which name it stages, at what size.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct StagedMeta {
-    name: String,
-    size: u64,
+pub(super) struct StagedMeta {
+    pub(super) name: String,
+    pub(super) size: u64,
 }
 
 /// A staged upload: bytes are appended and hashed as they arrive; the
@@ -139,6 +140,8 @@ pub struct Upload {
     meta_path: PathBuf,
     target: PathBuf,
     digests: PathBuf,
+    /// Where to mark the folder changed once the file is in place.
+    changed: (Arc<Listings>, String),
 }
 
 impl Upload {
@@ -197,6 +200,7 @@ impl Upload {
         fs::write(self.digests.join(meta.ino().to_string()), line)?;
         let replaced = fs::symlink_metadata(&self.target).ok().map(|m| m.ino());
         fs::rename(&self.part, &self.target)?;
+        self.changed.0.bump(&self.changed.1);
         if let Some(dir) = self.target.parent() {
             sync_dir(dir)?;
         }

@@ -1,10 +1,12 @@
 //! The user store: accounts kept in `users.xlsx`, checked with argon2id.
 //!
-//! The sheet is read once at start and rewritten whole on each registration;
-//! `sheet` holds its format, the reading and the atomic rewrite.
+//! The sheet is read once at start and rewritten whole on each change;
+//! `sheet` holds its format, the reading and the atomic rewrite, `admin`
+//! the changes an admin makes with the server stopped, `known` the
+//! addresses each user logged in from lately.
 //!
-//! Locks: `state` is held only to look up or insert a record; `write`
-//! serialises registrations around the file rewrite. Neither is held while
+//! Locks: `state` is held only to look up or change a record; `write`
+//! serialises changes around the file rewrite. Neither is held while
 //! hashing, so a login never delays a request that does not hash.
 //!
 //! Hashing runs on a small pool of its own threads: one for every two
@@ -14,6 +16,8 @@
 //! for their MD5s. A login waits its turn instead, the memory stays bounded
 //! by the pool's size, and half the cores stay free for transfers.
 
+mod admin;
+mod known;
 mod sheet;
 
 use std::collections::HashMap;
@@ -26,8 +30,10 @@ use crate::error::Error;
 use crate::names;
 use crate::password;
 use crate::ratelimit::RateLimiter;
+use known::KnownAddresses;
 use sheet::{read_sheet, write_sheet};
 
+pub use known::{KNOWN_FILE, KNOWN_FOR};
 pub use sheet::COLUMNS;
 
 pub use crate::protocol::Password;
@@ -61,6 +67,8 @@ pub struct UserStore {
     state: Mutex<State>,
     write: Mutex<()>,
     limiter: RateLimiter,
+    /// Where each user logged in from lately.
+    known: KnownAddresses,
     /// Where passwords are hashed and checked (see the module comment).
     hashers: rayon::ThreadPool,
 }
@@ -70,7 +78,7 @@ const MAX_HASHERS: usize = 4;
 
 impl UserStore {
     /// Loads `path`, or starts empty (and writes a header-only file) if it
-    /// does not exist.
+    /// does not exist, and the known addresses beside it ([`KNOWN_FILE`]).
     ///
     /// # Errors
     /// If the file exists but cannot be read as a workbook, or a row that is
@@ -88,6 +96,7 @@ impl UserStore {
             state: Mutex::new(State::default()),
             write: Mutex::new(()),
             limiter: RateLimiter::default(),
+            known: KnownAddresses::open(&path.with_file_name(KNOWN_FILE)),
             hashers,
         };
         if path.exists() {
@@ -103,6 +112,11 @@ impl UserStore {
             write_sheet(path, &[])?;
         }
         Ok(store)
+    }
+
+    /// Sets the successful registrations allowed per address per hour.
+    pub fn set_register_limit(&mut self, per_hour: u32) {
+        self.limiter.set_register_limit(per_hour);
     }
 
     /// Number of accounts.
@@ -121,13 +135,37 @@ impl UserStore {
         state.index.get(key).map(|&i| Arc::clone(&state.list[i]))
     }
 
-    /// Creates an account. `prepare_home` runs under the registration lock,
+    /// Creates an account for a client at `peer`, within the per-address
+    /// registration limit. `prepare_home` runs under the registration lock,
     /// before the account is written, to give the user an empty folder.
     ///
     /// # Errors
-    /// `INVALID_NAME`, `WEAK_PASSWORD`, `USER_EXISTS`, or an I/O error (then
-    /// nothing was registered and `users.xlsx` is unchanged).
+    /// `INVALID_NAME`, `WEAK_PASSWORD`, `RATE_LIMITED`, `USER_EXISTS`, or an
+    /// I/O error (then nothing was registered and `users.xlsx` is unchanged).
     pub fn register(
+        &self,
+        name: &str,
+        password: &Password,
+        peer: &str,
+        prepare_home: impl FnOnce(&str) -> io::Result<()>,
+    ) -> Result<Arc<User>, Error> {
+        names::canonical_user(name)?;
+        names::check_password(password.expose())?;
+        // Reserved before the hash, like a login: registrations in flight
+        // from one address cannot overshoot its limit together.
+        let slot = self.limiter.begin_register(peer)?;
+        let user = self.create(name, password, prepare_home)?;
+        slot.count();
+        Ok(user)
+    }
+
+    /// Creates an account, with no limit (an admin's `netdisk user add`,
+    /// and [`UserStore::register`] within its limit).
+    ///
+    /// # Errors
+    /// `INVALID_NAME`, `WEAK_PASSWORD`, `USER_EXISTS`, or an I/O error
+    /// (then nothing was registered and `users.xlsx` is unchanged).
+    pub fn create(
         &self,
         name: &str,
         password: &Password,
@@ -139,11 +177,13 @@ impl UserStore {
             return Err(Error::UserExists);
         }
         let password_hash = self.hashers.install(|| password::hash(password))?;
-        let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let _write = self.lock_write();
         if self.get(&key).is_some() {
             return Err(Error::UserExists);
         }
         prepare_home(&key)?;
+        // A new account never inherits a removed one's addresses.
+        self.known.forget(&key)?;
         let user = Arc::new(User {
             name: name.to_string(),
             key: key.clone(),
@@ -161,7 +201,9 @@ impl UserStore {
         Ok(user)
     }
 
-    /// Checks a login from `peer`.
+    /// Checks a login from `peer`. The attempt holds its place in the
+    /// limits while it hashes (see `ratelimit`); a success makes `peer` a
+    /// known address of the user.
     ///
     /// # Errors
     /// `RATE_LIMITED` after too many failures for this name or address,
@@ -173,9 +215,8 @@ impl UserStore {
             // An impossible name still counts against itself, bounded in size.
             Err(_) => name.chars().take(64).collect::<String>().to_lowercase(),
         };
-        if self.limiter.is_blocked(&limit_key, peer) {
-            return Err(Error::RateLimited);
-        }
+        let known = self.known.is_known(&limit_key, peer);
+        let slot = self.limiter.begin_login(&limit_key, peer, known)?;
         let user = key.ok().and_then(|k| self.get(&k));
         let valid = self.hashers.install(|| {
             // Unknown users cost a hash too, so timing does not tell who exists.
@@ -186,14 +227,22 @@ impl UserStore {
         });
         match user {
             Some(user) if valid => {
-                self.limiter.succeeded(&limit_key);
+                slot.forgive();
+                if let Err(e) = self.known.record(&user.key, peer) {
+                    // The login stands; only the exemption may not outlive
+                    // a restart.
+                    eprintln!("cannot record a known address: {e}");
+                }
                 Ok(user)
             }
-            _ => {
-                self.limiter.failed(&limit_key, peer);
-                Err(Error::AuthFailed)
-            }
+            // Dropping the slot counts the failure.
+            _ => Err(Error::AuthFailed),
         }
+    }
+
+    fn lock_write(&self) -> std::sync::MutexGuard<'_, ()> {
+        // Guards no data of its own: only the order of rewrites.
+        self.write.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -230,14 +279,14 @@ mod tests {
         let store = UserStore::open(&path).unwrap();
         let mut homes = Vec::new();
         store
-            .register("Alice", &pw("correct horse"), |k| {
+            .register("Alice", &pw("correct horse"), "p", |k| {
                 homes.push(k.to_string());
                 Ok(())
             })
             .unwrap();
         assert_eq!(homes, ["alice"]);
         assert!(matches!(
-            store.register("ALICE", &pw("another pw"), |_| Ok(())),
+            store.register("ALICE", &pw("another pw"), "p", |_| Ok(())),
             Err(Error::UserExists)
         ));
         assert_eq!(
@@ -267,7 +316,9 @@ mod tests {
         let path = dir.path().join("users.xlsx");
         let store = UserStore::open(&path).unwrap();
         let before = std::fs::read(&path).unwrap();
-        let r = store.register("bob", &pw("password1"), |_| Err(io::Error::other("disk")));
+        let r = store.register("bob", &pw("password1"), "p", |_| {
+            Err(io::Error::other("disk"))
+        });
         assert!(r.is_err());
         assert_eq!(std::fs::read(&path).unwrap(), before);
         assert!(store.get("bob").is_none());

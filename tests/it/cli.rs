@@ -122,7 +122,7 @@ fn help_output() {
 #[test]
 fn every_subcommand_has_an_example() {
     for sub in [
-        "register", "ls", "put", "get", "rm", "mv", "whoami", "shell",
+        "register", "ls", "put", "get", "rm", "mv", "discard", "whoami", "shell", "user",
     ] {
         let text = help(&[sub, "--help"]);
         assert!(text.contains("Example"), "{sub}: {text}");

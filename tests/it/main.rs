@@ -3,6 +3,8 @@
 
 mod support;
 
+mod abuse;
+mod admin;
 mod cli;
 mod cli_transfer;
 mod concurrency;

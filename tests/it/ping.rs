@@ -86,5 +86,5 @@ fn r10_the_shell_pings_before_and_after_login() {
     assert!(out.contains("message: before\n"), "{out}");
     assert!(out.contains("logged in as alice\n"), "{out}");
     assert!(out.contains("message: after\n"), "{out}");
-    assert!(out.contains("user:  alice\n"), "{out}");
+    assert!(out.contains("user:   alice\n"), "{out}");
 }

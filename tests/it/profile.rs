@@ -54,7 +54,7 @@ fn r10_login_saves_server_and_user_and_the_next_command_uses_them() {
     assert!(!saved.contains(PASSWORD));
 
     let out = success(bare(d, &config, Some(PASSWORD)).arg("whoami"));
-    assert!(out.starts_with("user:  alice\n"), "{out}");
+    assert!(out.starts_with("user:   alice\n"), "{out}");
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn r10_flags_and_environment_win_over_the_profile() {
             .env("NETDISK_USER", USER)
             .arg("whoami"),
     );
-    assert!(out.starts_with("user:  alice\n"), "{out}");
+    assert!(out.starts_with("user:   alice\n"), "{out}");
     let out = success(bare(d, &config, Some(PASSWORD)).args([
         "--server",
         &server.addr,
@@ -89,7 +89,7 @@ fn r10_flags_and_environment_win_over_the_profile() {
         USER,
         "whoami",
     ]));
-    assert!(out.starts_with("user:  alice\n"), "{out}");
+    assert!(out.starts_with("user:   alice\n"), "{out}");
     // A profile that is not TOML is named, not ignored.
     fs::write(config.join("netdisk/config.toml"), "server = [\n").unwrap();
     let err = failure(bare(d, &config, Some(PASSWORD)).arg("whoami"), 1);
@@ -146,7 +146,7 @@ fn r10_login_on_a_terminal_asks_for_server_user_and_password() {
     let mut pty = Pty::spawn(d, &["whoami"], &[("HOME", home_s), ("XDG_CONFIG_HOME", "")]);
     pty.expect("Password for alice: ");
     pty.send(&format!("{PASSWORD}\r"));
-    pty.expect("user:  alice");
+    pty.expect("user:   alice");
     let (status, screen) = pty.finish();
     assert!(status.success(), "{screen}");
 }

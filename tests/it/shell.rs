@@ -50,7 +50,7 @@ fn r10_history_is_kept_across_sessions_without_the_password() {
     success(netdisk(&server, d).args(["put", "small.bin"]));
     let mut pty = shell(d, &server.addr);
     pty.send("whoami\r");
-    pty.expect("files: 1");
+    pty.expect("files:  1");
     pty.expect(PROMPT);
     // The password, typed at the prompt by mistake: an unknown command,
     // and not kept.
@@ -73,7 +73,7 @@ fn r10_history_is_kept_across_sessions_without_the_password() {
     // bracketed paste then, after raw mode).
     pty.expect(READY);
     pty.send("\x1b[A\r");
-    pty.expect("files: 1");
+    pty.expect("files:  1");
     pty.expect(PROMPT);
     end(pty);
     assert!(server.user_files(USER).join("small.bin").exists());
@@ -88,7 +88,7 @@ fn r10_tab_completes_commands_and_remote_names() {
     fs::create_dir(&down).unwrap();
     let mut pty = shell(&down, &server.addr);
     pty.send("who\t\r");
-    pty.expect("files: 3");
+    pty.expect("files:  3");
     pty.expect(PROMPT);
     pty.send("get 报\t\r");
     pty.expect("downloaded 报告.txt");
@@ -279,6 +279,8 @@ fn r10_ctrl_c_cancels_a_put_the_server_keeps_it_and_the_next_put_resumes() {
     pty.expect("the same `put` continues it");
     pty.expect(PROMPT);
     assert!(!server.user_files(USER).join("big.bin").exists());
+    // The server lets go of the name once it sees the connection close.
+    server.wait_for_log("\"put\" \"big.bin\"");
 
     pty.send("put big.bin\r");
     pty.expect("resuming the upload at");

@@ -7,9 +7,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use netdisk::client::Client;
 use netdisk::protocol::Password;
@@ -28,7 +28,7 @@ pub struct TestServer {
     pub addr: String,
     /// The data directory (kept across restarts by [`TestServer::restart`]).
     pub data: Arc<TempDir>,
-    log: Arc<Mutex<String>>,
+    log: Arc<(Mutex<String>, Condvar)>,
     _stdout: BufReader<ChildStdout>,
 }
 
@@ -68,14 +68,15 @@ impl TestServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn netdisk serve");
-        let log = Arc::new(Mutex::new(String::new()));
+        let log = Arc::new((Mutex::new(String::new()), Condvar::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
+                let mut l = sink.0.lock().unwrap();
                 l.push_str(&line);
                 l.push('\n');
+                sink.1.notify_all();
             }
         });
         // The first stdout line says the server is ready, and where.
@@ -87,7 +88,7 @@ impl TestServer {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("server did not start: {line:?}\n{}", log.lock().unwrap());
+                panic!("server did not start: {line:?}\n{}", log.0.lock().unwrap());
             }
         };
         TestServer {
@@ -111,7 +112,32 @@ impl TestServer {
 
     /// What the server logged so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds `needle` (a failing test gives up after
+    /// a minute); returns the log.
+    #[track_caller]
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let (lock, grew) = &*self.log;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut log = lock.lock().unwrap();
+        while !log.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "never logged {needle:?}:\n{log}");
+            log = grew.wait_timeout(log, left).unwrap().0;
+        }
+        log.clone()
+    }
+
+    /// The server's TLS fingerprint, as it printed it at start.
+    pub fn fingerprint(&self) -> String {
+        let log = self.wait_for_log("tls fingerprint sha256:");
+        let line = log
+            .lines()
+            .find_map(|l| l.strip_prefix("tls fingerprint "))
+            .unwrap();
+        line.trim().to_string()
     }
 
     /// The server's process id.
@@ -145,6 +171,16 @@ impl TestServer {
     /// A fresh raw connection.
     pub fn raw(&self) -> Raw {
         Raw::connect(&self.addr)
+    }
+
+    /// A raw connection from the loopback address `127.0.0.N`.
+    pub fn raw_from(&self, n: u8) -> Raw {
+        Raw::with_stream(connect_from(&self.addr, n))
+    }
+
+    /// A protocol client connected from the loopback address `127.0.0.N`.
+    pub fn client_from(&self, n: u8) -> Client {
+        Client::from_stream(connect_from(&self.addr, n)).unwrap()
     }
 
     /// Registers `user` with [`PASSWORD`] and returns a logged-in client.
@@ -210,6 +246,26 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A TCP connection to `addr` (on 127.0.0.1) whose own end is bound to
+/// the loopback address `127.0.0.N`, so that the server sees another peer.
+/// Only loopback addresses: nothing leaves the host.
+pub fn connect_from(addr: &str, n: u8) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let target: std::net::SocketAddrV4 = addr.parse().unwrap();
+    assert!(target.ip().is_loopback());
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, n, 0)).unwrap();
+    connect(fd.as_raw_fd(), &SockaddrIn::from(target)).unwrap();
+    TcpStream::from(fd)
+}
+
 /// A raw connection for byte-level tests.
 pub struct Raw {
     pub stream: TcpStream,
@@ -218,7 +274,11 @@ pub struct Raw {
 impl Raw {
     /// Connects, with a read timeout that bounds a failing test.
     pub fn connect(addr: &str) -> Raw {
-        let stream = TcpStream::connect(addr).unwrap();
+        Raw::with_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Wraps a connected stream, as [`Raw::connect`].
+    pub fn with_stream(stream: TcpStream) -> Raw {
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();

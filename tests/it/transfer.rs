@@ -316,8 +316,11 @@ fn uploads_in_flight_count_against_the_quota() {
     assert_eq!(a.whoami().unwrap().used, 100);
     assert_eq!(code(a.put_begin("c", 1)), ErrorCode::QuotaExceeded);
     a.delete("a").unwrap();
-    // An abandoned upload gives its share back.
+    // An abandoned upload keeps its share (PROTOCOL.md: in flight or
+    // abandoned) until it is discarded.
     assert_eq!(put_part_and_hang_up(&server, "alice", "c", 60, &[]), 0);
+    assert_eq!(code(b.put_begin("d", 60)), ErrorCode::QuotaExceeded);
+    b.discard("c").unwrap();
     put_all(&mut b, "d", &[4; 60]);
     let ls = b.ls().unwrap();
     assert_eq!(

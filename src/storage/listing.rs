@@ -1,0 +1,278 @@
+//! Listings of a user's folder, compact and shared.
+//!
+//! A folder of 45,000 files with 255-byte names lists to about 15 MB of
+//! JSON. Building it as one `String` and one JSON value per entry cost
+//! several times that per `ls`, from every worker's own malloc arena, and
+//! glibc kept most of it after. So a listing is read into two buffers (all
+//! names in one, fixed-size rows in the other), sorted there, and handed to
+//! the caller to encode straight into its reply frame; and `ls` requests
+//! of one folder that arrive while its frame is being built or sent share
+//! that one frame instead of building their own.
+//!
+//! Sharing must never answer with a folder older than the request: every
+//! change the server makes to a folder bumps its generation, a frame
+//! remembers the generation read before its folder was, and a request
+//! reuses a frame only if the generation is still the one it saw on
+//! arrival. Changes made behind the server's back are seen by the next
+//! build, as before.
+
+use std::collections::HashMap;
+use std::fs;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
+
+use super::{unix_secs, Storage};
+use crate::error::Error;
+use crate::names;
+
+/// A user's files, sorted by UTF-8 bytes: every name in one buffer.
+pub struct Listing {
+    names: String,
+    rows: Vec<Row>,
+}
+
+struct Row {
+    /// Where the name starts in `Listing::names`.
+    start: u32,
+    /// Its length in bytes (names are at most 255).
+    len: u16,
+    size: u64,
+    mtime: u64,
+    md5: Option<[u8; 32]>,
+}
+
+/// One entry of a [`Listing`], borrowed; serialises as PROTOCOL.md's
+/// `{name, size, mtime, md5}`.
+pub struct FileRef<'a> {
+    pub name: &'a str,
+    pub size: u64,
+    pub mtime: u64,
+    pub md5: Option<&'a str>,
+}
+
+impl Listing {
+    /// Number of files.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the folder has no files.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Bytes of all names together.
+    pub fn name_bytes(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The entries in order.
+    pub fn iter(&self) -> impl Iterator<Item = FileRef<'_>> + '_ {
+        self.rows.iter().map(|r| FileRef {
+            name: self.name(r),
+            size: r.size,
+            mtime: r.mtime,
+            // The row holds only digests that passed `is_md5_hex`: ASCII.
+            md5: r.md5.as_ref().and_then(|d| std::str::from_utf8(d).ok()),
+        })
+    }
+
+    fn name(&self, r: &Row) -> &str {
+        let start = r.start as usize;
+        // Rows are cut at the boundaries of the names pushed into `names`.
+        self.names
+            .get(start..start + usize::from(r.len))
+            .unwrap_or_default()
+    }
+}
+
+impl Serialize for FileRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("FileInfo", 4)?;
+        st.serialize_field("name", self.name)?;
+        st.serialize_field("size", &self.size)?;
+        st.serialize_field("mtime", &self.mtime)?;
+        st.serialize_field("md5", &self.md5)?;
+        st.end()
+    }
+}
+
+impl Serialize for Listing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len()))?;
+        for f in self.iter() {
+            seq.serialize_element(&f)?;
+        }
+        seq.end()
+    }
+}
+
+/// Per user: the generation of the folder, and the last frame built.
+#[derive(Default)]
+pub(super) struct Listings {
+    generations: Mutex<HashMap<String, u64>>,
+    slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    generation: u64,
+    frame: Weak<Vec<u8>>,
+}
+
+impl Listings {
+    /// Marks a change to `key`'s folder: no frame built before it is reused.
+    pub(super) fn bump(&self, key: &str) {
+        let mut g = lock(&self.generations);
+        match g.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                g.insert(key.to_string(), 1);
+            }
+        }
+    }
+
+    fn generation(&self, key: &str) -> u64 {
+        lock(&self.generations).get(key).copied().unwrap_or(0)
+    }
+}
+
+impl Storage {
+    /// Reads a user's regular files into a [`Listing`].
+    ///
+    /// # Errors
+    /// If the folder cannot be read, or holds more than 4 GiB of names.
+    pub fn listing(&self, key: &str) -> Result<Listing, Error> {
+        self.ensure_home(key)?;
+        let mut names = String::new();
+        let mut rows = Vec::new();
+        for entry in fs::read_dir(self.files_dir(key))? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if names::check_file_name(&name).is_err() {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow symlinks.
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let md5 = self
+                .cached_digest(key, &meta)
+                .and_then(|d| d.into_bytes().try_into().ok());
+            let start = u32::try_from(names.len())
+                .map_err(|_| Error::Internal("too many names to list".into()))?;
+            names.push_str(&name);
+            rows.push(Row {
+                start,
+                // `check_file_name` allows at most 255 bytes.
+                len: u16::try_from(name.len()).unwrap_or(u16::MAX),
+                size: meta.len(),
+                mtime: unix_secs(meta.modified()?),
+                md5,
+            });
+        }
+        let mut listing = Listing { names, rows };
+        let Listing { names, rows } = &mut listing;
+        let name = |r: &Row| &names.as_bytes()[r.start as usize..][..usize::from(r.len)];
+        rows.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        Ok(listing)
+    }
+
+    /// A reply frame for `key`'s listing, `encode`d from a fresh
+    /// [`Listing`], or shared with other requests when no change came
+    /// through the server since this one arrived (see the module comment).
+    /// At most one frame per folder is built at a time.
+    ///
+    /// # Errors
+    /// The listing's or `encode`'s.
+    pub fn shared_listing(
+        &self,
+        key: &str,
+        encode: impl FnOnce(&Listing) -> Result<Vec<u8>, Error>,
+    ) -> Result<Arc<Vec<u8>>, Error> {
+        let seen = self.listings.generation(key);
+        let slot = Arc::clone(
+            lock(&self.listings.slots)
+                .entry(key.to_string())
+                .or_default(),
+        );
+        // Held while the folder is read and encoded: requests for the same
+        // folder wait for this frame rather than build one each. Nothing
+        // else takes this lock.
+        let mut slot = lock(&slot);
+        if slot.generation == seen {
+            if let Some(frame) = slot.frame.upgrade() {
+                return Ok(frame);
+            }
+        }
+        let generation = self.listings.generation(key);
+        let frame = Arc::new(encode(&self.listing(key)?)?);
+        *slot = Slot {
+            generation,
+            frame: Arc::downgrade(&frame),
+        };
+        Ok(frame)
+    }
+
+    /// Marks a change to `key`'s folder (see [`Storage::shared_listing`]).
+    pub(super) fn changed(&self, key: &str) {
+        self.listings.bump(key);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update is one assignment: nothing half-done to see.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::test_support::{storage, upload};
+
+    fn names(l: &Listing) -> Vec<String> {
+        l.iter().map(|f| f.name.to_string()).collect()
+    }
+
+    #[test]
+    fn a_listing_is_sorted_by_bytes_and_serialises_like_file_info() {
+        let (_d, s) = storage();
+        for name in ["b", "a", "é", "Z", "報告.pdf"] {
+            upload(&s, name, name.as_bytes()).unwrap();
+        }
+        let l = s.listing("alice").unwrap();
+        assert_eq!(names(&l), ["Z", "a", "b", "é", "報告.pdf"]);
+        let ours = serde_json::to_value(&l).unwrap();
+        let theirs = serde_json::to_value(s.list("alice").unwrap()).unwrap();
+        assert_eq!(ours, theirs);
+        assert!(ours[0]["md5"].is_string());
+    }
+
+    #[test]
+    fn a_frame_is_shared_only_while_the_folder_is_unchanged() {
+        let (_d, s) = storage();
+        upload(&s, "a", b"1").unwrap();
+        let count = |l: &Listing| Ok(l.len().to_string().into_bytes());
+        let first = s.shared_listing("alice", count).unwrap();
+        let again = s
+            .shared_listing("alice", |_| panic!("built again"))
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        upload(&s, "b", b"2").unwrap();
+        let after_put = s.shared_listing("alice", count).unwrap();
+        assert_eq!(*after_put, b"2");
+        s.rename("alice", "b", "c").unwrap();
+        assert!(!Arc::ptr_eq(
+            &after_put,
+            &s.shared_listing("alice", count).unwrap()
+        ));
+        s.delete("alice", "c").unwrap();
+        drop((first, again, after_put));
+        // Nobody holds a frame: the next request builds one.
+        assert_eq!(*s.shared_listing("alice", count).unwrap(), b"1");
+    }
+}

@@ -1,0 +1,103 @@
+//! What a user's unfinished uploads hold: their records on disk, the bytes
+//! they keep, and `discard`.
+//!
+//! Each staged upload is a `.part` file and a `.meta` record naming it and
+//! its declared size (see `upload`). The records are the truth across a
+//! restart: the quota check reads them on every `put`, so an upload
+//! abandoned before a restart still counts after it.
+
+use std::fs;
+use std::path::PathBuf;
+
+use md5::{Digest, Md5};
+
+use super::upload::StagedMeta;
+use super::{is_not_found, Storage};
+use crate::error::Error;
+use crate::protocol::md5_hex;
+
+impl Storage {
+    /// The staging folder of a user.
+    pub(super) fn staging_dir(&self, key: &str) -> PathBuf {
+        self.user_dir(key).join("staging")
+    }
+
+    /// Paths of the `.part` file and `.meta` record of `name`'s upload.
+    pub(super) fn staged_paths(&self, key: &str, name: &str) -> (PathBuf, PathBuf) {
+        let id = md5_hex(&Md5::digest(name.as_bytes()));
+        let stage = self.staging_dir(key);
+        (
+            stage.join(format!("{id}.part")),
+            stage.join(format!("{id}.meta")),
+        )
+    }
+
+    /// The user's unfinished uploads on disk: each name with its declared
+    /// size. A record that cannot be read, or whose `.part` is gone, holds
+    /// nothing and is left to the staging sweep.
+    pub fn staged_records(&self, key: &str) -> Vec<(String, u64)> {
+        self.staged(key)
+            .into_iter()
+            .map(|(m, _)| (m.name, m.size))
+            .collect()
+    }
+
+    /// Bytes held by the user's unfinished uploads (`whoami`'s `staged`).
+    pub fn staged_bytes(&self, key: &str) -> u64 {
+        self.staged(key)
+            .iter()
+            .fold(0u64, |sum, (_, held)| sum.saturating_add(*held))
+    }
+
+    /// Each readable record with the length of its `.part`.
+    fn staged(&self, key: &str) -> Vec<(StagedMeta, u64)> {
+        let Ok(dir) = fs::read_dir(self.staging_dir(key)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for f in dir.flatten() {
+            let path = f.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("meta") {
+                continue;
+            }
+            let Some(meta) = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
+            else {
+                continue;
+            };
+            // Only a record kept under its own name's id is the upload of
+            // that name; the part must be a regular file.
+            if self.staged_paths(key, &meta.name).1 != path {
+                continue;
+            }
+            match fs::symlink_metadata(path.with_extension("part")) {
+                Ok(m) if m.is_file() => out.push((meta, m.len())),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Drops the unfinished upload of `name`.
+    ///
+    /// # Errors
+    /// `LOCKED` while a connection uploads it, `NOT_FOUND` if there is
+    /// none, or an I/O error.
+    pub fn discard(&self, key: &str, name: &str) -> Result<(), Error> {
+        let (_claim, _) = self.claim(key, name, 0)?;
+        let (part, meta) = self.staged_paths(key, name);
+        let mut found = false;
+        for path in [&part, &meta] {
+            match fs::remove_file(path) {
+                Ok(()) => found = true,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !found {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+}

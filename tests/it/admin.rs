@@ -1,0 +1,163 @@
+//! `netdisk user`: accounts changed by an admin with the server stopped,
+//! and refused while a server runs on the data directory.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use netdisk::error::ErrorCode;
+use netdisk::users::Password;
+use tempfile::TempDir;
+
+use crate::protocol::{code, put_all};
+use crate::support::{bin, TestServer, PASSWORD};
+
+/// Runs `netdisk user ARGS --data DATA` with `password` in
+/// NETDISK_PASSWORD; returns success, stdout and stderr.
+fn admin(data: &Path, password: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("user").args(args).arg("--data").arg(data);
+    cmd.env_remove("NETDISK_PASSWORD");
+    if let Some(p) = password {
+        cmd.env("NETDISK_PASSWORD", p);
+    }
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[track_caller]
+fn ok(r: (bool, String, String)) -> String {
+    assert!(r.0, "failed: {}", r.2);
+    r.1
+}
+
+#[track_caller]
+fn refused(r: (bool, String, String), why: &str) {
+    assert!(!r.0, "succeeded: {}", r.1);
+    assert!(r.2.contains(why), "{}", r.2);
+}
+
+/// Every subcommand refuses while a server runs on the data directory,
+/// and leaves users.xlsx as it was.
+#[test]
+fn r8_user_commands_refuse_while_a_server_runs() {
+    let server = TestServer::start();
+    server.user("alice");
+    let data = server.data.path();
+    let before = fs::read(data.join("users.xlsx")).unwrap();
+    let running = "in use by a running netdisk server";
+    refused(admin(data, Some(PASSWORD), &["add", "bob"]), running);
+    refused(
+        admin(data, Some("new password"), &["passwd", "alice"]),
+        running,
+    );
+    refused(admin(data, None, &["del", "alice"]), running);
+    refused(admin(data, None, &["quota", "alice", "5"]), running);
+    refused(admin(data, None, &["list"]), running);
+    assert_eq!(fs::read(data.join("users.xlsx")).unwrap(), before);
+    assert!(server.user_files("alice").exists());
+    // A second server on the same data is refused too: it exits without
+    // a ready line (were it to start, the line would fail the test, not
+    // hang it).
+    let mut second = Command::new(bin())
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(second.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.is_empty() {
+        let _ = second.kill();
+    }
+    let out = second.wait_with_output().unwrap();
+    assert_eq!(line, "", "a second server started");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(running));
+}
+
+#[test]
+fn r8_user_add_passwd_quota_list_del() {
+    let data = Arc::new(TempDir::new().unwrap());
+    let dir = data.path();
+    // A data directory that no server has run on yet.
+    assert_eq!(
+        ok(admin(dir, Some(PASSWORD), &["add", "Alice"])),
+        "added Alice\n"
+    );
+    refused(admin(dir, Some(PASSWORD), &["add", "alice"]), "taken");
+    refused(
+        admin(dir, Some("short"), &["add", "bob"]),
+        "8 to 1024 bytes",
+    );
+    refused(admin(dir, None, &["add", "bob"]), "NETDISK_PASSWORD");
+    ok(admin(dir, Some(PASSWORD), &["add", "bob"]));
+    ok(admin(dir, Some("a second password"), &["passwd", "ALICE"]));
+    refused(
+        admin(dir, Some(PASSWORD), &["passwd", "carol"]),
+        "no user carol",
+    );
+    assert_eq!(
+        ok(admin(dir, None, &["quota", "bob", "1000"])),
+        "quota of bob: 1000 bytes\n"
+    );
+    refused(admin(dir, None, &["quota", "bob", "lots"]), "whole number");
+    refused(admin(dir, None, &["del", "carol"]), "no user carol");
+    let list = ok(admin(dir, None, &["list"]));
+    let rows: Vec<Vec<&str>> = list.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows[0], ["user", "quota_bytes", "created_at"]);
+    assert_eq!((rows[1][0], rows[1][1]), ("Alice", "-"));
+    assert_eq!((rows[2][0], rows[2][1]), ("bob", "1000"));
+    assert_eq!(rows.len(), 3);
+
+    let server = TestServer::start_in(Arc::clone(&data), &["--quota", "50"]);
+    let mut alice = server.client();
+    let second = Password::new("a second password");
+    assert_eq!(
+        code(alice.login("alice", &Password::new(PASSWORD))),
+        ErrorCode::AuthFailed
+    );
+    assert_eq!(alice.login("alice", &second).unwrap(), "Alice");
+    put_all(&mut alice, "kept.txt", b"alice's file");
+    let bob = server.login("bob").whoami().unwrap();
+    assert_eq!((bob.quota, bob.files), (Some(1000), 0));
+    drop(server);
+
+    assert_eq!(
+        ok(admin(dir, None, &["quota", "bob", "none"])),
+        "quota of bob: the server's --quota\n"
+    );
+    let said = ok(admin(dir, None, &["del", "alice"]));
+    assert!(
+        said.starts_with("removed Alice; their files are in"),
+        "{said}"
+    );
+    let attic: Vec<_> = fs::read_dir(dir.join("attic")).unwrap().flatten().collect();
+    assert_eq!(attic.len(), 1);
+    let moved = attic[0].path().join("files/kept.txt");
+    assert_eq!(fs::read(moved).unwrap(), b"alice's file");
+    let list = ok(admin(dir, None, &["list"]));
+    assert!(
+        !list.contains("Alice") && list.contains("bob\t-\t"),
+        "{list}"
+    );
+
+    let server = TestServer::start_in(data, &["--quota", "50"]);
+    assert_eq!(
+        code(server.client().login("alice", &second)),
+        ErrorCode::AuthFailed
+    );
+    assert_eq!(server.login("bob").whoami().unwrap().quota, Some(50));
+    // The name is free again, with an empty folder.
+    let mut again = server.user("alice");
+    assert!(again.ls().unwrap().is_empty());
+}
