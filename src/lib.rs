@@ -8,6 +8,7 @@
 //! - [`hashcopy`]: transfers that hash on a second thread as they move bytes.
 //! - [`storage`]: users' folders, staged uploads, cached digests.
 //! - [`server`]: accept loop, worker pool, sessions.
+//! - [`http`]: the web front end: HTTP/1.1, the JSON API and the page.
 //! - [`commands`]: one module per wire command and the dispatch table
 //!   (the top-level `commands/` folder).
 //! - [`client`]: a protocol client, used by the command-line client.
@@ -18,6 +19,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod hashcopy;
+pub mod http;
 pub mod names;
 pub mod password;
 pub mod protocol;

@@ -52,6 +52,10 @@ DATA/tls; clients pin its fingerprint, printed at start, on first use.
 Connections wait in one event loop between requests and cost no worker;
 a worker is taken only while a request (with its body) is served.
 
+The same port serves the web page and its API (docs/HTTP.md): open
+https://HOST:PORT/ in a browser (plain http:// works only from the peers of
+--plaintext-from).
+
 Example:
   netdisk serve --addr 0.0.0.0:9000 --data /srv/netdisk";
 
@@ -131,6 +135,10 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = netdisk::storage::DEFAULT_MAX_STAGED as u32,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_staged: u32,
+    /// Seconds a web session (the page's sign-in) lives without a
+    /// request; signing out ends it at once.
+    #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=30 * 86400))]
+    web_idle: u64,
 }
 
 /// `serve --registration`.
@@ -264,6 +272,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registration_open: args.registration == Registration::Open,
         register_limit: args.register_limit,
         max_staged: args.max_staged as usize,
+        web_idle: Duration::from_secs(args.web_idle),
     };
     let server = Server::bind(config)?;
     let stopper = server.stopper();
@@ -274,12 +283,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .context("cannot install the signal handler")?;
     let addr = server.local_addr()?;
     eprintln!("tls fingerprint {}", server.fingerprint());
+    eprintln!("web on https://{}/", web_host(addr));
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
     out.flush()?;
     drop(out);
     server.run()?;
     Ok(())
+}
+
+/// The address to print for the page: a wildcard bind is reached on
+/// this host's loopback.
+fn web_host(addr: std::net::SocketAddr) -> String {
+    let ip = addr.ip();
+    match ip {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => format!("[::1]:{}", addr.port()),
+        _ => addr.to_string(),
+    }
 }
 
 fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {

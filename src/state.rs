@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http::sessions::Sessions;
 use crate::server::limits::PeerSet;
 use crate::server::log::Log;
 use crate::storage::Storage;
@@ -50,6 +51,8 @@ pub struct Config {
     pub register_limit: u32,
     /// Unfinished uploads one user may hold.
     pub max_staged: usize,
+    /// How long a web session lives without a request.
+    pub web_idle: Duration,
 }
 
 /// Error replies in a row after which a connection is closed: a client
@@ -65,6 +68,8 @@ pub struct Shared {
     pub log: Log,
     /// Set once shutdown begins.
     pub stop: Arc<AtomicBool>,
+    /// The web front end's signed-in browsers.
+    pub web: Sessions,
 }
 
 impl Shared {

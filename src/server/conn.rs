@@ -146,6 +146,22 @@ impl<S: Stream> Conn<S> {
         frame_ready(&self.buf[self.pos..self.filled])
     }
 
+    /// The bytes read ahead and not yet consumed (a front end that parses
+    /// its own request heads looks at them without reading the socket;
+    /// [`BufRead::consume`] takes them).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..self.filled]
+    }
+
+    /// Sends raw bytes and flushes them.
+    ///
+    /// # Errors
+    /// `TIMEOUT` or a lost connection.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.stream.write_all(bytes).map_err(net_error)?;
+        self.stream.flush().map_err(net_error)
+    }
+
     /// Reads one request header, which must arrive whole within the
     /// header timeout. `Ok(None)` on a clean close.
     ///

@@ -277,7 +277,11 @@ impl EventLoop {
         let Some(p) = self.conns.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
-        let frame = encode_frame(&error_header(code, why));
+        let frame = if p.link.http {
+            crate::http::response::refusal(code, why)
+        } else {
+            encode_frame(&error_header(code, why))
+        };
         match &mut p.link.wire.kind {
             Kind::Fresh | Kind::Plain => {
                 let _ = (&p.link.wire.tcp).write(&frame);
@@ -322,7 +326,8 @@ impl EventLoop {
                 .is_some_and(|h| now - h >= config.header_timeout)
             {
                 Some(Some("the request header took too long"))
-            } else if p.link.session.user.is_none()
+            } else if !p.link.http
+                && p.link.session.user.is_none()
                 && now - p.link.session.opened >= config.login_timeout
             {
                 Some(Some("not logged in in time"))
@@ -396,6 +401,16 @@ fn step(
                     "this server takes plaintext only from its own host; connect with TLS",
                 )
             }
+            Some(b) if b.is_ascii_alphabetic() => {
+                p.link.http = true;
+                if !plaintext_ok(p.link.peer.ip()) {
+                    return Next::Refuse(
+                        ErrorCode::TlsRequired,
+                        "this server takes plain HTTP only from its own host; use https://",
+                    );
+                }
+                p.link.wire.kind = Kind::Plain;
+            }
             Some(_) => return Next::Drop,
         }
     }
@@ -407,7 +422,7 @@ fn step(
 
 fn plain_step(p: &mut Parked, now: Instant) -> Next {
     loop {
-        if frame_ready(&p.link.pending) {
+        if request_ready(p.link.http, &p.link.pending) {
             return Next::Hand;
         }
         match read_some(&p.link.wire.tcp, &mut p.link.pending) {
@@ -443,7 +458,8 @@ fn tls_step(p: &mut Parked, hello: Option<&[u8]>, now: Instant) -> Next {
         if !read_plaintext(tls, &mut p.link.pending) {
             return Next::Drop;
         }
-        if frame_ready(&p.link.pending) {
+        p.link.http = speaks_http(tls, &p.link.pending);
+        if request_ready(p.link.http, &p.link.pending) {
             break;
         }
         if !flush_tls(tcp, tls) {
@@ -470,11 +486,12 @@ fn tls_step(p: &mut Parked, hello: Option<&[u8]>, now: Instant) -> Next {
     if !tls.is_handshaking()
         && tls
             .alpn_protocol()
-            .is_some_and(|a| a != crate::tls::ALPN_NETDISK)
+            .is_some_and(|a| a != crate::tls::ALPN_NETDISK && a != crate::http::ALPN_HTTP)
     {
         return Next::Drop;
     }
-    if frame_ready(&p.link.pending) {
+    p.link.http = speaks_http(tls, &p.link.pending);
+    if request_ready(p.link.http, &p.link.pending) {
         return Next::Hand;
     }
     if eof {
@@ -485,11 +502,30 @@ fn tls_step(p: &mut Parked, hello: Option<&[u8]>, now: Instant) -> Next {
     Next::Wait
 }
 
+/// Whether a TLS connection speaks HTTP: by ALPN, or, when the client
+/// offered none, by a first byte that is an ASCII letter.
+fn speaks_http(tls: &ServerConnection, pending: &[u8]) -> bool {
+    match tls.alpn_protocol() {
+        Some(a) => a == crate::http::ALPN_HTTP,
+        None => !tls.is_handshaking() && pending.first().is_some_and(u8::is_ascii_alphabetic),
+    }
+}
+
+/// Whether a whole request head (a v1 frame header, or an HTTP head) is
+/// buffered, or one too broken to wait for.
+fn request_ready(http: bool, pending: &[u8]) -> bool {
+    if http {
+        crate::http::head_ready(pending)
+    } else {
+        frame_ready(pending)
+    }
+}
+
 /// Moves decrypted bytes into `pending`, up to one header's worth.
 /// `false` if the peer closed the TLS session.
 fn read_plaintext(tls: &mut ServerConnection, pending: &mut Vec<u8>) -> bool {
     let mut buf = [0u8; CHUNK];
-    while !frame_ready(pending) {
+    while !request_ready(speaks_http(tls, pending), pending) {
         match tls.reader().read(&mut buf) {
             Ok(0) => return false,
             Ok(n) => pending.extend_from_slice(&buf[..n]),

@@ -48,6 +48,8 @@ pub struct Link {
     pub peer_ip: String,
     /// Set by a worker: the connection is done (any last frame was sent).
     pub closing: bool,
+    /// It speaks HTTP/1.1 (the web front end), not protocol v1.
+    pub http: bool,
     /// The connection's share of the connection limits.
     pub _slot: Slot,
 }
@@ -69,6 +71,7 @@ impl Link {
             peer,
             peer_ip: peer.ip().to_canonical().to_string(),
             closing: false,
+            http: false,
             _slot: slot,
         }
     }

@@ -92,6 +92,7 @@ impl Server {
             config,
             log: log::Log::default(),
             stop: Arc::new(AtomicBool::new(false)),
+            web: Default::default(),
         };
         Ok(Server {
             listener,

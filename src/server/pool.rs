@@ -55,8 +55,13 @@ impl Pool {
                             continue; // drain and drop what was queued
                         }
                         // A panic ends one connection, not the worker.
-                        let served =
-                            panic::catch_unwind(AssertUnwindSafe(|| session::serve(&shared, link)));
+                        let served = panic::catch_unwind(AssertUnwindSafe(|| {
+                            if link.http {
+                                crate::http::serve(&shared, link)
+                            } else {
+                                session::serve(&shared, link)
+                            }
+                        }));
                         match served {
                             Ok(link) => {
                                 if back.send(link).is_ok() {

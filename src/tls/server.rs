@@ -64,7 +64,8 @@ impl Identity {
     }
 
     /// The rustls configuration: TLS 1.3 and 1.2, no client certificates,
-    /// ALPN `netdisk/1` (a client that offers none gets it too).
+    /// ALPN `netdisk/1` (a client that offers none gets it too) and
+    /// `http/1.1` for the web front end.
     ///
     /// # Errors
     /// If the key does not match the certificate or is of an unsupported kind.
@@ -74,7 +75,7 @@ impl Identity {
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .context("the private key does not fit the certificate")?;
-        config.alpn_protocols = vec![ALPN_NETDISK.to_vec()];
+        config.alpn_protocols = vec![ALPN_NETDISK.to_vec(), crate::http::ALPN_HTTP.to_vec()];
         Ok(Arc::new(config))
     }
 }
