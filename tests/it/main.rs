@@ -5,11 +5,13 @@ mod support;
 
 mod abuse;
 mod admin;
+mod browser;
 mod cli;
 mod cli_transfer;
 mod concurrency;
 mod exit_codes;
 mod hostile;
+mod http;
 mod lifecycle;
 mod ping;
 mod profile;

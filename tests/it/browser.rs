@@ -1,0 +1,118 @@
+//! The web page in real headless Chromium: `tests/browser/run.js` drives it
+//! (playwright-core over the DevTools protocol) against a real server, and
+//! this test checks what the server then holds.
+//!
+//! Needs Debian's `chromium` and `npm ci` in `tests/browser` (`.ci/run`
+//! does both). Without them the test fails and says so, unless
+//! `NETDISK_SKIP_BROWSER=1` asks to skip it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{md5, TestServer, PASSWORD};
+
+fn chromium() -> PathBuf {
+    std::env::var_os("NETDISK_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from)
+}
+
+/// Whether the browser test can run; panics with what is missing unless
+/// skipping was asked for.
+fn ready(dir: &Path) -> bool {
+    let mut missing = Vec::new();
+    if !chromium().exists() {
+        missing.push(format!(
+            "Chromium at {} (apt-get install chromium, or set NETDISK_CHROMIUM)",
+            chromium().display()
+        ));
+    }
+    if !dir.join("node_modules/playwright-core").exists() {
+        missing.push(format!(
+            "playwright-core (run `npm ci` in {})",
+            dir.display()
+        ));
+    }
+    if Command::new("node").arg("--version").output().is_err() {
+        missing.push("Node.js (`node`)".into());
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("NETDISK_SKIP_BROWSER").is_some() {
+        eprintln!(
+            "browser test skipped (NETDISK_SKIP_BROWSER): missing {}",
+            missing.join(", ")
+        );
+        return false;
+    }
+    panic!(
+        "the browser test needs {}; `bash .ci/run` installs them, or set NETDISK_SKIP_BROWSER=1 to skip it",
+        missing.join(" and ")
+    );
+}
+
+#[test]
+fn the_page_signs_in_uploads_resumes_downloads_renames_deletes_and_shows_the_quota() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !ready(&dir) {
+        return;
+    }
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    for shot in ["list.png", "list-phone.png", "upload-in-progress.png"] {
+        let _ = std::fs::remove_file(artifacts.join(shot));
+    }
+    // 24 MiB: the 20 MiB upload fits, another 8 MiB does not.
+    let server = TestServer::with_args(&["--quota", "25165824"]);
+    drop(server.user("alice"));
+    let mut child = Command::new("node")
+        .arg(dir.join("run.js"))
+        .current_dir(&dir)
+        .env("NETDISK_URL", format!("http://{}/", server.addr))
+        .env("NETDISK_USER", "alice")
+        .env("NETDISK_PASSWORD", PASSWORD)
+        .env("NETDISK_ARTIFACTS", &artifacts)
+        .env("NETDISK_CHROMIUM", chromium())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.success(),
+        "the browser script failed ({status}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        server.log()
+    );
+    assert!(stdout.contains("browser: all checks passed"), "{stdout}");
+
+    // What the page did is what the disk holds.
+    let files = server.login("alice").ls().unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["big 大文件.bin", "报告 2026 😀.txt"], "{files:?}");
+    let report = std::fs::read(server.user_files("alice").join("报告 2026 😀.txt")).unwrap();
+    assert_eq!(report.len(), 300 * 1024);
+    assert_eq!(files[1].md5.as_deref(), Some(md5(&report).as_str()));
+    let log = server.log();
+    assert!(log.contains("\"PUT /api/uploads/"), "{log}");
+    for shot in ["list.png", "list-phone.png", "upload-in-progress.png"] {
+        let png = std::fs::read(artifacts.join(shot)).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000,
+            "{shot}"
+        );
+    }
+}
