@@ -159,6 +159,13 @@ fn main() {
         .rss(get_rss)
         .note(of_disk(get_rate) + &spread(&gets)),
     );
+    rows.extend(curl_download(
+        &server,
+        work.path(),
+        sizes.big,
+        &big_md5,
+        md5_ceiling,
+    ));
     // One client doing what each concurrent client does: put, then get.
     let single_put_get = 2.0 * sizes.big as f64 / (put_secs + get_secs);
     let server_rss = server.peak_rss();
@@ -643,6 +650,63 @@ fn durable_write(path: &Path, len: u64) -> f64 {
     drop(f);
     fs::remove_file(path).unwrap();
     len as f64 / secs
+}
+
+/// The big file downloaded over HTTP by curl (the web front end, signed in
+/// as the bench user), three rounds beside the native `get` of this run;
+/// `None`, with a note, where curl is missing.
+fn curl_download(
+    server: &BenchServer,
+    work: &Path,
+    size: u64,
+    md5: &str,
+    ceiling: f64,
+) -> Option<Row> {
+    if Command::new("curl").arg("--version").output().is_err() {
+        println!("curl not found: no HTTP download row");
+        return None;
+    }
+    let base = format!("http://{}", server.addr);
+    let jar = work.join("curl-cookies");
+    let login = json!({"user": USER, "password": PASSWORD}).to_string();
+    let signed_in = Command::new("curl")
+        .args(["-sSf", "-o", "/dev/null", "-c"])
+        .arg(&jar)
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-H", "X-Netdisk-CSRF: bench", "--data", &login])
+        .arg(format!("{base}/api/login"))
+        .status()
+        .expect("run curl");
+    assert!(signed_in.success(), "curl could not sign in");
+    let out = work.join("curl-down.bin");
+    let mut secs = Vec::new();
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        let got = Command::new("curl")
+            .args(["-sSf", "-b"])
+            .arg(&jar)
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("{base}/api/files/big.bin"))
+            .status()
+            .expect("run curl");
+        secs.push(start.elapsed().as_secs_f64());
+        assert!(got.success(), "curl download failed");
+        assert_eq!(file_md5(&out), md5, "curl downloaded different bytes");
+        fs::remove_file(&out).ok();
+    }
+    let runs: Vec<String> = secs
+        .iter()
+        .map(|s| format!("{:.0}", size as f64 / s / 1e6))
+        .collect();
+    let rate = size as f64 / median(&mut secs);
+    let row = Row::rate(
+        "HTTP get 1 file, curl (median of 3)",
+        size,
+        rate,
+        Some(ceiling),
+    );
+    Some(row.note(format!("runs {} MB/s", runs.join(", "))))
 }
 
 struct BenchServer {
