@@ -104,6 +104,16 @@ async function run(browser) {
   }
   assert.equal(await page.locator('#uploads li.done').count(), 2);
 
+  step('a file dropped on the page uploads too');
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['dropped, not picked\n'], 'dropped 拖放.txt', { type: 'text/plain' }));
+    document.getElementById('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+  });
+  const dropped = page.locator('#files tbody tr[data-name="dropped 拖放.txt"]');
+  await dropped.waitFor();
+  assert.equal(await dropped.locator('td.md5').textContent(), md5(Buffer.from('dropped, not picked\n')));
+
   step('an upload interrupted by a reload resumes at the server\'s offset');
   const big = { name: 'big 大文件.bin', mimeType: 'application/octet-stream', buffer: bytes(20 * MIB, 11) };
   let puts = 0;
@@ -159,6 +169,7 @@ async function run(browser) {
   step('the filter and the sort');
   await page.fill('#filter', '报告');
   assert.equal(await page.locator('#files tbody tr').count(), 1);
+  assert.match(await page.textContent('#count'), /1 of 4 files/);
   await page.fill('#filter', '');
   await page.click('th button[data-sort="size"]');
   await page.click('th button[data-sort="size"]');

@@ -102,10 +102,14 @@ fn the_page_signs_in_uploads_resumes_downloads_renames_deletes_and_shows_the_quo
     // What the page did is what the disk holds.
     let files = server.login("alice").ls().unwrap();
     let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["big 大文件.bin", "报告 2026 😀.txt"], "{files:?}");
+    assert_eq!(
+        names,
+        ["big 大文件.bin", "dropped 拖放.txt", "报告 2026 😀.txt"],
+        "{files:?}"
+    );
     let report = std::fs::read(server.user_files("alice").join("报告 2026 😀.txt")).unwrap();
     assert_eq!(report.len(), 300 * 1024);
-    assert_eq!(files[1].md5.as_deref(), Some(md5(&report).as_str()));
+    assert_eq!(files[2].md5.as_deref(), Some(md5(&report).as_str()));
     let log = server.log();
     assert!(log.contains("\"PUT /api/uploads/"), "{log}");
     for shot in ["list.png", "list-phone.png", "upload-in-progress.png"] {
