@@ -447,11 +447,13 @@ fn a_v1_client_finishes_what_the_page_started_and_the_other_way_round() {
     c.write_body(&data[..300_000]).unwrap();
     drop(c);
     // The server notices the hang-up; then the name is free.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         let r = web.get(&format!("/api/uploads/v1-first?size={size}"));
         if r.status != 423 {
             break r;
         }
+        assert!(Instant::now() < deadline, "the name stayed LOCKED");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.json()["offset"], 300_000);
