@@ -4,10 +4,14 @@
 (function () {
   'use strict';
 
-  /** Bytes per upload request. */
-  var PIECE = 8 * 1024 * 1024;
+  var MIB = 1024 * 1024;
+  /** Bytes per upload request: 8 MiB, more for files over 128 MiB (each
+   * piece makes the server hash what it holds again), at most 64 MiB. */
+  function pieceFor(size) {
+    return Math.min(64 * MIB, Math.max(8 * MIB, Math.ceil(size / 16 / MIB) * MIB));
+  }
   /** Bytes read at a time to hash what the server already holds. */
-  var READ = 8 * 1024 * 1024;
+  var READ = 8 * MIB;
 
   var state = { user: null, csrf: null, registration: false, files: [], sort: 'name', desc: false };
   var $ = function (id) { return document.getElementById(id); };
@@ -338,7 +342,7 @@
    * holds from the local file, then sends the rest in pieces; the last
    * carries the MD5, which the server checks before the file appears. */
   async function upload(job) {
-    var file = job.file, size = file.size, name = path(file.name);
+    var file = job.file, size = file.size, name = path(file.name), piece = pieceFor(size);
     for (var attempt = 0; attempt < 3; attempt++) {
       var where = await api('GET', '/api/uploads/' + name + '?size=' + size);
       var offset = where.offset;
@@ -353,7 +357,7 @@
       var began = performance.now(), first = offset, pos = offset;
       var conflict = false;
       while (true) {
-        var end = Math.min(size, pos + PIECE);
+        var end = Math.min(size, pos + piece);
         var bytes = await read(file.slice(pos, end));
         md5.update(bytes);
         var last = end === size;
