@@ -229,8 +229,9 @@ fn a_stalled_upload_times_out_and_stays_resumable() {
 fn a_stalled_download_is_aborted_and_frees_its_worker() {
     let server = TestServer::with_args(&["--workers", "1", "--idle-timeout", "1"]);
     server.user("alice");
-    // Bigger than every socket buffer between the two ends.
-    let size = 16 << 20;
+    // Bigger than every socket buffer between the two ends (Linux lets a
+    // loopback receive buffer grow to tcp_rmem's maximum, 32 MiB here).
+    let size = 80 << 20;
     write_file(&server.user_files("alice"), "big", &vec![7u8; size]);
     let mut reader = raw_login(&server, "alice");
     reader.send(&json!({"cmd": "get", "name": "big"}));
