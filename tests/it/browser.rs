@@ -120,3 +120,57 @@ fn the_page_signs_in_uploads_resumes_downloads_renames_deletes_and_shows_the_quo
         );
     }
 }
+
+/// The page's MD5 (`web/md5.js`) under Node: RFC 1321's vectors, and a
+/// file of many blocks fed in uneven pieces agrees with the `md-5` crate.
+#[test]
+fn the_pages_md5_matches_rfc_1321_and_the_servers() {
+    if Command::new("node").arg("--version").output().is_err() {
+        if std::env::var_os("NETDISK_SKIP_BROWSER").is_some() {
+            eprintln!("skipped (NETDISK_SKIP_BROWSER): no Node.js");
+            return;
+        }
+        panic!("this test needs Node.js (`node`); set NETDISK_SKIP_BROWSER=1 to skip it");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = crate::support::bytes(1_000_013, 5);
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, &data).unwrap();
+    let md5_js = Path::new(env!("CARGO_MANIFEST_DIR")).join("web/md5.js");
+    let script = r#"
+        const MD5 = require(process.argv[1]);
+        const data = require('fs').readFileSync(process.argv[2]);
+        const vectors = ['', 'a', 'abc', 'message digest', 'abcdefghijklmnopqrstuvwxyz',
+          'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789',
+          '1234567890'.repeat(8)];
+        const h = new MD5();
+        for (let i = 0, n = 1; i < data.length; i += n, n = (n * 7 + 3) % 5000 + 1) {
+          h.update(data.subarray(i, Math.min(data.length, i + n)));
+        }
+        console.log(JSON.stringify({ vectors: vectors.map((v) => MD5.of(v)), file: h.hex() }));
+    "#;
+    let out = Command::new("node")
+        .args(["-e", script])
+        .arg(&md5_js)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // RFC 1321, appendix A.5.
+    let rfc = [
+        "d41d8cd98f00b204e9800998ecf8427e",
+        "0cc175b9c0f1b6a831c399e269772661",
+        "900150983cd24fb0d6963f7d28e17f72",
+        "f96b697d7cb7938d525a2f31aaf161d0",
+        "c3fcd3d76192e4007dfb496cca67e13b",
+        "d174ab98d277d9f5a5611c2c9f419d9f",
+        "57edf4a22be3c955ac49da2e2107b67a",
+    ];
+    assert_eq!(got["vectors"], serde_json::json!(rfc));
+    assert_eq!(got["file"], md5(&data));
+}
