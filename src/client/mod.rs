@@ -215,6 +215,15 @@ impl Client {
     pub fn connect_with(addr: &str, security: &Security) -> Result<Client> {
         let (stream, resolved) = dial(addr)?;
         let tls = security.tls.unwrap_or_else(|| !is_loopback(&resolved));
+        Client::over(stream, addr, tls, security)
+    }
+
+    /// A client over a connected stream to `addr` (`host:port`, the name
+    /// of its pin), with TLS or not.
+    ///
+    /// # Errors
+    /// As [`Client::connect_with`].
+    pub fn over(stream: TcpStream, addr: &str, tls: bool, security: &Security) -> Result<Client> {
         if !tls {
             return Client::from_stream(stream).map_err(|source| ClientError::Connect {
                 addr: addr.to_string(),
