@@ -537,15 +537,40 @@ impl Client {
         if !self.io.buffer().is_empty() {
             return true;
         }
-        let stream = self.io.get_ref().tcp();
-        if stream.set_nonblocking(true).is_err() {
+        if self.io.get_ref().tcp().set_nonblocking(true).is_err() {
             return true;
         }
-        let mut byte = [0u8; 1];
-        // Data or end of stream (Ok of any length) both mean stale.
-        let stale =
-            !matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        stream.set_nonblocking(false).is_err() || stale
+        let stale = match self.io.get_mut() {
+            Link::Plain(t) => {
+                let mut byte = [0u8; 1];
+                // Data or end of stream (Ok of any length) both mean stale.
+                !matches!(t.get_ref().peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            // TLS records may arrive unasked (session tickets): only
+            // plaintext, a close or a broken session mean stale.
+            Link::Tls(s) => tls_stale(s),
+        };
+        self.io.get_ref().tcp().set_nonblocking(false).is_err() || stale
+    }
+}
+
+/// Reads what TLS records have arrived (the socket is non-blocking) and
+/// says whether they carry anything but housekeeping.
+fn tls_stale(s: &mut StreamOwned<ClientConnection, Timed>) -> bool {
+    loop {
+        match s.conn.read_tls(&mut s.sock) {
+            Ok(0) => return true,
+            Ok(_) => match s.conn.process_new_packets() {
+                Ok(state) if state.plaintext_bytes_to_read() > 0 || state.peer_has_closed() => {
+                    return true
+                }
+                Ok(_) => {}
+                Err(_) => return true,
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
     }
 }
 
