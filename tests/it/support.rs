@@ -1,8 +1,6 @@
 //! Test fixtures: a real `netdisk serve` on `127.0.0.1:0` with a temp data
 //! dir, a raw frame client for hostile input, and small helpers.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -138,11 +136,6 @@ impl TestServer {
             .find_map(|l| l.strip_prefix("tls fingerprint "))
             .unwrap();
         line.trim().to_string()
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`) and waits for the exit.
@@ -324,12 +317,6 @@ impl Raw {
         let mut buf = vec![0u8; n];
         self.stream.read_exact(&mut buf).unwrap();
         buf
-    }
-
-    /// Whether the server closed the connection (EOF on the next read).
-    pub fn is_closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
     }
 }
 
