@@ -2,6 +2,7 @@
 //! dir, a raw frame client for hostile input, and small helpers.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -257,6 +258,35 @@ pub fn connect_from(addr: &str, n: u8) -> TcpStream {
     bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, n, 0)).unwrap();
     connect(fd.as_raw_fd(), &SockaddrIn::from(target)).unwrap();
     TcpStream::from(fd)
+}
+
+/// Waits until the file at `path` holds at least `len` bytes, woken by
+/// inotify on its folder whenever something there is written; a failing
+/// test gives up after a minute. `alive` is asked after each wake-up and
+/// fails the test if the writer is gone.
+#[track_caller]
+pub fn wait_for_size(path: &Path, len: u64, mut alive: impl FnMut() -> bool) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let dir = path.parent().unwrap();
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).unwrap();
+    inotify
+        .add_watch(
+            dir,
+            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Checked after the watch exists, so that no write is missed.
+    while std::fs::metadata(path).map_or(0, |m| m.len()) < len {
+        assert!(alive(), "the writer of {} ended", path.display());
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "{} never grew to {len} bytes", path.display());
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        poll(&mut fds, timeout).unwrap();
+        let _ = inotify.read_events();
+    }
 }
 
 /// A raw connection for byte-level tests.
