@@ -2,8 +2,8 @@
 //! dir, a raw frame client for hostile input, and small helpers.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsFd;
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -281,7 +281,11 @@ pub fn wait_for_size(path: &Path, len: u64, mut alive: impl FnMut() -> bool) {
     while std::fs::metadata(path).map_or(0, |m| m.len()) < len {
         assert!(alive(), "the writer of {} ended", path.display());
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "{} never grew to {len} bytes", path.display());
+        assert!(
+            !left.is_zero(),
+            "{} never grew to {len} bytes",
+            path.display()
+        );
         let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
         let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
         poll(&mut fds, timeout).unwrap();
