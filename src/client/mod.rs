@@ -365,11 +365,8 @@ impl Client {
     /// # Errors
     /// `INVALID_NAME`, `WEAK_PASSWORD`, `USER_EXISTS`, I/O.
     pub fn register(&mut self, user: &str, password: &Password) -> Result<()> {
-        let args = register::Args {
-            user: user.to_string(),
-            password: password.clone(),
-        };
-        self.call(&commands::request("register", &args)).map(drop)
+        self.call(&commands::request("register", &account(user, password)))
+            .map(drop)
     }
 
     /// `login`; returns the user name as registered.
@@ -377,11 +374,7 @@ impl Client {
     /// # Errors
     /// `AUTH_FAILED`, `RATE_LIMITED`, I/O.
     pub fn login(&mut self, user: &str, password: &Password) -> Result<String> {
-        let args = register::Args {
-            user: user.to_string(),
-            password: password.clone(),
-        };
-        let answer: login::Answer = self.typed("login", &args)?;
+        let answer: login::Answer = self.typed("login", &account(user, password))?;
         Ok(answer.user)
     }
 
@@ -571,6 +564,14 @@ fn tls_stale(s: &mut StreamOwned<ClientConnection, Timed>) -> bool {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return true,
         }
+    }
+}
+
+/// The fields of `register` and `login`.
+fn account(user: &str, password: &Password) -> register::Args {
+    register::Args {
+        user: user.to_string(),
+        password: password.clone(),
     }
 }
 

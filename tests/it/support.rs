@@ -20,6 +20,42 @@ pub fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin!("netdisk").to_path_buf()
 }
 
+/// Adds `serve` on an ephemeral loopback port over `data` to `command`.
+pub fn serve_args<'a>(command: &'a mut Command, data: &Path) -> &'a mut Command {
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data)
+}
+
+/// Reads a server's first stdout line, which says it is ready and where:
+/// the address, or the line it printed instead.
+pub fn ready(stdout: &mut impl BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+    match line.trim().strip_prefix("listening on ") {
+        Some(a) => Ok(a.to_string()),
+        None => Err(line),
+    }
+}
+
+/// Starts `serve` on `data`, which must refuse to start; returns its stderr.
+pub fn serve_refuses(data: &Path) -> String {
+    let mut child = serve_args(&mut Command::new(bin()), data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Ok(addr) = ready(&mut BufReader::new(child.stdout.take().unwrap())) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server started on {addr}");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{:?}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A running server; killed and reaped on drop.
 pub struct TestServer {
     child: Child,
@@ -58,9 +94,7 @@ impl TestServer {
     }
 
     fn spawn(mut command: Command, data: Arc<TempDir>, args: &[&str]) -> TestServer {
-        let mut child = command
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data.path())
+        let mut child = serve_args(&mut command, data.path())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -78,13 +112,10 @@ impl TestServer {
                 sink.1.notify_all();
             }
         });
-        // The first stdout line says the server is ready, and where.
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = match line.trim().strip_prefix("listening on ") {
-            Some(a) => a.to_string(),
-            None => {
+        let addr = match ready(&mut stdout) {
+            Ok(a) => a,
+            Err(line) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("server did not start: {line:?}\n{}", log.0.lock().unwrap());
