@@ -5,11 +5,13 @@
 //! to `target/bench.json`. Every transferred file's MD5 is checked: a fast
 //! wrong answer is a failure.
 //!
-//! Usage: `cargo bench --bench transfer [-- --quick | --listing]` (after
+//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --load]` (after
 //! `cargo build --release`); `--quick` shrinks every size to finish in
 //! well under a minute; `--listing` runs only the last section, the
 //! server's memory while 32 clients list a folder of 45,000 files with
-//! 255-byte names at once. Everything lives in a temporary folder under
+//! 255-byte names at once; `--load`, only the connection-load run: a fresh
+//! client's latency while 10,000 idle, logged-in connections (half TLS,
+//! from 127.0.0.2–41) wait on a server with 8 workers. Everything lives in a temporary folder under
 //! `$TMPDIR`: `TMPDIR=/dev/shm` takes the disk out of the measurement.
 
 use std::fs;
@@ -28,6 +30,8 @@ use netdisk::protocol::md5_hex;
 use netdisk::protocol::Password;
 use serde_json::json;
 
+mod load;
+
 const MIB: u64 = 1 << 20;
 /// Rounds of the one-file put and get.
 const ROUNDS: usize = 3;
@@ -43,6 +47,18 @@ struct Sizes {
 }
 
 fn main() {
+    let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("QUICK").is_some();
+    let idle_count = if quick { 1000 } else { 10_000 };
+    if std::env::args().any(|a| a == "--load") {
+        let work = tempfile::Builder::new()
+            .prefix("netdisk-bench")
+            .tempdir()
+            .expect("temp dir");
+        let (rows, targets) = load::connection_load(&binary(), work.path(), idle_count, 200);
+        print_table(&rows, quick);
+        print_targets(&targets);
+        return;
+    }
     if std::env::args().any(|a| a == "--listing") {
         let work = tempfile::Builder::new()
             .prefix("netdisk-bench")
@@ -53,7 +69,6 @@ fn main() {
         print_targets(&targets);
         return;
     }
-    let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("QUICK").is_some();
     let sizes = if quick {
         Sizes {
             big: 256 * MIB,
@@ -159,6 +174,47 @@ fn main() {
         .rss(get_rss)
         .note(of_disk(get_rate) + &spread(&gets)),
     );
+    // The same file over TLS, in the same run.
+    let fp = load::fingerprint(&bin, &work.path().join("data"));
+    let known = work.path().join("known_servers");
+    let tls_args = |cmd: &[&str]| {
+        let mut v = vec!["--tls", "--trust", fp.as_str()];
+        v.extend_from_slice(cmd);
+        v.into_iter().map(str::to_string).collect::<Vec<String>>()
+    };
+    let (mut tls_puts, mut tls_gets) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let args = tls_args(&["put", path_str(&big)]);
+        let (secs, _) = server.client_env(&bin, &args, &[("NETDISK_KNOWN_SERVERS", &known)]);
+        check_remote(&mut c, "big.bin", &big_md5);
+        tls_puts.push(secs);
+        let args = tls_args(&["get", "big.bin", "--overwrite", "-o", path_str(&down)]);
+        let (secs, _) = server.client_env(&bin, &args, &[("NETDISK_KNOWN_SERVERS", &known)]);
+        assert_eq!(file_md5(&down), big_md5, "downloaded file differs");
+        fs::remove_file(&down).ok();
+        tls_gets.push(secs);
+    }
+    let tls_put_rate = sizes.big as f64 / median(&mut tls_puts);
+    let tls_get_rate = sizes.big as f64 / median(&mut tls_gets);
+    rows.push(
+        Row::rate(
+            "TLS put 1 file (median of 3)",
+            sizes.big,
+            tls_put_rate,
+            Some(md5_ceiling),
+        )
+        .note(format!("{:.2} x plaintext put", tls_put_rate / put_rate)),
+    );
+    rows.push(
+        Row::rate(
+            "TLS get 1 file (median of 3)",
+            sizes.big,
+            tls_get_rate,
+            Some(md5_ceiling),
+        )
+        .note(format!("{:.2} x plaintext get", tls_get_rate / get_rate)),
+    );
+
     rows.extend(curl_download(
         &server,
         work.path(),
@@ -241,6 +297,8 @@ fn main() {
 
     let (listing_rows, listing_targets) = listing_memory(&bin, work.path());
     rows.extend(listing_rows);
+    let (load_rows, load_targets) = load::connection_load(&bin, work.path(), idle_count, 200);
+    rows.extend(load_rows);
 
     print_table(&rows, quick);
     let client_rss = put_rss.max(get_rss);
@@ -256,7 +314,16 @@ fn main() {
             0.80,
         ),
     ];
-    let targets: Vec<Target> = targets.into_iter().chain(listing_targets).collect();
+    let tls_targets = [
+        Target::at_least("TLS get vs plaintext get", tls_get_rate / get_rate, 0.80),
+        Target::at_least("TLS put vs plaintext put", tls_put_rate / put_rate, 0.85),
+    ];
+    let targets: Vec<Target> = targets
+        .into_iter()
+        .chain(tls_targets)
+        .chain(listing_targets)
+        .chain(load_targets)
+        .collect();
     print_targets(&targets);
     write_json(&rows, quick, &targets);
 }
@@ -715,15 +782,14 @@ struct BenchServer {
 
 impl BenchServer {
     fn start(bin: &Path, data: &Path) -> BenchServer {
+        BenchServer::start_with(bin, data, &["--workers", "40"])
+    }
+
+    fn start_with(bin: &Path, data: &Path, extra: &[&str]) -> BenchServer {
         let mut child = Command::new(bin)
-            .args([
-                "serve",
-                "--addr",
-                "127.0.0.1:0",
-                "--workers",
-                "40",
-                "--data",
-            ])
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data")
             .arg(data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -763,8 +829,16 @@ impl BenchServer {
     }
 
     fn client_owned(&self, bin: &Path, args: &[String]) -> (f64, u64) {
+        self.client_env(bin, args, &[])
+    }
+
+    fn client_env(&self, bin: &Path, args: &[String], env: &[(&str, &Path)]) -> (f64, u64) {
         let start = Instant::now();
-        let mut child = self.command(bin).args(args).spawn().expect("client");
+        let mut cmd = self.command(bin);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.args(args).spawn().expect("client");
         let rss = watch_rss(child.id());
         let mut err = String::new();
         child.stderr.take().unwrap().read_to_string(&mut err).ok();

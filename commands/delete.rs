@@ -36,3 +36,27 @@ impl Command for Delete {
         Ok(Reply::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::testing::{shared, Session};
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn deletes_a_file_and_refuses_what_is_not_there() {
+        let (_dir, shared) = shared();
+        let mut s = Session::user(&shared, "ann");
+        s.store("a.txt", b"hello");
+        s.ok(r#"{"cmd":"delete","name":"a.txt"}"#);
+        s.fails(r#"{"cmd":"delete","name":"a.txt"}"#, ErrorCode::NotFound);
+        s.fails(r#"{"cmd":"delete","name":"../x"}"#, ErrorCode::InvalidName);
+        s.fails(
+            r#"{"cmd":"delete","name":".hidden"}"#,
+            ErrorCode::InvalidName,
+        );
+        s.fails(r#"{"cmd":"delete"}"#, ErrorCode::BadRequest);
+        s.fails(r#"{"cmd":"delete","name":5}"#, ErrorCode::BadRequest);
+        let mut anon = Session::anonymous(&shared);
+        anon.fails(r#"{"cmd":"delete","name":"a.txt"}"#, ErrorCode::NotLoggedIn);
+    }
+}

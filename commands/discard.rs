@@ -31,3 +31,23 @@ impl Command for Discard {
         Ok(Reply::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::testing::{shared, Session};
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn drops_an_unfinished_upload_and_only_that() {
+        let (_dir, shared) = shared();
+        let mut s = Session::user(&shared, "ann");
+        s.fails(r#"{"cmd":"discard","name":"a"}"#, ErrorCode::NotFound);
+        let (_, up) = s.run(r#"{"cmd":"put","name":"a","size":10}"#).unwrap();
+        // Being uploaded: locked until the upload lets go.
+        s.fails(r#"{"cmd":"discard","name":"a"}"#, ErrorCode::Locked);
+        drop(up);
+        s.ok(r#"{"cmd":"discard","name":"a"}"#);
+        s.fails(r#"{"cmd":"discard","name":"a"}"#, ErrorCode::NotFound);
+        s.fails(r#"{"cmd":"discard","name":"a/b"}"#, ErrorCode::InvalidName);
+    }
+}

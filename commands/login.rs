@@ -44,3 +44,32 @@ impl Command for Login {
         Ok(reply(answer))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::testing::{shared, Session, PASSWORD};
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn logs_in_by_any_spelling_and_a_failure_changes_nothing() {
+        let (_dir, shared) = shared();
+        let mut s = Session::user(&shared, "Ann");
+        let me = s.user.clone().unwrap();
+        let wrong = r#"{"cmd":"login","user":"ann","password":"not the password"}"#;
+        s.fails(wrong, ErrorCode::AuthFailed);
+        assert_eq!(
+            s.user.as_ref().unwrap().key,
+            me.key,
+            "still logged in as before"
+        );
+        s.fails(
+            r#"{"cmd":"login","user":"nobody","password":"whatever pw"}"#,
+            ErrorCode::AuthFailed,
+        );
+        s.fails(r#"{"cmd":"login","user":"ann"}"#, ErrorCode::BadRequest);
+        let r = s.ok(&format!(
+            r#"{{"cmd":"login","user":"ANN","password":"{PASSWORD}"}}"#
+        ));
+        assert_eq!(r["user"], "Ann", "the name as registered");
+    }
+}

@@ -79,7 +79,27 @@ pub fn encode(listing: &Listing) -> Result<Vec<u8>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::testing::{shared, Session};
     use crate::protocol::{ok_header, read_header};
+
+    #[test]
+    fn lists_sorted_with_digests_in_one_encoded_frame() {
+        let (_dir, shared) = shared();
+        let mut s = Session::user(&shared, "ann");
+        s.store("b", b"two");
+        s.store("a 报告", b"one");
+        s.ok(r#"{"cmd":"ls"}"#);
+        let frame = s.frame.clone().expect("ls answers with an encoded frame");
+        let reply = read_header(&mut &frame[..], crate::protocol::MAX_RESPONSE_HEADER)
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply["ok"], true);
+        let files = reply["files"].as_array().unwrap();
+        assert_eq!(files[0]["name"], "a 报告");
+        assert_eq!(files[1]["name"], "b");
+        assert_eq!(files[1]["md5"], "b8a9f715dbb64fd5c56e7783c6820a61");
+        Session::anonymous(&shared).fails(r#"{"cmd":"ls"}"#, crate::error::ErrorCode::NotLoggedIn);
+    }
 
     #[test]
     fn the_frame_is_the_one_a_header_would_make() {

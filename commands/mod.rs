@@ -37,6 +37,9 @@ pub mod register;
 pub mod rename;
 pub mod whoami;
 
+#[cfg(test)]
+pub(crate) mod testing;
+
 /// A wire command.
 pub trait Command: Sync {
     /// The `cmd` string, exactly as on the wire.

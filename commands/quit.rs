@@ -25,3 +25,16 @@ impl Command for Quit {
         Ok(Reply::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::testing::{shared, Session};
+
+    #[test]
+    fn quit_needs_no_login_and_answers_empty() {
+        let (_dir, shared) = shared();
+        let mut s = Session::anonymous(&shared);
+        assert!(s.ok(r#"{"cmd":"quit"}"#).is_empty());
+        assert!(s.closed, "the session closes after the reply");
+    }
+}

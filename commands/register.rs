@@ -52,3 +52,44 @@ impl Command for Register {
         Ok(Reply::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::testing::{shared, shared_with, Session};
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn registers_once_per_name_and_checks_fields_first() {
+        let (_dir, shared) = shared();
+        let mut s = Session::anonymous(&shared);
+        s.ok(r#"{"cmd":"register","user":"ann","password":"long enough"}"#);
+        s.fails(
+            r#"{"cmd":"register","user":"ANN","password":"long enough"}"#,
+            ErrorCode::UserExists,
+        );
+        s.fails(
+            r#"{"cmd":"register","user":".ann","password":"long enough"}"#,
+            ErrorCode::InvalidName,
+        );
+        s.fails(
+            r#"{"cmd":"register","user":"bob","password":"short"}"#,
+            ErrorCode::WeakPassword,
+        );
+        s.fails(r#"{"cmd":"register","user":"bob"}"#, ErrorCode::BadRequest);
+        assert!(s.user.is_none(), "register does not log in");
+    }
+
+    #[test]
+    fn a_closed_server_refuses_after_checking_the_fields() {
+        let (_dir, shared) = shared_with(|c| c.registration_open = false);
+        let mut s = Session::anonymous(&shared);
+        s.fails(
+            r#"{"cmd":"register","user":"ann","password":"long enough"}"#,
+            ErrorCode::RegistrationClosed,
+        );
+        s.fails(
+            r#"{"cmd":"register","user":"ann","password":"short"}"#,
+            ErrorCode::WeakPassword,
+        );
+    }
+}

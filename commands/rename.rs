@@ -38,3 +38,31 @@ impl Command for Rename {
         Ok(Reply::new())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::testing::{shared, Session};
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn renames_and_never_replaces() {
+        let (_dir, shared) = shared();
+        let mut s = Session::user(&shared, "ann");
+        s.store("a", b"one");
+        s.store("b", b"two");
+        s.fails(r#"{"cmd":"rename","from":"a","to":"b"}"#, ErrorCode::Exists);
+        s.ok(r#"{"cmd":"rename","from":"a","to":"报告 😀"}"#);
+        s.fails(
+            r#"{"cmd":"rename","from":"a","to":"c"}"#,
+            ErrorCode::NotFound,
+        );
+        s.fails(
+            r#"{"cmd":"rename","from":"b","to":"x/y"}"#,
+            ErrorCode::InvalidName,
+        );
+        s.fails(r#"{"cmd":"rename","from":"b"}"#, ErrorCode::BadRequest);
+        let names: Vec<_> = shared.storage.list(&s.user.clone().unwrap().key).unwrap();
+        let names: Vec<_> = names.into_iter().map(|f| f.name).collect();
+        assert_eq!(names, ["b", "报告 😀"]);
+    }
+}

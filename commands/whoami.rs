@@ -46,3 +46,25 @@ impl Command for Whoami {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::commands::testing::{shared_with, Session};
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn counts_files_bytes_staged_and_the_quota() {
+        let (_dir, shared) = shared_with(|c| c.quota = Some(1000));
+        let mut s = Session::user(&shared, "Ann");
+        s.store("a", b"12345");
+        // An upload begun and left: its bytes are staged, not used.
+        s.run(r#"{"cmd":"put","name":"b","size":10}"#).unwrap();
+        let r = s.ok(r#"{"cmd":"whoami"}"#);
+        assert_eq!(r["user"], "Ann");
+        assert_eq!(r["files"], 1);
+        assert_eq!(r["used"], 5);
+        assert_eq!(r["staged"], 0);
+        assert_eq!(r["quota"], 1000);
+        Session::anonymous(&shared).fails(r#"{"cmd":"whoami"}"#, ErrorCode::NotLoggedIn);
+    }
+}

@@ -150,8 +150,6 @@ pub enum Error {
     TooManyStaged(usize),
     #[error("idle or stalled for too long")]
     Timeout,
-    #[error("server busy; try again later")]
-    Busy,
     /// A server-side I/O failure (disk full, permissions, ...).
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
@@ -183,7 +181,6 @@ impl Error {
             Error::ChecksumMismatch => ErrorCode::ChecksumMismatch,
             Error::QuotaExceeded | Error::TooManyStaged(_) => ErrorCode::QuotaExceeded,
             Error::Timeout => ErrorCode::Timeout,
-            Error::Busy => ErrorCode::Busy,
             Error::Io(_) | Error::Internal(_) | Error::Disconnected(_) => ErrorCode::Internal,
         }
     }

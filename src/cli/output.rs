@@ -155,12 +155,6 @@ impl fmt::Display for Plain {
 
 impl std::error::Error for Plain {}
 
-impl From<ClientError> for Plain {
-    fn from(e: ClientError) -> Plain {
-        Plain(e)
-    }
-}
-
 /// A client error in plain words: the server's codes are mapped here, and
 /// nothing the server sent is printed without [`clean`].
 pub fn explain(e: &ClientError) -> String {

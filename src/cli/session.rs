@@ -174,20 +174,7 @@ impl Session {
     /// # Errors
     /// `AUTH_FAILED` and the like, in plain words.
     pub fn login(&mut self, account: Account) -> anyhow::Result<String> {
-        let name = match self.live_client() {
-            Some(c) => {
-                let r = c.login(&account.user, &account.password);
-                if r.as_ref().is_err_and(is_broken) {
-                    self.client = None;
-                }
-                r.map_err(Plain)?
-            }
-            None => {
-                let (c, name) = self.open(|c| c.login(&account.user, &account.password))?;
-                self.client = Some(c);
-                name
-            }
-        };
+        let name = self.anywhere(true, |c| c.login(&account.user, &account.password))?;
         self.account = Some(account);
         Ok(name)
     }
@@ -198,20 +185,7 @@ impl Session {
     /// # Errors
     /// `USER_EXISTS`, `INVALID_NAME`, `WEAK_PASSWORD`, in plain words.
     pub fn register(&mut self, account: &Account) -> anyhow::Result<()> {
-        match self.live_client() {
-            Some(c) => {
-                let r = c.register(&account.user, &account.password);
-                if r.as_ref().is_err_and(is_broken) {
-                    self.client = None;
-                }
-                r.map_err(Plain)?;
-            }
-            None => {
-                let (c, ()) = self.open(|c| c.register(&account.user, &account.password))?;
-                self.client = Some(c);
-            }
-        }
-        Ok(())
+        self.anywhere(true, |c| c.register(&account.user, &account.password))
     }
 
     /// `ping`: on the open connection if there is one (logged in or not),
@@ -222,29 +196,35 @@ impl Session {
     /// `BAD_REQUEST` for a message too long, a connection failure, in
     /// plain words.
     pub fn ping(&mut self, message: Option<&str>) -> anyhow::Result<(ping::Answer, Duration)> {
-        let timed = |c: &mut Client| {
+        // Later commands take a kept connection as logged in.
+        let keep = self.account.is_none();
+        self.anywhere(keep, |c| {
             let start = Instant::now();
             c.ping(message).map(|a| (a, start.elapsed()))
-        };
-        match self.live_client() {
-            Some(c) => {
-                let r = timed(c);
-                if r.as_ref().is_err_and(is_broken) {
-                    self.client = None;
-                }
-                Ok(r.map_err(Plain)?)
+        })
+    }
+
+    /// Runs `f` on the open connection if there is one (dropping it if `f`
+    /// broke it), else on a new one, which is kept if `keep_new`.
+    fn anywhere<T>(
+        &mut self,
+        keep_new: bool,
+        mut f: impl FnMut(&mut Client) -> Result<T, ClientError>,
+    ) -> anyhow::Result<T> {
+        if let Some(c) = self.live_client() {
+            let r = f(c);
+            if r.as_ref().is_err_and(is_broken) {
+                self.client = None;
             }
-            None => {
-                let (mut c, answer) = self.open(timed)?;
-                // Later commands take the open connection as logged in.
-                if self.account.is_none() {
-                    self.client = Some(c);
-                } else {
-                    let _ = c.quit();
-                }
-                Ok(answer)
-            }
+            return Ok(r.map_err(Plain)?);
         }
+        let (mut c, v) = self.open(f)?;
+        if keep_new {
+            self.client = Some(c);
+        } else {
+            let _ = c.quit();
+        }
+        Ok(v)
     }
 
     /// The open connection, unless the server has closed it meanwhile (a

@@ -215,6 +215,15 @@ impl Client {
     pub fn connect_with(addr: &str, security: &Security) -> Result<Client> {
         let (stream, resolved) = dial(addr)?;
         let tls = security.tls.unwrap_or_else(|| !is_loopback(&resolved));
+        Client::over(stream, addr, tls, security)
+    }
+
+    /// A client over a connected stream to `addr` (`host:port`, the name
+    /// of its pin), with TLS or not.
+    ///
+    /// # Errors
+    /// As [`Client::connect_with`].
+    pub fn over(stream: TcpStream, addr: &str, tls: bool, security: &Security) -> Result<Client> {
         if !tls {
             return Client::from_stream(stream).map_err(|source| ClientError::Connect {
                 addr: addr.to_string(),
@@ -356,11 +365,8 @@ impl Client {
     /// # Errors
     /// `INVALID_NAME`, `WEAK_PASSWORD`, `USER_EXISTS`, I/O.
     pub fn register(&mut self, user: &str, password: &Password) -> Result<()> {
-        let args = register::Args {
-            user: user.to_string(),
-            password: password.clone(),
-        };
-        self.call(&commands::request("register", &args)).map(drop)
+        self.call(&commands::request("register", &account(user, password)))
+            .map(drop)
     }
 
     /// `login`; returns the user name as registered.
@@ -368,11 +374,7 @@ impl Client {
     /// # Errors
     /// `AUTH_FAILED`, `RATE_LIMITED`, I/O.
     pub fn login(&mut self, user: &str, password: &Password) -> Result<String> {
-        let args = register::Args {
-            user: user.to_string(),
-            password: password.clone(),
-        };
-        let answer: login::Answer = self.typed("login", &args)?;
+        let answer: login::Answer = self.typed("login", &account(user, password))?;
         Ok(answer.user)
     }
 
@@ -528,15 +530,48 @@ impl Client {
         if !self.io.buffer().is_empty() {
             return true;
         }
-        let stream = self.io.get_ref().tcp();
-        if stream.set_nonblocking(true).is_err() {
+        if self.io.get_ref().tcp().set_nonblocking(true).is_err() {
             return true;
         }
-        let mut byte = [0u8; 1];
-        // Data or end of stream (Ok of any length) both mean stale.
-        let stale =
-            !matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        stream.set_nonblocking(false).is_err() || stale
+        let stale = match self.io.get_mut() {
+            Link::Plain(t) => {
+                let mut byte = [0u8; 1];
+                // Data or end of stream (Ok of any length) both mean stale.
+                !matches!(t.get_ref().peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            // TLS records may arrive unasked (session tickets): only
+            // plaintext, a close or a broken session mean stale.
+            Link::Tls(s) => tls_stale(s),
+        };
+        self.io.get_ref().tcp().set_nonblocking(false).is_err() || stale
+    }
+}
+
+/// Reads what TLS records have arrived (the socket is non-blocking) and
+/// says whether they carry anything but housekeeping.
+fn tls_stale(s: &mut StreamOwned<ClientConnection, Timed>) -> bool {
+    loop {
+        match s.conn.read_tls(&mut s.sock) {
+            Ok(0) => return true,
+            Ok(_) => match s.conn.process_new_packets() {
+                Ok(state) if state.plaintext_bytes_to_read() > 0 || state.peer_has_closed() => {
+                    return true
+                }
+                Ok(_) => {}
+                Err(_) => return true,
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// The fields of `register` and `login`.
+fn account(user: &str, password: &Password) -> register::Args {
+    register::Args {
+        user: user.to_string(),
+        password: password.clone(),
     }
 }
 

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::assets;
 use super::request::{decode_name, Request};
 use super::response::{head, Response};
-use super::sessions::{same_token, Session};
+use super::sessions::{same_token, Refused, Session};
 use crate::commands::{self, lookup, Ctx, Then};
 use crate::error::Error;
 use crate::protocol::{is_md5_hex, Header, Reply};
@@ -391,6 +391,7 @@ fn anonymous_guard(ex: &Exchange<'_>) -> Result<()> {
 }
 
 fn login<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> Result<Answer> {
+    use crate::error::ErrorCode;
     anonymous_guard(ex)?;
     let body = json_body(ex, conn)?;
     let (reply, extra) = run(ex, None, "login", body)?;
@@ -399,7 +400,22 @@ fn login<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> Result<Answer>
     if let Some(old) = ex.req.cookie(COOKIE) {
         ex.shared.web.remove(old);
     }
-    let s = ex.shared.web.create(user, ex.shared.config.web_idle)?;
+    let s = match ex.shared.web.create(user, ex.shared.config.web_idle) {
+        Ok(s) => s,
+        Err(Refused::Full) => {
+            return Err(Fail::Reply(
+                Response::code(
+                    503,
+                    ErrorCode::Busy,
+                    "too many web sessions; try again later",
+                ),
+                false,
+            ))
+        }
+        Err(Refused::NoRandomness) => {
+            return Err(Error::Internal("no randomness for a session token".into()).into())
+        }
+    };
     let mut fields = reply;
     fields.insert("csrf".into(), Value::from(s.csrf.clone()));
     let r = Response::json(200, &Value::Object(fields)).with("Set-Cookie", cookie(ex, &s.token));

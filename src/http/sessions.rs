@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::error::Error;
 use crate::users::User;
 
 /// Sessions held at once; beyond that, expired ones are dropped, then
-/// `BUSY`.
+/// [`Refused::Full`].
 const MAX_SESSIONS: usize = 100_000;
 
 /// A signed-in browser.
@@ -22,6 +21,15 @@ pub struct Session {
     pub user: Arc<User>,
     /// The value `X-Netdisk-CSRF` must carry.
     pub csrf: String,
+}
+
+/// Why no session was made.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The table is full of live sessions (answered `BUSY`).
+    Full,
+    /// The system gave no randomness for a token (`INTERNAL`).
+    NoRandomness,
 }
 
 struct Entry {
@@ -48,9 +56,8 @@ impl Sessions {
     /// Starts a session for `user`.
     ///
     /// # Errors
-    /// `INTERNAL` if the system has no randomness, `BUSY` if the table is
-    /// full of live sessions.
-    pub fn create(&self, user: Arc<User>, idle: Duration) -> Result<Session, Error> {
+    /// [`Refused`]: no randomness, or a table full of live sessions.
+    pub fn create(&self, user: Arc<User>, idle: Duration) -> Result<Session, Refused> {
         let session = Session {
             token: self.token()?,
             user,
@@ -61,7 +68,7 @@ impl Sessions {
         if table.len() >= MAX_SESSIONS {
             table.retain(|_, e| now - e.last < idle);
             if table.len() >= MAX_SESSIONS {
-                return Err(Error::Busy);
+                return Err(Refused::Full);
             }
         }
         table.insert(
@@ -96,11 +103,11 @@ impl Sessions {
             .remove(token);
     }
 
-    fn token(&self) -> Result<String, Error> {
+    fn token(&self) -> Result<String, Refused> {
         let mut bytes = [0u8; 32];
         self.rng
             .fill(&mut bytes)
-            .map_err(|_| Error::Internal("no randomness for a session token".into()))?;
+            .map_err(|_| Refused::NoRandomness)?;
         Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
     }
 }

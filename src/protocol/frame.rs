@@ -5,7 +5,7 @@
 //! Every declared length is checked against a cap *before* anything is
 //! allocated, so a length of `0xFFFFFFFF` costs nothing.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -98,14 +98,6 @@ pub fn encode_frame<T: Serialize + ?Sized>(header: &T) -> Vec<u8> {
     let len = u32::try_from(buf.len() - 4).expect("header under 4 GiB");
     buf[..4].copy_from_slice(&len.to_be_bytes());
     buf
-}
-
-/// Writes `header` as one frame. The caller flushes.
-///
-/// # Errors
-/// Any write error of `w`.
-pub fn write_frame<W: Write, T: Serialize + ?Sized>(w: &mut W, header: &T) -> io::Result<()> {
-    w.write_all(&encode_frame(header))
 }
 
 #[cfg(test)]

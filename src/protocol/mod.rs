@@ -8,14 +8,11 @@ use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
 pub use frame::{
-    encode_frame, parse_header, read_frame, read_header, write_frame, FrameError, Header,
-    MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER,
+    encode_frame, parse_header, read_frame, read_header, FrameError, Header, MAX_REQUEST_HEADER,
+    MAX_RESPONSE_HEADER,
 };
 pub use timed::{RateFloor, Timed};
 pub use wire::{FileInfo, Password};
-
-/// Protocol version spoken by this crate.
-pub const VERSION: u32 = 1;
 
 /// The fields of a successful reply, without `"ok"`.
 pub type Reply = Map<String, Value>;

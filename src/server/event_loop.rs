@@ -304,7 +304,9 @@ impl EventLoop {
             return;
         };
         if let Kind::Tls(tls) = &mut p.link.wire.kind {
-            tls.send_close_notify();
+            if !tls.is_handshaking() {
+                tls.send_close_notify();
+            }
             flush_tls(&mut p.link.wire.tcp, tls);
         }
         let _ = p.link.wire.tcp.shutdown(Shutdown::Write);

@@ -17,14 +17,12 @@
 //! build, as before.
 
 use std::collections::HashMap;
-use std::fs;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
 use super::{unix_secs, Storage};
 use crate::error::Error;
-use crate::names;
 
 /// A user's files, sorted by UTF-8 bytes: every name in one buffer.
 pub struct Listing {
@@ -144,28 +142,15 @@ impl Storage {
     /// # Errors
     /// If the folder cannot be read, or holds more than 4 GiB of names.
     pub fn listing(&self, key: &str) -> Result<Listing, Error> {
-        self.ensure_home(key)?;
         let mut names = String::new();
         let mut rows = Vec::new();
-        for entry in fs::read_dir(self.files_dir(key))? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if names::check_file_name(&name).is_err() {
-                continue;
-            }
-            // `DirEntry::metadata` does not follow symlinks.
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
+        self.walk(key, |name, meta| {
             let md5 = self
-                .cached_digest(key, &meta)
+                .cached_digest(key, meta)
                 .and_then(|d| d.into_bytes().try_into().ok());
             let start = u32::try_from(names.len())
                 .map_err(|_| Error::Internal("too many names to list".into()))?;
-            names.push_str(&name);
+            names.push_str(name);
             rows.push(Row {
                 start,
                 // `check_file_name` allows at most 255 bytes.
@@ -174,7 +159,8 @@ impl Storage {
                 mtime: unix_secs(meta.modified()?),
                 md5,
             });
-        }
+            Ok(())
+        })?;
         let mut listing = Listing { names, rows };
         let Listing { names, rows } = &mut listing;
         let name = |r: &Row| &names.as_bytes()[r.start as usize..][..usize::from(r.len)];

@@ -158,24 +158,42 @@ impl Storage {
     /// # Errors
     /// If the folder cannot be read.
     pub fn usage(&self, key: &str) -> Result<(u64, u64), Error> {
+        let (mut count, mut used) = (0, 0);
+        self.walk(key, |_, meta| {
+            count += 1;
+            used += meta.len();
+            Ok(())
+        })?;
+        Ok((count, used))
+    }
+
+    /// Calls `each` for every file a user can see: a regular file (not a
+    /// symlink, FIFO or folder) whose name the protocol could have made.
+    /// The one walk behind listings and usage.
+    ///
+    /// # Errors
+    /// If the folder cannot be read, or `each`'s.
+    fn walk(
+        &self,
+        key: &str,
+        mut each: impl FnMut(&str, &Metadata) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         self.ensure_home(key)?;
-        let mut count = 0;
-        let mut used = 0;
         for entry in fs::read_dir(self.files_dir(key))? {
             let entry = entry?;
-            let visible = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| names::check_file_name(n).is_ok());
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if names::check_file_name(&name).is_err() {
+                continue;
+            }
+            // `DirEntry::metadata` does not follow symlinks.
             match entry.metadata() {
-                Ok(meta) if visible && meta.is_file() => {
-                    count += 1;
-                    used += meta.len();
-                }
+                Ok(meta) if meta.is_file() => each(&name, &meta)?,
                 _ => {}
             }
         }
-        Ok((count, used))
+        Ok(())
     }
 
     /// Size of the regular file `name`, if there is one.
@@ -189,17 +207,7 @@ impl Storage {
     /// # Errors
     /// `NOT_FOUND` if there is no regular file of that name.
     pub fn open_file(&self, key: &str, name: &str) -> Result<(File, Metadata), Error> {
-        let path = self.files_dir(key).join(name);
-        let file = match open_nofollow(&path, OpenOptions::new().read(true)) {
-            Ok(f) => f,
-            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(Error::NotFound);
-        }
-        Ok((file, meta))
+        open_regular(&self.files_dir(key).join(name))
     }
 
     /// Deletes a regular file.
@@ -208,12 +216,7 @@ impl Storage {
     /// `NOT_FOUND` if there is no regular file of that name.
     pub fn delete(&self, key: &str, name: &str) -> Result<(), Error> {
         let path = self.files_dir(key).join(name);
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return Err(Error::NotFound),
-            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
-            Err(e) => return Err(e.into()),
-        };
+        let (_, meta) = open_regular(&path)?;
         fs::remove_file(&path)?;
         self.changed(key);
         let _ = fs::remove_file(self.digest_path(key, meta.ino()));
@@ -227,12 +230,7 @@ impl Storage {
     /// `NOT_FOUND` if `from` is not a regular file, `EXISTS` if `to` exists.
     pub fn rename(&self, key: &str, from: &str, to: &str) -> Result<(), Error> {
         let dir = self.files_dir(key);
-        match fs::symlink_metadata(dir.join(from)) {
-            Ok(m) if m.is_file() => {}
-            Ok(_) => return Err(Error::NotFound),
-            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
-            Err(e) => return Err(e.into()),
-        }
+        open_regular(&dir.join(from))?;
         // link + unlink is an atomic "rename unless the target exists"; the
         // inode, and so the cached digest, carries over.
         match fs::hard_link(dir.join(from), dir.join(to)) {
@@ -247,6 +245,24 @@ impl Storage {
         sync_dir(&dir)?;
         Ok(())
     }
+}
+
+/// Opens `path` for reading if it is a regular file: not a symlink (not
+/// followed), FIFO, device or folder.
+///
+/// # Errors
+/// `NOT_FOUND` if there is no regular file there.
+fn open_regular(path: &Path) -> Result<(File, Metadata), Error> {
+    let file = match open_nofollow(path, OpenOptions::new().read(true)) {
+        Ok(f) => f,
+        Err(e) if is_not_found(&e) => return Err(Error::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::NotFound);
+    }
+    Ok((file, meta))
 }
 
 fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {

@@ -120,13 +120,8 @@ impl UserStore {
     }
 
     /// Number of accounts.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.lock_state().list.len()
-    }
-
-    /// Whether there are no accounts.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Looks up a user by canonical name.
@@ -304,7 +299,7 @@ mod tests {
         let text = std::fs::read(&path).unwrap();
         assert!(!String::from_utf8_lossy(&text).contains("correct horse"));
         let again = UserStore::open(&path).unwrap();
-        assert_eq!(again.len(), 1);
+        assert_eq!(again.count(), 1);
         let u = again.get("alice").unwrap();
         assert!(u.password_hash.starts_with("$argon2id$"));
         assert!(u.created_at > 0);

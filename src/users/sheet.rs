@@ -295,7 +295,7 @@ mod tests {
             ],
         );
         let store = UserStore::open(&path).unwrap();
-        assert_eq!(store.len(), 2);
+        assert_eq!(store.count(), 2);
         let bob = store.get("bob").unwrap();
         assert_eq!((bob.name.as_str(), bob.created_at), ("Bob", 5));
         assert_eq!(bob.quota, Some(100));

@@ -2,7 +2,6 @@
 //! and refused while a server runs on the data directory.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use netdisk::users::Password;
 use tempfile::TempDir;
 
 use crate::protocol::{code, put_all};
-use crate::support::{bin, TestServer, PASSWORD};
+use crate::support::{bin, serve_refuses, TestServer, PASSWORD};
 
 /// Runs `netdisk user ARGS --data DATA` with `password` in
 /// NETDISK_PASSWORD; returns success, stdout and stderr.
@@ -65,24 +64,7 @@ fn r8_user_commands_refuse_while_a_server_runs() {
     // A second server on the same data is refused too: it exits without
     // a ready line (were it to start, the line would fail the test, not
     // hang it).
-    let mut second = Command::new(bin())
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(second.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    if !line.is_empty() {
-        let _ = second.kill();
-    }
-    let out = second.wait_with_output().unwrap();
-    assert_eq!(line, "", "a second server started");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains(running));
+    assert!(serve_refuses(data).contains(running));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netdisk::hashcopy::CHUNK;
 use netdisk::protocol::{encode_frame, read_header, MAX_REQUEST_HEADER};
@@ -499,12 +499,7 @@ fn r3_a_get_killed_midway_continues_where_it_stopped() {
     stalled
         .recv_timeout(Duration::from_secs(60))
         .expect("the proxy passed its bytes on");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while fs::metadata(&part).map_or(0, |m| m.len()) < expect {
-        assert!(Instant::now() < deadline, "the part file never grew");
-        assert!(client.try_wait().unwrap().is_none(), "the client ended");
-        thread::yield_now();
-    }
+    wait_for_size(&part, expect, || client.try_wait().unwrap().is_none());
     // Ctrl-C: the client has no handler, so SIGINT kills it on the spot.
     let kill = Command::new("sh")
         .arg("-c")

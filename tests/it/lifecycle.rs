@@ -2,7 +2,7 @@
 //! stopped, and the request log.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -330,30 +330,6 @@ fn a_removed_user_name_starts_with_an_empty_folder() {
     assert_eq!((w.user.as_str(), w.files, w.used), ("Alice", 0, 0));
 }
 
-/// Starts `serve` on `data`, which must refuse to start; returns its stderr.
-fn serve_refuses(data: &Path) -> String {
-    let mut child = Command::new(bin())
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    if line.starts_with("listening on") {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the server started: {line}");
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "{:?}", out.status);
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// A row of `users.xlsx` that holds no valid account stops the server from
 /// starting, naming the row: were it skipped, the next registration would
 /// rewrite the sheet without it. Empty rows are fine.
@@ -455,22 +431,12 @@ fn quotas_from_the_users_sheet() {
 fn the_log_has_one_line_per_request_and_no_password() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("stderr.log");
-    let mut child = Command::new(bin())
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
+    let mut child = serve_args(&mut Command::new(bin()), &dir.path().join("data"))
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let addr = ready(&mut BufReader::new(child.stdout.take().unwrap())).unwrap();
 
     let secrets = ["first-secret-pw", "second-secret-pw", "third-secret-pw"];
     let mut raw = Raw::connect(&addr);

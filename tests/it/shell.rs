@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cli::{netdisk, setup, success, USER};
 use crate::pty::Pty;
@@ -220,11 +220,7 @@ const KEPT: u64 = 3 * netdisk::hashcopy::CHUNK as u64;
 /// download is under way, and Ctrl-C now leaves something to resume.
 fn wait_for_part(dir: &Path, name: &str) -> std::path::PathBuf {
     let part = dir.join(format!(".netdisk-{}.part", md5(name.as_bytes())));
-    let deadline = Instant::now() + STARTED;
-    while fs::metadata(&part).map_or(0, |m| m.len()) < KEPT {
-        assert!(Instant::now() < deadline, "the part file never grew");
-        thread::yield_now();
-    }
+    wait_for_size(&part, KEPT, || true);
     part
 }
 

@@ -1,10 +1,9 @@
 //! Test fixtures: a real `netdisk serve` on `127.0.0.1:0` with a temp data
 //! dir, a raw frame client for hostile input, and small helpers.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -19,6 +18,42 @@ use tempfile::TempDir;
 /// The `netdisk` binary under test.
 pub fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin!("netdisk").to_path_buf()
+}
+
+/// Adds `serve` on an ephemeral loopback port over `data` to `command`.
+pub fn serve_args<'a>(command: &'a mut Command, data: &Path) -> &'a mut Command {
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data)
+}
+
+/// Reads a server's first stdout line, which says it is ready and where:
+/// the address, or the line it printed instead.
+pub fn ready(stdout: &mut impl BufRead) -> Result<String, String> {
+    let mut line = String::new();
+    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+    match line.trim().strip_prefix("listening on ") {
+        Some(a) => Ok(a.to_string()),
+        None => Err(line),
+    }
+}
+
+/// Starts `serve` on `data`, which must refuse to start; returns its stderr.
+pub fn serve_refuses(data: &Path) -> String {
+    let mut child = serve_args(&mut Command::new(bin()), data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Ok(addr) = ready(&mut BufReader::new(child.stdout.take().unwrap())) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server started on {addr}");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{:?}", out.status);
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A running server; killed and reaped on drop.
@@ -59,9 +94,7 @@ impl TestServer {
     }
 
     fn spawn(mut command: Command, data: Arc<TempDir>, args: &[&str]) -> TestServer {
-        let mut child = command
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data.path())
+        let mut child = serve_args(&mut command, data.path())
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -79,13 +112,10 @@ impl TestServer {
                 sink.1.notify_all();
             }
         });
-        // The first stdout line says the server is ready, and where.
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let addr = match line.trim().strip_prefix("listening on ") {
-            Some(a) => a.to_string(),
-            None => {
+        let addr = match ready(&mut stdout) {
+            Ok(a) => a,
+            Err(line) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("server did not start: {line:?}\n{}", log.0.lock().unwrap());
@@ -138,11 +168,6 @@ impl TestServer {
             .find_map(|l| l.strip_prefix("tls fingerprint "))
             .unwrap();
         line.trim().to_string()
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`) and waits for the exit.
@@ -266,6 +291,39 @@ pub fn connect_from(addr: &str, n: u8) -> TcpStream {
     TcpStream::from(fd)
 }
 
+/// Waits until the file at `path` holds at least `len` bytes, woken by
+/// inotify on its folder whenever something there is written; a failing
+/// test gives up after a minute. `alive` is asked after each wake-up and
+/// fails the test if the writer is gone.
+#[track_caller]
+pub fn wait_for_size(path: &Path, len: u64, mut alive: impl FnMut() -> bool) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let dir = path.parent().unwrap();
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).unwrap();
+    inotify
+        .add_watch(
+            dir,
+            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Checked after the watch exists, so that no write is missed.
+    while std::fs::metadata(path).map_or(0, |m| m.len()) < len {
+        assert!(alive(), "the writer of {} ended", path.display());
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "{} never grew to {len} bytes",
+            path.display()
+        );
+        let mut fds = [PollFd::new(inotify.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        poll(&mut fds, timeout).unwrap();
+        let _ = inotify.read_events();
+    }
+}
+
 /// A raw connection for byte-level tests.
 pub struct Raw {
     pub stream: TcpStream,
@@ -324,12 +382,6 @@ impl Raw {
         let mut buf = vec![0u8; n];
         self.stream.read_exact(&mut buf).unwrap();
         buf
-    }
-
-    /// Whether the server closed the connection (EOF on the next read).
-    pub fn is_closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
     }
 }
 

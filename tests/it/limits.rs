@@ -1,0 +1,161 @@
+//! Connection limits (issue 7): idle connections cost no worker, caps per
+//! address and in all, login and header deadlines, the rate floor under
+//! bodies, and floods of error replies.
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use serde_json::json;
+
+use crate::protocol::closed;
+use crate::support::*;
+
+#[test]
+fn a_client_is_served_while_a_thousand_idle_connections_are_open() {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    let server = TestServer::with_args(&["--workers", "2", "--max-per-address", "2000"]);
+    let mut idle = Vec::new();
+    for i in 0..1000 {
+        let mut s = TcpStream::connect(&server.addr).unwrap();
+        // Some say nothing, some start a header and stop.
+        if i % 2 == 0 {
+            s.write_all(&[0, 0]).unwrap();
+        }
+        idle.push(s);
+    }
+    let mut c = server.user("busybee");
+    assert!(c.ls().unwrap().is_empty());
+    assert_eq!(c.whoami().unwrap().user, "busybee");
+    drop(idle);
+}
+
+#[test]
+fn past_the_per_address_cap_busy_while_another_address_is_served() {
+    let server = TestServer::with_args(&["--max-per-address", "2"]);
+    let mut a = server.raw();
+    let mut b = server.raw();
+    // Both accepted (each answers), so both hold their slot.
+    assert_code(&a.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
+    assert_code(&b.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
+    let mut third = server.raw();
+    assert_code(&third.recv(), "BUSY");
+    assert!(closed(&mut third));
+    let mut other = server.raw_from(2);
+    assert_code(&other.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
+    // A slot comes back when its connection closes.
+    drop(a);
+    let mut again = loop {
+        let mut r = server.raw();
+        r.send(&json!({"cmd": "whoami"}));
+        let reply = r.recv();
+        if reply["error"] == "NOT_LOGGED_IN" {
+            break r;
+        }
+        // The server may not have seen the close yet: BUSY, and try again.
+        assert_code(&reply, "BUSY");
+    };
+    assert_code(&again.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
+}
+
+#[test]
+fn the_total_cap_answers_busy() {
+    let server = TestServer::with_args(&["--max-connections", "1"]);
+    let mut a = server.raw();
+    assert_code(&a.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
+    let mut b = server.raw_from(3);
+    assert_code(&b.recv(), "BUSY");
+    server.wait_for_log("too many connections");
+}
+
+#[test]
+fn an_anonymous_connection_must_log_in_in_time() {
+    let server = TestServer::with_args(&["--login-timeout", "1", "--idle-timeout", "600"]);
+    let mut anon = server.raw();
+    let mut user = server.user("quick");
+    let r = anon.recv();
+    assert_code(&r, "TIMEOUT");
+    assert!(r["message"].as_str().unwrap().contains("log"), "{r}");
+    assert!(closed(&mut anon));
+    // A logged-in connection is not cut by the login timeout.
+    server.wait_for_log("not logged in in time");
+    assert_eq!(user.whoami().unwrap().user, "quick");
+}
+
+#[test]
+fn a_header_must_be_whole_within_the_header_timeout() {
+    let server = TestServer::with_args(&["--header-timeout", "1", "--idle-timeout", "600"]);
+    let mut slow = server.raw();
+    // Two bytes of a length, then nothing: far from the idle timeout.
+    slow.send_bytes(&[0, 0]);
+    let r = slow.recv();
+    assert_code(&r, "TIMEOUT");
+    assert!(r["message"].as_str().unwrap().contains("header"), "{r}");
+    assert!(closed(&mut slow));
+    // Inside a TLS handshake too: a hello that never finishes.
+    let mut tls = server.raw();
+    tls.send_bytes(&[0x16, 3, 1, 0, 200, 1]);
+    assert!(closed(&mut tls));
+}
+
+#[test]
+fn an_upload_below_the_rate_floor_is_cut_and_keeps_its_bytes() {
+    let server = TestServer::with_args(&["--min-rate", "1000000", "--rate-window", "1"]);
+    let mut c = server.user("trickle");
+    let size = 8u64 << 20;
+    assert_eq!(c.put_begin("slow.bin", size).unwrap(), 0);
+    let data = bytes(size as usize, 3);
+    c.write_body(&data[..100_000]).unwrap();
+    // Then nothing: the server gives up after the window.
+    server.wait_for_log("\"put\" \"slow.bin\" 100000");
+    let log = server.log();
+    assert!(log.contains("TIMEOUT"), "{log}");
+    let mut again = server.login("trickle");
+    assert_eq!(again.put_begin("slow.bin", size).unwrap(), 100_000);
+    again.write_body(&data[100_000..]).unwrap();
+    assert_eq!(again.put_end(&md5(&data)).unwrap().size, size);
+}
+
+#[test]
+fn a_long_run_of_error_replies_closes_the_connection() {
+    let server = TestServer::start();
+    let mut raw = server.raw();
+    let bad = serde_json::to_vec(&json!({"cmd": "xxxxxxxx"})).unwrap();
+    let mut burst = Vec::new();
+    for _ in 0..1100 {
+        burst.extend_from_slice(&(bad.len() as u32).to_be_bytes());
+        burst.extend_from_slice(&bad);
+    }
+    raw.send_bytes(&burst);
+    for _ in 0..1000 {
+        assert_code(&raw.recv(), "UNKNOWN_COMMAND");
+    }
+    assert!(closed(&mut raw));
+    let log = server.wait_for_log("closed after 1000 error replies in a row");
+    // The flood is summarised, not written line by line.
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("UNKNOWN_COMMAND"))
+        .count();
+    assert!(lines < 100, "{lines} lines:\n{log}");
+    assert!(log.contains("repeated"), "{log}");
+    // A few hundred errors in a row are fine.
+    let mut ok = server.raw();
+    for _ in 0..300 {
+        assert_code(&ok.call(json!({"cmd": "nope"})), "UNKNOWN_COMMAND");
+    }
+    assert_code(&ok.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
+}
+
+#[test]
+fn a_first_byte_that_speaks_no_protocol_is_closed() {
+    let server = TestServer::start();
+    let mut raw = server.raw();
+    raw.send_bytes(b"\x01\x02\x03\x04");
+    assert!(closed(&mut raw));
+    still_answers(&server);
+}
+
+fn still_answers(server: &TestServer) {
+    let mut raw = server.raw();
+    assert_code(&raw.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
+}
