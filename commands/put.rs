@@ -14,6 +14,16 @@
 //! context; the front end feeds it the body (step 3) and the digest
 //! (step 4) and sends what [`Receive::finish`] answers (step 5).
 //!
+//! # In one go (PROTOCOL.md, "Small uploads in one go")
+//! Request: `{"cmd":"put","name":N,"size":S,"md5":D}` with `S` at most
+//! [`ONE_GO_MAX`], followed at once by the raw bytes `[0, S)`; one reply,
+//! step 5's, after the whole body. Answered at once, with no body read:
+//! `NOT_LOGGED_IN`, and `BAD_REQUEST` for a missing or ill-typed field,
+//! `"md5": null`, an `md5` that is not 32 lowercase hex digits, or `S` over
+//! [`ONE_GO_MAX`]. Every other error is answered after the body has been
+//! read and dropped ([`OneGo`]), and any staged data of N is discarded
+//! whatever the answer, unless it is `LOCKED`.
+//!
 //! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST` (also for a bad step 4; the
 //! staged bytes are kept), `INVALID_NAME`, `LOCKED`, `QUOTA_EXCEEDED`,
 //! `CHECKSUM_MISMATCH` (staged bytes discarded, old file untouched),
@@ -22,6 +32,7 @@
 //! the connection stays open).
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{parse, reply, Command, Ctx, Then};
 use crate::error::Error;
@@ -29,11 +40,19 @@ use crate::names::check_file_name;
 use crate::protocol::{is_md5_hex, Header, Reply};
 use crate::storage::{Upload, UploadLock};
 
+/// Largest upload that may come in one go, with its MD5 up front.
+pub const ONE_GO_MAX: u64 = 4 * 1024 * 1024;
+
 /// Step 1 fields.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Args {
     pub name: String,
     pub size: u64,
+    /// The whole file's MD5, sent up front: the body follows at once and
+    /// there is no step 2 or step 4. `null` is ill-typed (checked on the
+    /// header, since serde reads it as absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 /// Step 2 fields: where the body starts.
@@ -66,7 +85,13 @@ impl Command for Put {
 
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
+        if header.get("md5") == Some(&Value::Null) {
+            return Err(Error::bad_request("md5 must be a string, not null"));
+        }
         ctx.log_name = Some(args.name.clone());
+        if let Some(md5) = args.md5.clone() {
+            return one_go(ctx, args, md5);
+        }
         check_file_name(&args.name)?;
         let user = ctx.user()?;
         let storage = &ctx.shared.storage;
@@ -83,6 +108,120 @@ impl Command for Put {
             size: args.size,
         })));
         Ok(reply(ready))
+    }
+}
+
+/// Checks what must be answered before the body, and leaves a [`OneGo`]
+/// phase that reads the body whatever else goes wrong. No reply fields:
+/// the session sends nothing before the body.
+fn one_go(ctx: &mut Ctx<'_>, args: Args, md5: String) -> Result<Reply, Error> {
+    if !is_md5_hex(&md5) {
+        return Err(Error::bad_request("md5 must be 32 lowercase hex digits"));
+    }
+    if args.size > ONE_GO_MAX {
+        return Err(Error::bad_request(format!(
+            "an upload with its md5 up front holds at most {ONE_GO_MAX} bytes"
+        )));
+    }
+    let upload = begin_one_go(ctx, &args);
+    ctx.then = Some(Then::Absorb(Box::new(OneGo {
+        len: args.size,
+        md5,
+        upload: Some(upload),
+    })));
+    Ok(Reply::new())
+}
+
+/// The checks and the claim of an upload in one go, from scratch: what an
+/// earlier interrupted upload of the name staged is dropped, also when
+/// the quota refuses this one (it is never resumed from).
+fn begin_one_go(ctx: &Ctx<'_>, args: &Args) -> Result<Receive, Error> {
+    check_file_name(&args.name)?;
+    let user = ctx.user()?;
+    let storage = &ctx.shared.storage;
+    let quota = ctx.quota(&user);
+    let lock = match storage.lock_upload(&user.key, &args.name, args.size, quota) {
+        Ok(lock) => lock,
+        Err(e) => {
+            if !matches!(e, Error::Locked) {
+                // Nothing staged (NOT_FOUND) or a claim just taken
+                // elsewhere (LOCKED) both leave nothing to do.
+                let _ = storage.discard(&user.key, &args.name);
+            }
+            return Err(e);
+        }
+    };
+    let upload = storage.begin_fresh_upload(&lock, &user.key, &args.name, args.size)?;
+    Ok(Receive {
+        upload,
+        _lock: lock,
+        name: args.name.clone(),
+        size: args.size,
+    })
+}
+
+/// An upload in one go after its request: the body is read whatever the
+/// answer, so that the connection stays in step; then the verdict.
+pub struct OneGo {
+    len: u64,
+    md5: String,
+    /// The upload, or the error to answer once the body is dropped;
+    /// `None` once [`OneGo::receive`] has failed.
+    upload: Option<Result<Receive, Error>>,
+}
+
+impl OneGo {
+    /// Body bytes that follow the request.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Takes the body, as [`Receive::receive`]. With an error already
+    /// decided it reads nothing and returns that error; the front end then
+    /// drops the body (all [`OneGo::len`] bytes) and answers with it.
+    ///
+    /// # Errors
+    /// The decided error, `fill`'s, or a disk error. Staged bytes are
+    /// dropped on every error: an upload in one go is not resumed.
+    pub fn receive(
+        &mut self,
+        fill: impl FnMut(&mut [u8]) -> (usize, Result<(), Error>),
+    ) -> Result<(), Error> {
+        let received = match &mut self.upload {
+            Some(Ok(r)) => r.receive(fill),
+            _ => Err(Error::Internal("no upload to receive".into())),
+        };
+        if received.is_err() {
+            match self.upload.take() {
+                Some(Ok(r)) => r.upload.discard(),
+                Some(Err(decided)) => return Err(decided),
+                None => {}
+            }
+        }
+        received
+    }
+
+    /// The verdict, as step 5.
+    ///
+    /// # Errors
+    /// `CHECKSUM_MISMATCH` (staged bytes dropped, old file untouched),
+    /// `INTERNAL`.
+    pub fn finish(self) -> Result<Reply, Error> {
+        let Some(r) = self.upload else {
+            return Err(Error::Internal("the upload already failed".into()));
+        };
+        let r = r?;
+        let md5 = r.upload.finish(&self.md5)?;
+        Ok(reply(Answer {
+            name: r.name,
+            size: r.size,
+            md5,
+        }))
     }
 }
 

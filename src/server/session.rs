@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::conn::{Conn, Limits, Stream};
 use super::link::{Kind, Link, SessionState, Wire};
-use crate::commands::{lookup, Ctx, Then};
+use crate::commands::{lookup, put, Ctx, Then};
 use crate::error::Error;
 use crate::protocol::{error_header, ok_header, Header, Reply, Timed};
 use crate::state::{Shared, MAX_ERROR_RUN};
@@ -203,9 +203,14 @@ fn respond<S: Stream>(
     then: Option<Then>,
     bytes: &mut u64,
 ) -> Result<(), Error> {
+    if let Some(Then::Absorb(one)) = then {
+        // No reply before the body: the request said all (PROTOCOL.md,
+        // "Small uploads in one go").
+        return absorb(conn, *one, bytes);
+    }
     conn.send(&ok_header(fields))?;
     match then {
-        None => Ok(()),
+        None | Some(Then::Absorb(_)) => Ok(()),
         Some(Then::Send(body)) => {
             let want = body.len;
             *bytes = 0;
@@ -246,6 +251,33 @@ fn respond<S: Stream>(
             conn.send(&ok_header(answer))
         }
     }
+}
+
+/// Takes the body of an upload in one go and answers it once. An error
+/// decided before the body, or a disk error during it, is answered only
+/// after the rest of the body has been read and dropped, so that the next
+/// pipelined request is read from its first byte.
+fn absorb<S: Stream>(
+    conn: &mut Conn<S>,
+    mut one: put::OneGo,
+    bytes: &mut u64,
+) -> Result<(), Error> {
+    conn.begin_body()?;
+    let mut consumed = 0;
+    let received = one.receive(|chunk| {
+        let (got, read) = conn.read_body(chunk);
+        consumed += got as u64;
+        (got, read)
+    });
+    *bytes = consumed;
+    if let Err(e) = received {
+        if !matches!(e, Error::Timeout | Error::Disconnected(_)) {
+            conn.discard_body(one.len() - consumed)?;
+        }
+        return Err(e);
+    }
+    let answer = one.finish()?;
+    conn.send(&ok_header(answer))
 }
 
 /// One line per request on stderr. Never includes a password: only the

@@ -73,6 +73,46 @@ impl Storage {
         })
     }
 
+    /// Opens the staged upload of `name` with `size` bytes from scratch,
+    /// dropping whatever an earlier interrupted upload of it staged (an
+    /// upload in one go, PROTOCOL.md "Small uploads in one go"). It writes
+    /// no record: it is never resumed, and while it runs its claim counts
+    /// it against the quota; a `.part` left without a record by a crash is
+    /// swept like any stale one.
+    ///
+    /// # Errors
+    /// If the staging folder cannot be written.
+    pub fn begin_fresh_upload(
+        &self,
+        _lock: &UploadLock,
+        key: &str,
+        name: &str,
+        size: u64,
+    ) -> Result<Upload, Error> {
+        self.ensure_home(key)?;
+        let (part, meta_path) = self.staged_paths(key, name);
+        match fs::remove_file(&meta_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let file = open_nofollow(
+            &part,
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )?;
+        Ok(Upload {
+            file,
+            hasher: Md5::new(),
+            held: 0,
+            size,
+            part,
+            meta_path,
+            target: self.files_dir(key).join(name),
+            digests: self.user_dir(key).join("digests"),
+            changed: (Arc::clone(&self.listings), key.to_string()),
+        })
+    }
+
     /// Removes staged uploads nobody touched for `max_age`, except those
     /// being uploaded right now.
     pub fn sweep_staging(&self, max_age: Duration) {
@@ -177,6 +217,13 @@ impl Upload {
             *held += got as u64;
             read
         })
+    }
+
+    /// Drops what this upload staged, and its record.
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.part);
+        let _ = fs::remove_file(&self.meta_path);
     }
 
     /// Checks the client's digest; on a match makes the upload durable and

@@ -12,6 +12,7 @@ mod exit_codes;
 mod hostile;
 mod lifecycle;
 mod ping;
+mod pipeline;
 mod profile;
 mod protocol;
 mod pty;
