@@ -24,6 +24,7 @@ pub mod exit;
 mod local;
 mod output;
 mod overall;
+mod pipeline;
 mod profile;
 mod progress;
 mod prompt;

@@ -1,11 +1,18 @@
 //! `put` and `get` for one or many files: planning, the parallel driver,
 //! and the report.
 //!
-//! One file goes over the session's own connection. Several go in
-//! parallel on up to `-j` connections (a rayon pool; each connection logs
-//! in as the session's account, the session's own connection is one of
-//! them), one progress bar per file.
+//! Small files (at most 4 MiB, PROTOCOL.md "Small uploads in one go") go
+//! first, pipelined on the session's own connection (`pipeline`). The
+//! others then go one by one over it, or in parallel on up to `-j`
+//! connections (a rayon pool; each connection logs in as the session's
+//! account, the session's own connection is one of them), by the
+//! resumable protocol. One progress bar per file. Files whose pipelined
+//! answer a broken connection lost are tried again that second way.
+//!
+//! A `get` of several names lists the folder first, for the sizes; a
+//! `get` that continues a local file never goes pipelined.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,12 +24,13 @@ use super::cancel;
 use super::download::{self, local_target, GetJob, Mode};
 use super::exit::{self, Coded};
 use super::output::{clean, human_size, io_words, Plain};
+use super::pipeline::{self, Outcome};
 use super::progress::{Bar, Progress};
 use super::prompt::{self, Existing};
 use super::session::{is_broken, Session};
 use super::upload;
 use super::{GetArgs, PutArgs};
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 
 /// `put FILE... [--as NAME] [-j N]`.
 ///
@@ -30,7 +38,19 @@ use crate::client::Client;
 /// Bad arguments before anything is sent; otherwise the failed uploads.
 pub fn put(session: &mut Session, args: &PutArgs) -> anyhow::Result<()> {
     let jobs = upload::plan(&args.files, args.as_name.as_deref())?;
-    let results = run_all(session, &jobs, |j| &j.name, args.jobs, upload::upload)?;
+    let small: Vec<bool> = jobs
+        .iter()
+        .map(|j| std::fs::metadata(&j.path).is_ok_and(|m| pipeline::fits(m.len())))
+        .collect();
+    let results = run_all(
+        session,
+        &jobs,
+        |j| &j.name,
+        args.jobs,
+        &small,
+        pipeline::put_all,
+        upload::upload,
+    )?;
     report(
         session.quiet,
         &jobs,
@@ -53,7 +73,37 @@ pub fn put(session: &mut Session, args: &PutArgs) -> anyhow::Result<()> {
 /// downloaded; otherwise the failed downloads.
 pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
     let jobs = plan_get(args)?;
-    let results = run_all(session, &jobs, |j| &j.name, args.jobs, download::download)?;
+    let sizes = listed_sizes(session, &jobs)?;
+    let small: Vec<bool> = jobs
+        .iter()
+        .map(|j| {
+            let fresh = j.mode == Mode::Fresh
+                && std::fs::metadata(download::part_path(&j.target)).map_or(true, |m| m.len() == 0);
+            sizes.as_ref().is_some_and(|s| {
+                // A name not listed is answered NOT_FOUND, also pipelined.
+                fresh && s.get(&j.name).is_none_or(|&size| pipeline::fits(size))
+            })
+        })
+        .collect();
+    let size_of = |j: &GetJob| {
+        sizes
+            .as_ref()
+            .and_then(|s| s.get(&j.name).copied())
+            .unwrap_or(0)
+    };
+    let pipelined = |c: &mut Client, jobs: &[&GetJob], bars: &mut [Bar]| {
+        let listed: Vec<u64> = jobs.iter().map(|j| size_of(j)).collect();
+        pipeline::get_all(c, jobs, &listed, bars)
+    };
+    let results = run_all(
+        session,
+        &jobs,
+        |j| &j.name,
+        args.jobs,
+        &small,
+        pipelined,
+        download::download,
+    )?;
     report(
         session.quiet,
         &jobs,
@@ -70,6 +120,20 @@ pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
             )
         },
     )
+}
+
+/// The listed sizes of the server's files, when several are to be
+/// downloaded (one `ls`); `None` for a single file, which gains nothing
+/// from a pipeline.
+fn listed_sizes(
+    session: &mut Session,
+    jobs: &[GetJob],
+) -> anyhow::Result<Option<HashMap<String, u64>>> {
+    if jobs.len() < 2 {
+        return Ok(None);
+    }
+    let files = session.call(Client::ls)?;
+    Ok(Some(files.into_iter().map(|f| (f.name, f.size)).collect()))
 }
 
 /// The jobs of a `get`: a target for each name and what to do with a
@@ -152,13 +216,27 @@ impl<J, T, F> Work<J, T> for F where
 {
 }
 
-/// Runs `work` for every item: one after another over the session's
-/// connection, or on up to `parallel` connections at once.
-fn run_all<J: Sync, T: Send>(
+/// What sends a batch of small files pipelined over one connection.
+trait Batch<J, T>:
+    FnMut(&mut Client, &[&J], &mut [Bar]) -> (Vec<Outcome<T>>, Option<ClientError>)
+{
+}
+impl<J, T, F> Batch<J, T> for F where
+    F: FnMut(&mut Client, &[&J], &mut [Bar]) -> (Vec<Outcome<T>>, Option<ClientError>)
+{
+}
+
+/// Runs every item: those marked `small` pipelined over the session's
+/// connection by `batch`, then the rest by `work`, one after another over
+/// that connection or on up to `parallel` connections at once. Results
+/// come back in the order of `items`.
+fn run_all<J: Sync + Clone, T: Send>(
     session: &mut Session,
     items: &[J],
     name: impl Fn(&J) -> &str + Sync,
     parallel: u16,
+    small: &[bool],
+    mut batch: impl Batch<J, T>,
     work: impl Work<J, T>,
 ) -> anyhow::Result<Vec<anyhow::Result<T>>> {
     let mut progress = Progress::new(session.quiet);
@@ -166,15 +244,103 @@ fn run_all<J: Sync, T: Send>(
     if items.len() > 1 {
         progress.overall(items.len());
     }
-    let bars = bars
+    let mut bars: Vec<Option<Bar>> = bars
         .into_iter()
-        .map(|b| b.counting_towards(&progress))
+        .map(|b| Some(b.counting_towards(&progress)))
         .collect();
-    if items.len() <= 1 || parallel <= 1 {
-        run_one_by_one(session, items, bars, &progress, work)
-    } else {
-        run_parallel(session, items, bars, parallel, &progress, work)
+    let mut results: Vec<Option<anyhow::Result<T>>> = items.iter().map(|_| None).collect();
+    let large: Vec<usize> = (0..items.len()).filter(|&i| !small[i]).collect();
+    run_rest(
+        session,
+        items,
+        &large,
+        &mut bars,
+        &mut results,
+        parallel,
+        &progress,
+        &work,
+    )?;
+    let piped: Vec<usize> = (0..items.len()).filter(|&i| small[i]).collect();
+    if piped.is_empty() {
+        return Ok(finished(results));
     }
+    let jobs: Vec<&J> = piped.iter().map(|&i| &items[i]).collect();
+    let mut piped_bars: Vec<Bar> = piped.iter().filter_map(|&i| bars[i].take()).collect();
+    let (outcomes, broken) = batch(session.client()?, &jobs, &mut piped_bars);
+    let mut again = Vec::new();
+    for ((&i, outcome), bar) in piped.iter().zip(outcomes).zip(piped_bars) {
+        match outcome {
+            Some(r) => results[i] = Some(r),
+            None => {
+                bars[i] = Some(bar);
+                again.push(i);
+            }
+        }
+    }
+    if let Some(e) = broken {
+        session.drop_client();
+        let e = Plain(e);
+        if cancel::check().is_err() {
+            for &i in &again {
+                results[i] = Some(Err(cancel::Cancelled {
+                    kept: "nothing was kept".into(),
+                }
+                .into()));
+            }
+            return Ok(finished(results));
+        }
+        progress.note(&format!(
+            "the connection broke during the batch ({e}); trying the rest again"
+        ));
+        run_rest(
+            session,
+            items,
+            &again,
+            &mut bars,
+            &mut results,
+            parallel,
+            &progress,
+            &work,
+        )?;
+    }
+    Ok(finished(results))
+}
+
+/// Runs `work` for the items at `which`, as [`run_all`] does for files
+/// that do not go pipelined.
+#[allow(clippy::too_many_arguments)]
+fn run_rest<J: Sync + Clone, T: Send>(
+    session: &mut Session,
+    items: &[J],
+    which: &[usize],
+    bars: &mut [Option<Bar>],
+    results: &mut [Option<anyhow::Result<T>>],
+    parallel: u16,
+    progress: &Progress,
+    work: &impl Work<J, T>,
+) -> anyhow::Result<()> {
+    if which.is_empty() {
+        return Ok(());
+    }
+    let jobs: Vec<J> = which.iter().map(|&i| items[i].clone()).collect();
+    let rest_bars: Vec<Bar> = which.iter().filter_map(|&i| bars[i].take()).collect();
+    let done = if jobs.len() <= 1 || parallel <= 1 {
+        run_one_by_one(session, &jobs, rest_bars, progress, work)?
+    } else {
+        run_parallel(session, &jobs, rest_bars, parallel, progress, work)?
+    };
+    for (&i, r) in which.iter().zip(done) {
+        results[i] = Some(r);
+    }
+    Ok(())
+}
+
+/// The results of a run, every item having one.
+fn finished<T>(results: Vec<Option<anyhow::Result<T>>>) -> Vec<anyhow::Result<T>> {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow!("not transferred"))))
+        .collect()
 }
 
 /// The sequential half of [`run_all`], over the session's connection.
