@@ -266,7 +266,18 @@ fn run_all<J: Sync + Clone, T: Send>(
     }
     let jobs: Vec<&J> = piped.iter().map(|&i| &items[i]).collect();
     let mut piped_bars: Vec<Bar> = piped.iter().filter_map(|&i| bars[i].take()).collect();
-    let (outcomes, broken) = batch(session.client()?, &jobs, &mut piped_bars);
+    let client = match session.client() {
+        Ok(c) => c,
+        Err(e) => {
+            // Each file fails with it, as over the resumable path.
+            let (exit, words) = (exit::code(&e), format!("{e:#}"));
+            for &i in &piped {
+                results[i] = Some(Err(Coded::new(exit, words.clone()).into()));
+            }
+            return Ok(finished(results));
+        }
+    };
+    let (outcomes, broken) = batch(client, &jobs, &mut piped_bars);
     let mut again = Vec::new();
     for ((&i, outcome), bar) in piped.iter().zip(outcomes).zip(piped_bars) {
         match outcome {

@@ -219,3 +219,200 @@ fn a_pipelined_get_after_a_put_sees_the_file() {
     let mut c = server.login("dave");
     assert_eq!(get_all(&mut c, "d.bin"), data);
 }
+
+/// The command-line client: small files pipelined, large ones resumable,
+/// mixed in one invocation; per-file errors; a broken or interrupted batch.
+mod cli {
+    use std::fs;
+    use std::io::{self, Read};
+    use std::net::{TcpListener, TcpStream};
+    use std::path::Path;
+    use std::thread;
+
+    use crate::cli::{failure, netdisk, netdisk_at, success, USER};
+    use crate::support::*;
+
+    /// Writes `count` small files `f0000.bin`, ... into `dir`; returns
+    /// their names.
+    fn small_files(dir: &Path, count: usize, len: usize) -> Vec<String> {
+        (0..count)
+            .map(|i| {
+                let name = format!("f{i:04}.bin");
+                write_file(dir, &name, &bytes(len + i % 7, i as u64));
+                name
+            })
+            .collect()
+    }
+
+    fn same(a: &Path, b: &Path) {
+        assert_eq!(
+            fs::read(a).unwrap(),
+            fs::read(b).unwrap(),
+            "{}",
+            a.display()
+        );
+    }
+
+    #[test]
+    fn a_batch_of_1000_files_with_one_failing_goes_on_and_says_so() {
+        let (server, dir) = crate::cli::setup(&[]);
+        let d = dir.path();
+        let names = small_files(d, 1000, 4096);
+        // Another connection is uploading f0500.bin: that one is LOCKED.
+        let mut holder = server.login(USER);
+        assert_eq!(holder.put_begin("f0500.bin", 10).unwrap(), 0);
+        let err = failure(netdisk(&server, d).arg("put").args(&names), 1);
+        assert!(err.contains("cannot upload f0500.bin"), "{err}");
+        assert!(err.contains("1 of 1000 uploads failed"), "{err}");
+        let files = server.user_files(USER);
+        for name in &names {
+            if name == "f0500.bin" {
+                assert!(!files.join(name).exists());
+            } else {
+                same(&files.join(name), &d.join(name));
+            }
+        }
+        drop(holder);
+
+        // Back down, with one more name the server does not have.
+        let mut asked = names.clone();
+        asked[10] = "missing.bin".into();
+        let err = failure(
+            netdisk(&server, d).args(["get", "-o", "down"]).args(&asked),
+            4,
+        );
+        assert!(err.contains("cannot download missing.bin"), "{err}");
+        assert!(err.contains("cannot download f0500.bin"), "{err}");
+        assert!(err.contains("2 of 1000 downloads failed"), "{err}");
+        let down = d.join("down");
+        for name in asked
+            .iter()
+            .filter(|n| !n.starts_with('m') && *n != "f0500.bin")
+        {
+            same(&down.join(name), &d.join(name));
+        }
+        let left = fs::read_dir(&down).unwrap().count();
+        assert_eq!(left, 998, "only the downloaded files, no part files");
+    }
+
+    #[test]
+    fn small_and_large_files_mix_in_one_put_and_one_get() {
+        let (server, dir) = crate::cli::setup(&[]);
+        let d = dir.path();
+        let mut names = small_files(d, 30, 10_000);
+        for (i, len) in [5_000_000usize, 4 * 1024 * 1024 + 1]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("large-{i}.bin");
+            write_file(d, &name, &bytes(len, 100 + i as u64));
+            names.insert(i * 10, name);
+        }
+        let out = success(netdisk(&server, d).args(["put", "-j", "2"]).args(&names));
+        // One line per file, in the order given.
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), names.len(), "{out}");
+        for (line, name) in lines.iter().zip(&names) {
+            assert!(line.starts_with(&format!("uploaded {name} (")), "{line}");
+        }
+        for name in &names {
+            same(&server.user_files(USER).join(name), &d.join(name));
+        }
+        let out = success(
+            netdisk(&server, d)
+                .args(["get", "-j", "2", "-o", "down"])
+                .args(&names),
+        );
+        assert_eq!(out.lines().count(), names.len(), "{out}");
+        for name in &names {
+            same(&d.join("down").join(name), &d.join(name));
+        }
+        assert_eq!(fs::read_dir(d.join("down")).unwrap().count(), names.len());
+    }
+
+    /// A proxy to `upstream` that cuts its first connection after `limit`
+    /// bytes from the client; later connections pass whole, or are
+    /// refused if not `again`.
+    fn cutting_proxy(upstream: &str, limit: u64, again: bool) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let upstream = upstream.to_string();
+        thread::spawn(move || {
+            let mut first = true;
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let server = TcpStream::connect(&upstream).unwrap();
+                let budget = if first { limit } else { u64::MAX };
+                first = false;
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_in, mut c_out) = (server, client);
+                thread::spawn(move || {
+                    let _ = io::copy(&mut (&mut c_in).take(budget), &mut s_out);
+                    let _ = s_out.shutdown(std::net::Shutdown::Both);
+                    let _ = c_in.shutdown(std::net::Shutdown::Both);
+                });
+                thread::spawn(move || {
+                    let _ = io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+                if !again {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_batch_whose_connection_breaks_goes_on_over_a_new_one() {
+        let (server, dir) = crate::cli::setup(&[]);
+        let d = dir.path();
+        let names = small_files(d, 300, 10_000);
+        let proxy = cutting_proxy(&server.addr, 1_500_000, true);
+        let out = netdisk_at(&proxy, d)
+            .arg("put")
+            .args(&names)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("trying the rest again"), "{stderr}");
+        for name in &names {
+            same(&server.user_files(USER).join(name), &d.join(name));
+        }
+    }
+
+    #[test]
+    fn an_interrupted_batch_is_resumed_by_the_same_put() {
+        let (server, dir) = crate::cli::setup(&[]);
+        let d = dir.path();
+        let big = bytes(6_000_000, 7);
+        write_file(d, "big.bin", &big);
+        let mut names = vec!["big.bin".to_string()];
+        names.extend(small_files(d, 100, 10_000));
+        // Large files go first: the cut falls inside big.bin's body, and
+        // no second connection gets through.
+        let proxy = cutting_proxy(&server.addr, 3_000_000, false);
+        let out = netdisk_at(&proxy, d)
+            .arg("put")
+            .args(&names)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("101 of 101 uploads failed"), "{stderr}");
+        // The server keeps what arrived once it has seen the cut.
+        server.wait_for_log("\"put\" \"big.bin\"");
+
+        let out = success(netdisk(&server, d).arg("put").args(&names));
+        assert!(
+            out.contains("uploaded big.bin (5.7 MiB, resumed at "),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), names.len(), "{out}");
+        for name in &names {
+            same(&server.user_files(USER).join(name), &d.join(name));
+        }
+    }
+}
