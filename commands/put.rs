@@ -31,6 +31,8 @@
 //! body and step 4 are read and dropped, then `INTERNAL` answers step 4 and
 //! the connection stays open).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -38,7 +40,7 @@ use super::{parse, reply, Command, Ctx, Then};
 use crate::error::Error;
 use crate::names::check_file_name;
 use crate::protocol::{is_md5_hex, Header, Reply};
-use crate::storage::{Upload, UploadLock};
+use crate::storage::{sync_dir, Upload, UploadLock, Verified};
 
 /// Largest upload that may come in one go, with its MD5 up front.
 pub const ONE_GO_MAX: u64 = 4 * 1024 * 1024;
@@ -206,22 +208,87 @@ impl OneGo {
         received
     }
 
-    /// The verdict, as step 5.
+    /// Whether the answer decided before the body is the quota's (or the
+    /// bound on unfinished uploads): uploads of this connection waiting
+    /// for a group commit count against both until they are committed,
+    /// so the front end commits them and asks again.
+    pub fn refused_by_quota(&self) -> bool {
+        matches!(
+            self.upload,
+            Some(Err(Error::QuotaExceeded | Error::TooManyStaged(_)))
+        )
+    }
+
+    /// Checks the MD5 of what arrived, after [`OneGo::receive`].
+    ///
+    /// # Errors
+    /// `CHECKSUM_MISMATCH` (staged bytes dropped, old file untouched).
+    pub fn check(self) -> Result<Checked, Error> {
+        let Some(r) = self.upload else {
+            return Err(Error::Internal("the upload already failed".into()));
+        };
+        let r = r?;
+        Ok(Checked {
+            verified: r.upload.verify(&self.md5)?,
+            _lock: r._lock,
+            name: r.name,
+            size: r.size,
+        })
+    }
+
+    /// The verdict, as step 5: [`OneGo::check`], then the file made
+    /// durable and visible on its own.
     ///
     /// # Errors
     /// `CHECKSUM_MISMATCH` (staged bytes dropped, old file untouched),
     /// `INTERNAL`.
     pub fn finish(self) -> Result<Reply, Error> {
-        let Some(r) = self.upload else {
-            return Err(Error::Internal("the upload already failed".into()));
-        };
-        let r = r?;
-        let md5 = r.upload.finish(&self.md5)?;
-        Ok(reply(Answer {
-            name: r.name,
-            size: r.size,
+        let checked = self.check()?;
+        checked.sync()?;
+        let (answer, dir) = checked.place()?;
+        sync_dir(&dir)?;
+        Ok(answer)
+    }
+}
+
+/// An upload in one go whose MD5 matched, still invisible and holding its
+/// name. A front end may sync several ([`Checked::sync`]), place them, sync
+/// their folder once and only then answer them all: a group commit. The
+/// answer still means the file is durable.
+pub struct Checked {
+    verified: Verified,
+    _lock: UploadLock,
+    name: String,
+    size: u64,
+}
+
+impl Checked {
+    /// The file's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Makes the bytes durable.
+    ///
+    /// # Errors
+    /// `INTERNAL`.
+    pub fn sync(&self) -> Result<(), Error> {
+        self.verified.sync()
+    }
+
+    /// Renames the synced file over its name; returns the step-5 reply
+    /// and the folder to sync before sending it.
+    ///
+    /// # Errors
+    /// `INTERNAL` (the old file untouched).
+    pub fn place(self) -> Result<(Reply, PathBuf), Error> {
+        let (md5, dir) = self.verified.place()?;
+        let answer = reply(Answer {
+            name: self.name,
+            size: self.size,
             md5,
-        }))
+        });
+        Ok((answer, dir))
     }
 }
 
