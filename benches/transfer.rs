@@ -998,6 +998,15 @@ impl SmallSet {
         work: &Path,
         round: usize,
     ) -> (f64, f64) {
+        // Every round uploads new files, as the first does.
+        let listed = c.ls().expect("ls");
+        for n in self
+            .names
+            .iter()
+            .filter(|n| listed.iter().any(|f| &f.name == *n))
+        {
+            c.delete(n).expect("delete");
+        }
         let mut args = vec!["put".to_string()];
         args.extend(
             self.names

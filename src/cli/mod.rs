@@ -28,6 +28,7 @@ mod pipeline;
 mod profile;
 mod progress;
 mod prompt;
+mod runner;
 mod session;
 mod shell;
 mod transfer;

@@ -291,12 +291,16 @@ impl Verified {
         let meta = up.file.metadata()?;
         let line = format!("{} {} {}\n", meta.len(), mtime_ns(&meta), self.md5);
         fs::write(up.digests.join(meta.ino().to_string()), line)?;
+        // The record of the file being replaced goes first, while that
+        // file still holds its inode: once the rename frees the inode,
+        // another upload may get it and write its own record under it,
+        // which a later removal would delete.
         let replaced = fs::symlink_metadata(&up.target).ok().map(|m| m.ino());
-        fs::rename(&up.part, &up.target)?;
-        up.changed.0.bump(&up.changed.1);
         if let Some(old) = replaced.filter(|&i| i != meta.ino()) {
             let _ = fs::remove_file(up.digests.join(old.to_string()));
         }
+        fs::rename(&up.part, &up.target)?;
+        up.changed.0.bump(&up.changed.1);
         let _ = fs::remove_file(&up.meta_path);
         let dir = up
             .target
