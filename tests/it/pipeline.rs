@@ -220,6 +220,34 @@ fn a_pipelined_get_after_a_put_sees_the_file() {
     assert_eq!(get_all(&mut c, "d.bin"), data);
 }
 
+#[test]
+fn a_burst_within_tight_limits_is_answered_as_one_by_one_would_be() {
+    // Two unfinished uploads at most: uploads waiting to be committed
+    // together hold their names, and must not make the third refused.
+    let server = TestServer::with_args(&["--max-staged", "2"]);
+    server.user("erin");
+    let files: Vec<Vec<u8>> = (0..6).map(|i| bytes(3000 + i, i as u64)).collect();
+    let mut burst = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        burst.extend(one_go(&format!("e{i}"), f, &md5(f)));
+    }
+    // The same name twice in one burst: the later one wins.
+    burst.extend(one_go("e0", b"again", &md5(b"again")));
+    burst.extend(frame(&json!({"cmd": "whoami"})));
+    let mut raw = raw_login(&server, "erin");
+    raw.send_bytes(&burst);
+    for (i, f) in files.iter().enumerate() {
+        assert_stored(&raw.recv(), &format!("e{i}"), f);
+    }
+    assert_stored(&raw.recv(), "e0", b"again");
+    let who = raw.recv();
+    assert_eq!(who["files"], 6, "{who}");
+    assert_eq!(who["staged"], 0, "{who}");
+    let mut c = server.login("erin");
+    assert_eq!(get_all(&mut c, "e0"), b"again");
+    assert_eq!(get_all(&mut c, "e5"), files[5]);
+}
+
 /// The command-line client: small files pipelined, large ones resumable,
 /// mixed in one invocation; per-file errors; a broken or interrupted batch.
 mod cli {
