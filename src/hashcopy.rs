@@ -40,19 +40,31 @@ const FLUSH_EVERY: u64 = 32 << 20;
 /// gives the core away to whoever else wants it; a condition variable
 /// sleeps in the kernel until the other side has something.
 struct Queue<T> {
-    state: Mutex<(VecDeque<T>, bool)>,
+    state: Mutex<State<T>>,
     changed: Condvar,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    closed: bool,
+    /// Threads waiting in `pop`: only then does a push pay for a wake-up
+    /// (a `futex` call).
+    sleepers: usize,
 }
 
 impl<T> Queue<T> {
     fn new() -> Queue<T> {
         Queue {
-            state: Mutex::new((VecDeque::with_capacity(DEPTH), false)),
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(DEPTH),
+                closed: false,
+                sleepers: 0,
+            }),
             changed: Condvar::new(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<T>, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
         // Each update is one push or pop: nothing half-done to see.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -60,12 +72,15 @@ impl<T> Queue<T> {
     /// Adds an item; `false` if the queue is closed.
     fn push(&self, item: T) -> bool {
         let mut s = self.lock();
-        if s.1 {
+        if s.closed {
             return false;
         }
-        s.0.push_back(item);
+        s.items.push_back(item);
+        let wake = s.sleepers > 0;
         drop(s);
-        self.changed.notify_one();
+        if wake {
+            self.changed.notify_one();
+        }
         true
     }
 
@@ -73,19 +88,26 @@ impl<T> Queue<T> {
     fn pop(&self) -> Option<T> {
         let mut s = self.lock();
         loop {
-            if let Some(item) = s.0.pop_front() {
+            if let Some(item) = s.items.pop_front() {
                 return Some(item);
             }
-            if s.1 {
+            if s.closed {
                 return None;
             }
+            s.sleepers += 1;
             s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+            s.sleepers -= 1;
         }
+    }
+
+    /// Whether nothing is queued.
+    fn is_empty(&self) -> bool {
+        self.lock().items.is_empty()
     }
 
     /// No more pushes; a waiting `pop` returns what is left, then `None`.
     fn close(&self) {
-        self.lock().1 = true;
+        self.lock().closed = true;
         self.changed.notify_all();
     }
 }
@@ -204,7 +226,7 @@ fn move_all<E>(
         if unflushed >= FLUSH_EVERY {
             unflushed = 0;
             // One pending flush covers these bytes too.
-            if dirty.lock().0.is_empty() {
+            if dirty.is_empty() {
                 dirty.push(());
             }
         }
