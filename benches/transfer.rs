@@ -5,9 +5,13 @@
 //! to `target/bench.json`. Every transferred file's MD5 is checked: a fast
 //! wrong answer is a failure.
 //!
-//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --load]` (after
-//! `cargo build --release`); `--quick` shrinks every size to finish in
-//! well under a minute; `--listing` runs only the last section, the
+//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --load]
+//! [--delay-ms N]` (after `cargo build --release`); `--quick` shrinks
+//! every size to finish in well under a minute; the latency rows run
+//! through a proxy on loopback that delays every byte by N ms each way
+//! (default 10: a 20 ms round trip), since no netem is assumed; rsync's
+//! rows (daemon on loopback, `--checksum-choice=md5`) appear when `rsync`
+//! is installed; `--listing` runs only the last section, the
 //! server's memory while 32 clients list a folder of 45,000 files with
 //! 255-byte names at once; `--load`, only the connection-load run: a fresh
 //! client's latency while 10,000 idle, logged-in connections (half TLS,
@@ -185,11 +189,21 @@ fn main() {
     let (mut tls_puts, mut tls_gets) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let args = tls_args(&["put", path_str(&big)]);
-        let (secs, _) = server.client_env(&bin, &args, &[("NETDISK_KNOWN_SERVERS", &known)]);
+        let (secs, _) = server.client_at(
+            &server.addr,
+            &bin,
+            &args,
+            &[("NETDISK_KNOWN_SERVERS", &known)],
+        );
         check_remote(&mut c, "big.bin", &big_md5);
         tls_puts.push(secs);
         let args = tls_args(&["get", "big.bin", "--overwrite", "-o", path_str(&down)]);
-        let (secs, _) = server.client_env(&bin, &args, &[("NETDISK_KNOWN_SERVERS", &known)]);
+        let (secs, _) = server.client_at(
+            &server.addr,
+            &bin,
+            &args,
+            &[("NETDISK_KNOWN_SERVERS", &known)],
+        );
         assert_eq!(file_md5(&down), big_md5, "downloaded file differs");
         fs::remove_file(&down).ok();
         tls_gets.push(secs);
@@ -226,59 +240,117 @@ fn main() {
     let single_put_get = 2.0 * sizes.big as f64 / (put_secs + get_secs);
     let server_rss = server.peak_rss();
 
-    // Many small files in one invocation each way.
+    // Many small files in one invocation each way, three rounds: the
+    // slowest round counts, so that a figure that moves from run to run
+    // shows.
     let small_dir = work.path().join("small");
-    fs::create_dir(&small_dir).unwrap();
-    let mut names = Vec::new();
-    let mut digests = Vec::new();
-    for i in 0..sizes.small_count {
-        let name = format!("s{i:05}.bin");
-        let data = pseudo_random(sizes.small_size, i as u64);
-        digests.push(md5_hex(&Md5::digest(&data)));
-        fs::write(small_dir.join(&name), data).unwrap();
-        names.push(name);
+    let small = SmallSet::write(&small_dir, sizes.small_count, sizes.small_size);
+    let (mut small_puts, mut small_gets) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (put, get) = small.round(&server, &server.addr, &bin, &mut c, work.path(), round);
+        small_puts.push(put);
+        small_gets.push(get);
     }
-    let mut args = vec!["put".to_string()];
-    args.extend(
-        names
+    let small_put_rate = sizes.small_count as f64 / max(&small_puts);
+    let small_get_rate = sizes.small_count as f64 / max(&small_gets);
+    let runs = |v: &[f64]| {
+        let r: Vec<String> = v
             .iter()
-            .map(|n| small_dir.join(n).display().to_string()),
+            .map(|s| format!("{:.0}", sizes.small_count as f64 / s))
+            .collect();
+        format!("slowest of 3; runs {} files/s", r.join(", "))
+    };
+    rows.push(
+        Row::files(
+            "put small files",
+            sizes.small_count,
+            sizes.small_size,
+            max(&small_puts),
+        )
+        .note(runs(&small_puts)),
     );
-    let (secs, _) = server.client_owned(&bin, &args);
-    let small_put_rate = sizes.small_count as f64 / secs;
-    let listed = c.ls().expect("ls");
-    for (n, d) in names.iter().zip(&digests) {
-        let f = listed
-            .iter()
-            .find(|f| &f.name == n)
-            .expect("small file listed");
-        assert_eq!(f.md5.as_deref(), Some(d.as_str()), "{n} digest");
-    }
+    rows.push(
+        Row::files(
+            "get small files",
+            sizes.small_count,
+            sizes.small_size,
+            max(&small_gets),
+        )
+        .note(runs(&small_gets)),
+    );
+
+    // The same through a proxy that delays every byte (a real network's
+    // round trip, on loopback).
+    let delay = delay_arg();
+    let rtt = format!("{} ms RTT", 2 * delay.as_millis());
+    let proxy = DelayProxy::start(&server.addr, delay);
+    let (lat_put, lat_get) = small.round(&server, &proxy.addr, &bin, &mut c, work.path(), 99);
+    let lat_put_rate = sizes.small_count as f64 / lat_put;
+    let lat_get_rate = sizes.small_count as f64 / lat_get;
     rows.push(Row::files(
-        "put small files",
+        &format!("put small files, {rtt}"),
         sizes.small_count,
         sizes.small_size,
-        secs,
+        lat_put,
     ));
-    let back = work.path().join("back");
-    fs::create_dir(&back).unwrap();
-    let mut args = vec!["get".to_string()];
-    args.extend(names.iter().cloned());
-    args.extend([
-        "--overwrite".into(),
-        "-o".into(),
-        back.display().to_string(),
-    ]);
-    let (secs, _) = server.client_owned(&bin, &args);
-    for (n, d) in names.iter().zip(&digests) {
-        assert_eq!(&file_md5(&back.join(n)), d, "{n} came back different");
-    }
     rows.push(Row::files(
-        "get small files",
+        &format!("get small files, {rtt}"),
         sizes.small_count,
         sizes.small_size,
-        secs,
+        lat_get,
     ));
+    let (secs, _) = server.client_at(&proxy.addr, &bin, &strings(&["put", path_str(&big)]), &[]);
+    check_remote(&mut c, "big.bin", &big_md5);
+    rows.push(Row::rate(
+        &format!("put 1 file, {rtt}"),
+        sizes.big,
+        sizes.big as f64 / secs,
+        Some(md5_ceiling),
+    ));
+    let args = strings(&["get", "big.bin", "--overwrite", "-o", path_str(&down)]);
+    let (secs, _) = server.client_at(&proxy.addr, &bin, &args, &[]);
+    assert_eq!(file_md5(&down), big_md5, "downloaded file differs");
+    fs::remove_file(&down).ok();
+    rows.push(Row::rate(
+        &format!("get 1 file, {rtt}"),
+        sizes.big,
+        sizes.big as f64 / secs,
+        Some(md5_ceiling),
+    ));
+    drop(proxy);
+
+    // rsync with MD5 on the same files and the same link, if installed.
+    let rsync = Rsync::start(&work.path().join("rsync"), delay);
+    let mut rsync_big_rate = None;
+    match &rsync {
+        Some(r) => {
+            let (put, get) = r.small(&small_dir, work.path());
+            rows.push(Row::files(
+                &format!("rsync put small files, {rtt}"),
+                sizes.small_count,
+                sizes.small_size,
+                put,
+            ));
+            rows.push(Row::files(
+                &format!("rsync get small files, {rtt}"),
+                sizes.small_count,
+                sizes.small_size,
+                get,
+            ));
+            let secs = r.put_file(&big);
+            rsync_big_rate = Some(sizes.big as f64 / secs);
+            rows.push(
+                Row::rate(
+                    "rsync put 1 file, loopback",
+                    sizes.big,
+                    sizes.big as f64 / secs,
+                    Some(md5_ceiling),
+                )
+                .note("rsync daemon, --checksum-choice=md5, no fsync".into()),
+            );
+        }
+        None => println!("rsync is not installed: its rows are skipped"),
+    }
 
     // Concurrent clients.
     let (total, slowest) = concurrent(&server, &bin, work.path(), &sizes);
@@ -307,7 +379,18 @@ fn main() {
         Target::at_least("put 1 file, x MD5", put_rate / md5_ceiling, 0.65),
         Target::at_most("server peak RSS, MiB", mib(server_rss), 64.0),
         Target::at_most("client peak RSS, MiB", mib(client_rss), 64.0),
-        Target::at_least("put small files, files/s", small_put_rate, 2000.0),
+        Target::at_least("put small files, files/s", small_put_rate, 5000.0),
+        Target::at_least("get small files, files/s", small_get_rate, 5000.0),
+        Target::at_least(
+            &format!("put small files, {rtt}, files/s"),
+            lat_put_rate,
+            3000.0,
+        ),
+        Target::at_least(
+            &format!("get small files, {rtt}, files/s"),
+            lat_get_rate,
+            3000.0,
+        ),
         Target::at_least(
             &format!("{} clients vs one client's put+get", sizes.clients),
             total / single_put_get,
@@ -318,9 +401,12 @@ fn main() {
         Target::at_least("TLS get vs plaintext get", tls_get_rate / get_rate, 0.80),
         Target::at_least("TLS put vs plaintext put", tls_put_rate / put_rate, 0.85),
     ];
+    let versus_rsync =
+        rsync_big_rate.map(|r| Target::at_least("put 1 file vs rsync with MD5", put_rate / r, 1.0));
     let targets: Vec<Target> = targets
         .into_iter()
         .chain(tls_targets)
+        .chain(versus_rsync)
         .chain(listing_targets)
         .chain(load_targets)
         .collect();
@@ -416,6 +502,26 @@ fn current_rss(pid: u32) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The delay each way of the latency rows: `--delay-ms N`, default 10.
+fn delay_arg() -> Duration {
+    let args: Vec<String> = std::env::args().collect();
+    let ms = args
+        .iter()
+        .position(|a| a == "--delay-ms")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    Duration::from_millis(ms)
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -829,12 +935,21 @@ impl BenchServer {
     }
 
     fn client_owned(&self, bin: &Path, args: &[String]) -> (f64, u64) {
-        self.client_env(bin, args, &[])
+        self.client_at(&self.addr, bin, args, &[])
     }
 
-    fn client_env(&self, bin: &Path, args: &[String], env: &[(&str, &Path)]) -> (f64, u64) {
+    /// Runs the client against `addr` (this server, or a proxy in front of
+    /// it) with extra environment variables.
+    fn client_at(
+        &self,
+        addr: &str,
+        bin: &Path,
+        args: &[String],
+        env: &[(&str, &Path)],
+    ) -> (f64, u64) {
         let start = Instant::now();
         let mut cmd = self.command(bin);
+        cmd.env("NETDISK_SERVER", addr);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -987,4 +1102,248 @@ fn file_md5(path: &Path) -> String {
         h.update(&buf[..n]);
     }
     md5_hex(&h.finalize())
+}
+
+/// The many small files of a run, written once.
+struct SmallSet {
+    dir: PathBuf,
+    names: Vec<String>,
+    digests: Vec<String>,
+}
+
+impl SmallSet {
+    fn write(dir: &Path, count: usize, size: usize) -> SmallSet {
+        fs::create_dir_all(dir).unwrap();
+        let mut names = Vec::new();
+        let mut digests = Vec::new();
+        for i in 0..count {
+            let name = format!("s{i:05}.bin");
+            let data = pseudo_random(size, i as u64);
+            digests.push(md5_hex(&Md5::digest(&data)));
+            fs::write(dir.join(&name), data).unwrap();
+            names.push(name);
+        }
+        SmallSet {
+            dir: dir.to_path_buf(),
+            names,
+            digests,
+        }
+    }
+
+    /// One `put` of every file and one `get` of them all into a new
+    /// folder, through `addr`; checks both and returns their seconds.
+    fn round(
+        &self,
+        server: &BenchServer,
+        addr: &str,
+        bin: &Path,
+        c: &mut Client,
+        work: &Path,
+        round: usize,
+    ) -> (f64, f64) {
+        // Every round uploads new files, as the first does.
+        let listed = c.ls().expect("ls");
+        for n in self
+            .names
+            .iter()
+            .filter(|n| listed.iter().any(|f| &f.name == *n))
+        {
+            c.delete(n).expect("delete");
+        }
+        let mut args = vec!["put".to_string()];
+        args.extend(
+            self.names
+                .iter()
+                .map(|n| self.dir.join(n).display().to_string()),
+        );
+        let (put, _) = server.client_at(addr, bin, &args, &[]);
+        let listed = c.ls().expect("ls");
+        for (n, d) in self.names.iter().zip(&self.digests) {
+            let f = listed
+                .iter()
+                .find(|f| &f.name == n)
+                .expect("small file listed");
+            assert_eq!(f.md5.as_deref(), Some(d.as_str()), "{n} digest");
+        }
+        let back = work.join(format!("back-{round}"));
+        fs::create_dir(&back).unwrap();
+        let mut args = vec!["get".to_string()];
+        args.extend(self.names.iter().cloned());
+        args.extend(["-o".into(), back.display().to_string()]);
+        let (get, _) = server.client_at(addr, bin, &args, &[]);
+        for (n, d) in self.names.iter().zip(&self.digests) {
+            assert_eq!(&file_md5(&back.join(n)), d, "{n} came back different");
+        }
+        fs::remove_dir_all(&back).ok();
+        (put, get)
+    }
+}
+
+/// A TCP proxy on loopback that holds every byte for `delay` before
+/// passing it on, each way: a network's latency without netem. It adds
+/// no bandwidth limit of its own.
+struct DelayProxy {
+    addr: String,
+}
+
+impl DelayProxy {
+    fn start(upstream: &str, delay: Duration) -> DelayProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let upstream = upstream.to_string();
+        // Lives as long as the bench; each connection ends with its peers.
+        thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                client.set_nodelay(true).ok();
+                server.set_nodelay(true).ok();
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                delayed_copy(client, server, delay);
+                delayed_copy(s2, c2, delay);
+            }
+        });
+        DelayProxy { addr }
+    }
+}
+
+/// Copies `from` to `to`, each read held back until `delay` after it
+/// arrived; the write side of `to` is shut when `from` ends.
+fn delayed_copy(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    // At most this many reads in transit: the proxy's memory stays bounded.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Instant, Vec<u8>)>(1024);
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = from.read(&mut buf).unwrap_or(0);
+            let due = Instant::now() + delay;
+            if tx.send((due, buf[..n].to_vec())).is_err() || n == 0 {
+                return;
+            }
+        }
+    });
+    thread::spawn(move || {
+        for (due, bytes) in rx {
+            let now = Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            }
+            if bytes.is_empty() || to.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+/// An rsync daemon on loopback serving a temp folder, and a delay proxy
+/// in front of it; `None` if `rsync` is not installed.
+struct Rsync {
+    daemon: Child,
+    direct: String,
+    delayed: DelayProxy,
+    root: PathBuf,
+}
+
+impl Rsync {
+    fn start(root: &Path, delay: Duration) -> Option<Rsync> {
+        let found = Command::new("rsync")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            return None;
+        }
+        use std::os::unix::fs::MetadataExt;
+        fs::create_dir_all(root.join("module")).unwrap();
+        // A daemon started by root would write as `nobody`: as us instead,
+        // whoever made the folder.
+        let owner = fs::metadata(root).unwrap();
+        let conf = root.join("rsyncd.conf");
+        fs::write(
+            &conf,
+            format!(
+                "use chroot = no\nuid = {}\ngid = {}\n[bench]\npath = {}\nread only = false\n",
+                owner.uid(),
+                owner.gid(),
+                root.join("module").display()
+            ),
+        )
+        .unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let daemon = Command::new("rsync")
+            .args(["--daemon", "--no-detach", "--address", "127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--config={}", conf.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rsync daemon");
+        let direct = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&direct).is_err() {
+            assert!(Instant::now() < deadline, "rsync daemon did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let delayed = DelayProxy::start(&direct, delay);
+        Some(Rsync {
+            daemon,
+            direct,
+            delayed,
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Runs rsync with MD5 checksums; returns the seconds.
+    fn run(&self, from: &str, to: &str) -> f64 {
+        let start = Instant::now();
+        let out = Command::new("rsync")
+            .args(["-a", "--checksum-choice=md5", from, to])
+            .output()
+            .expect("rsync");
+        assert!(out.status.success(), "rsync failed: {out:?}");
+        start.elapsed().as_secs_f64()
+    }
+
+    /// The small files up into a new folder and back, through the delay.
+    fn small(&self, dir: &Path, work: &Path) -> (f64, f64) {
+        let url = format!("rsync://{}/bench/small/", self.delayed.addr);
+        let put = self.run(&format!("{}/", dir.display()), &url);
+        let back = work.join("rsync-back");
+        let get = self.run(&url, &format!("{}/", back.display()));
+        assert_eq!(
+            fs::read_dir(&back).unwrap().count(),
+            fs::read_dir(dir).unwrap().count(),
+            "rsync brought back every file"
+        );
+        fs::remove_dir_all(&back).ok();
+        (put, get)
+    }
+
+    /// One file up on loopback, into a folder that does not hold it.
+    fn put_file(&self, file: &Path) -> f64 {
+        let url = format!("rsync://{}/bench/big/", self.direct);
+        let secs = self.run(path_str(file), &url);
+        let stored = self.root.join("module/big").join(file.file_name().unwrap());
+        assert_eq!(
+            file_md5(&stored),
+            file_md5(file),
+            "rsync stored another file"
+        );
+        secs
+    }
+}
+
+impl Drop for Rsync {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
 }

@@ -10,7 +10,7 @@
 //!
 //! Handlers never see a socket: a command whose exchange goes on after its
 //! first reply leaves a [`Then`] in its [`Ctx`] (a file to send, or a
-//! [`put::Receive`] phase to feed), and whichever front end carries the
+//! [`put::Receive`] or [`put::OneGo`] phase to feed), and whichever front end carries the
 //! request drives it. Handlers can thus be run without a connection.
 
 use std::fs::File;
@@ -106,6 +106,9 @@ pub enum Then {
     Send(Body),
     /// Take an upload's bytes and then its digest (`put`).
     Receive(Box<put::Receive>),
+    /// Take the body of an upload in one go, whatever its fate, with no
+    /// reply before it; then answer once (`put` with `md5`).
+    Absorb(Box<put::OneGo>),
 }
 
 /// A file body to stream after a reply.

@@ -14,14 +14,27 @@
 //! context; the front end feeds it the body (step 3) and the digest
 //! (step 4) and sends what [`Receive::finish`] answers (step 5).
 //!
+//! # In one go (PROTOCOL.md, "Small uploads in one go")
+//! Request: `{"cmd":"put","name":N,"size":S,"md5":D}` with `S` at most
+//! [`ONE_GO_MAX`], followed at once by the raw bytes `[0, S)`; one reply,
+//! step 5's, after the whole body. Answered at once, with no body read:
+//! `NOT_LOGGED_IN`, and `BAD_REQUEST` for a missing or ill-typed field,
+//! `"md5": null`, an `md5` that is not 32 lowercase hex digits, or `S` over
+//! [`ONE_GO_MAX`]. Every other error is answered after the body has been
+//! read and dropped ([`OneGo`]), and any staged data of N is discarded
+//! whatever the answer, unless it is `LOCKED`.
+//!
 //! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST` (also for a bad step 4; the
 //! staged bytes are kept), `INVALID_NAME`, `LOCKED`, `QUOTA_EXCEEDED`,
 //! `CHECKSUM_MISMATCH` (staged bytes discarded, old file untouched),
 //! `TIMEOUT` (stalled body), `INTERNAL` (a disk error: the rest of the
 //! body and step 4 are read and dropped, then `INTERNAL` answers step 4 and
 //! the connection stays open).
+//!
+//! The upload in one go lives in `put/one_go.rs`.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::{parse, reply, Command, Ctx, Then};
 use crate::error::Error;
@@ -29,11 +42,19 @@ use crate::names::check_file_name;
 use crate::protocol::{is_md5_hex, Header, Reply};
 use crate::storage::{Upload, UploadLock};
 
+/// Largest upload that may come in one go, with its MD5 up front.
+pub const ONE_GO_MAX: u64 = 4 * 1024 * 1024;
+
 /// Step 1 fields.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Args {
     pub name: String,
     pub size: u64,
+    /// The whole file's MD5, sent up front: the body follows at once and
+    /// there is no step 2 or step 4. `null` is ill-typed (checked on the
+    /// header, since serde reads it as absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 /// Step 2 fields: where the body starts.
@@ -56,6 +77,10 @@ pub struct Answer {
     pub md5: String,
 }
 
+mod one_go;
+
+pub use one_go::{Checked, OneGo};
+
 /// The `put` command.
 pub struct Put;
 
@@ -66,7 +91,13 @@ impl Command for Put {
 
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
+        if header.get("md5") == Some(&Value::Null) {
+            return Err(Error::bad_request("md5 must be a string, not null"));
+        }
         ctx.log_name = Some(args.name.clone());
+        if let Some(md5) = args.md5.clone() {
+            return one_go::run(ctx, args, md5);
+        }
         check_file_name(&args.name)?;
         let user = ctx.user()?;
         let storage = &ctx.shared.storage;

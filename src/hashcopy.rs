@@ -12,24 +12,121 @@
 //! grows, so that the `fsync` that makes it durable at the end finds little
 //! left to write instead of stalling on the whole file.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::{Condvar, Mutex};
 use std::thread;
 
-use crossbeam_channel::bounded;
 use md5::{Digest, Md5};
 
-/// Bytes per chunk.
+/// Bytes `step` moves at a time: a file being written grows by this much
+/// at once.
 pub const CHUNK: usize = 256 * 1024;
-/// Chunks in flight: one being moved, the rest queued for or in hashing.
-const DEPTH: usize = 4;
+/// Chunks per hand-off to the hashing thread. Each hand-off may wake the
+/// other thread; fewer, larger ones keep that cost (two futex calls at
+/// most) small next to the hashing.
+const CHUNKS_PER_HANDOFF: usize = 2;
+/// Bytes per hand-off.
+const HANDOFF: usize = CHUNK * CHUNKS_PER_HANDOFF;
+/// Buffers in flight: one being filled, the rest queued for or in hashing.
+const DEPTH: usize = 3;
 /// Bytes written between background flushes.
 const FLUSH_EVERY: u64 = 32 << 20;
 
+/// A queue between two threads whose waits block at once. A channel that
+/// spins and yields before it sleeps (crossbeam's backoff) costs a
+/// `sched_yield` per hand-off on a machine whose cores are all busy, and
+/// gives the core away to whoever else wants it; a condition variable
+/// sleeps in the kernel until the other side has something.
+struct Queue<T> {
+    state: Mutex<State<T>>,
+    changed: Condvar,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    closed: bool,
+    /// Threads waiting in `pop`: only then does a push pay for a wake-up
+    /// (a `futex` call).
+    sleepers: usize,
+}
+
+impl<T> Queue<T> {
+    fn new() -> Queue<T> {
+        Queue {
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(DEPTH),
+                closed: false,
+                sleepers: 0,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        // Each update is one push or pop: nothing half-done to see.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds an item; `false` if the queue is closed.
+    fn push(&self, item: T) -> bool {
+        let mut s = self.lock();
+        if s.closed {
+            return false;
+        }
+        s.items.push_back(item);
+        let wake = s.sleepers > 0;
+        drop(s);
+        if wake {
+            self.changed.notify_one();
+        }
+        true
+    }
+
+    /// The next item, waiting for one; `None` once closed and empty.
+    fn pop(&self) -> Option<T> {
+        let mut s = self.lock();
+        loop {
+            if let Some(item) = s.items.pop_front() {
+                return Some(item);
+            }
+            if s.closed {
+                return None;
+            }
+            s.sleepers += 1;
+            s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+            s.sleepers -= 1;
+        }
+    }
+
+    /// Whether nothing is queued.
+    fn is_empty(&self) -> bool {
+        self.lock().items.is_empty()
+    }
+
+    /// No more pushes; a waiting `pop` returns what is left, then `None`.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Closes a queue when dropped, also by a panic: the thread waiting on it
+/// then stops waiting.
+struct Closes<'a, T>(&'a Queue<T>);
+
+impl<T> Drop for Closes<'_, T> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Moves `len` bytes in chunks of at most [`CHUNK`] and hashes them into
 /// `hasher`, in order. `step` must fill the whole slice it is given (read
-/// it from somewhere) and may pass it on (write it somewhere); the slice is
-/// hashed after `step` returns, while `step` works on the next one.
+/// it from somewhere) and may pass it on (write it somewhere); the bytes
+/// are hashed after `step` returns, a few chunks at a time, while `step`
+/// works on the next ones.
 ///
 /// With `flush`, that file is `fdatasync`ed in the background whenever
 /// [`FLUSH_EVERY`] more bytes have gone through; the caller still syncs it
@@ -53,63 +150,33 @@ pub fn hashed_copy<E: From<io::Error>>(
     }
     // A file that never reaches the first flush needs no flusher.
     let flush = flush.filter(|_| len > FLUSH_EVERY);
-    let (full_tx, full_rx) = bounded::<(Vec<u8>, usize)>(DEPTH);
-    let (free_tx, free_rx) = bounded::<Vec<u8>>(DEPTH);
-    let (dirty_tx, dirty_rx) = bounded::<()>(1);
+    let full = Queue::<(Vec<u8>, usize)>::new();
+    let free = Queue::<Vec<u8>>::new();
+    let dirty = Queue::<()>::new();
     thread::scope(|s| {
+        let (full, free, dirty) = (&full, &free, &dirty);
         let hashing = s.spawn(move || {
-            for (buf, n) in full_rx {
+            // If this thread ends (a panic), the mover stops waiting.
+            let _done = Closes(free);
+            while let Some((buf, n)) = full.pop() {
                 hasher.update(&buf[..n]);
-                // The receiver lives until the scope ends; an error here
-                // only means the copy already stopped.
-                let _ = free_tx.send(buf);
+                free.push(buf);
             }
         });
         let flushing = flush.map(|file| {
             s.spawn(move || -> io::Result<()> {
-                for () in dirty_rx {
+                let _done = Closes(dirty);
+                while dirty.pop().is_some() {
                     file.sync_data()?;
                 }
                 Ok(())
             })
         });
-        let mut fresh = DEPTH;
-        let mut left = len;
-        let mut unflushed = 0;
-        let moved = loop {
-            if left == 0 {
-                break Ok(());
-            }
-            let mut buf = if fresh > 0 {
-                fresh -= 1;
-                vec![0u8; CHUNK]
-            } else {
-                match free_rx.recv() {
-                    Ok(b) => b,
-                    // The hashing thread ended early: it panicked, and the
-                    // scope re-raises that below.
-                    Err(_) => break Ok(()),
-                }
-            };
-            let n = left.min(CHUNK as u64) as usize;
-            if let Err(e) = step(&mut buf[..n]) {
-                break Err(e);
-            }
-            if full_tx.send((buf, n)).is_err() {
-                break Ok(());
-            }
-            left -= n as u64;
-            unflushed += n as u64;
-            if unflushed >= FLUSH_EVERY {
-                unflushed = 0;
-                // Full: a flush already pending covers these bytes too.
-                // Disconnected: the flusher stopped on an error, reported
-                // below.
-                let _ = dirty_tx.try_send(());
-            }
+        let moved = {
+            // However the loop ends, the helpers are told to finish.
+            let _no_more = (Closes(full), Closes(dirty));
+            move_all(len, full, free, dirty, &mut step)
         };
-        drop(full_tx);
-        drop(dirty_tx);
         // The hashing thread cannot fail; if it panicked, so do we.
         if let Err(p) = hashing.join() {
             std::panic::resume_unwind(p);
@@ -121,6 +188,50 @@ pub fn hashed_copy<E: From<io::Error>>(
             _ => Ok(()),
         }
     })
+}
+
+/// The caller's half of [`hashed_copy`]: fills buffers chunk by chunk and
+/// hands each to the hashing thread when full.
+fn move_all<E>(
+    len: u64,
+    full: &Queue<(Vec<u8>, usize)>,
+    free: &Queue<Vec<u8>>,
+    dirty: &Queue<()>,
+    step: &mut impl FnMut(&mut [u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut fresh = DEPTH;
+    let mut left = len;
+    let mut unflushed = 0;
+    while left > 0 {
+        let mut buf = if fresh > 0 {
+            fresh -= 1;
+            vec![0u8; HANDOFF.min(usize::try_from(len).unwrap_or(HANDOFF))]
+        } else {
+            match free.pop() {
+                Some(b) => b,
+                // The hashing thread ended early: it panicked, and the
+                // caller re-raises that.
+                None => return Ok(()),
+            }
+        };
+        let n = left.min(buf.len() as u64) as usize;
+        for chunk in buf[..n].chunks_mut(CHUNK) {
+            step(chunk)?;
+        }
+        if !full.push((buf, n)) {
+            return Ok(());
+        }
+        left -= n as u64;
+        unflushed += n as u64;
+        if unflushed >= FLUSH_EVERY {
+            unflushed = 0;
+            // One pending flush covers these bytes too.
+            if dirty.is_empty() {
+                dirty.push(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Hashes the first `len` bytes of `file` into `hasher`, leaving the file
@@ -174,6 +285,20 @@ mod tests {
         });
         assert_eq!(r.unwrap_err().to_string(), "disk full");
         assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn a_panic_in_step_reaches_the_caller_without_a_hang() {
+        let caught = std::panic::catch_unwind(|| {
+            let mut calls = 0;
+            let mut hasher = Md5::new();
+            let _ = hashed_copy::<io::Error>(&mut hasher, 20 * CHUNK as u64, None, |_| {
+                calls += 1;
+                assert!(calls < 7, "the step fails");
+                Ok(())
+            });
+        });
+        assert!(caught.is_err());
     }
 
     #[test]

@@ -316,7 +316,7 @@ fn fill_part(
 /// # Errors
 /// If it cannot be created, is not a regular file (a symlink is not
 /// followed), or another client holds its lock.
-fn lock_part(path: &Path, target: &Path) -> anyhow::Result<File> {
+pub(super) fn lock_part(path: &Path, target: &Path) -> anyhow::Result<File> {
     loop {
         let file = OpenOptions::new()
             .read(true)
@@ -363,7 +363,7 @@ fn is_at(file: &File, path: &Path) -> io::Result<bool> {
 
 /// Makes the checked part file durable and an ordinary file, and renames
 /// it over the target.
-fn save(part: &File, path: &Path, target: &Path) -> anyhow::Result<()> {
+pub(super) fn save(part: &File, path: &Path, target: &Path) -> anyhow::Result<()> {
     // The part file is private (0600) while it grows; a download is an
     // ordinary file.
     part.set_permissions(fs::Permissions::from_mode(0o644))?;
@@ -386,7 +386,7 @@ fn begin(client: &mut Client, name: &str, offset: u64) -> Result<get::Answer, Cl
 
 /// Reads `len` body bytes into `out`, hashing them on a second thread
 /// and flushing `out` in the background as it grows.
-fn receive(
+pub(super) fn receive(
     client: &mut Client,
     len: u64,
     out: &mut File,

@@ -1,25 +1,32 @@
-//! `put` and `get` for one or many files: planning, the parallel driver,
-//! and the report.
+//! `put` and `get` for one or many files: planning and the report.
 //!
-//! One file goes over the session's own connection. Several go in
-//! parallel on up to `-j` connections (a rayon pool; each connection logs
-//! in as the session's account, the session's own connection is one of
-//! them), one progress bar per file.
+//! Files over 4 MiB go first, by the resumable protocol, one by one over
+//! the session's own connection or in parallel on up to `-j` connections
+//! (a rayon pool; each connection logs in as the session's account, the
+//! session's own connection is one of them). The small ones (PROTOCOL.md
+//! "Small uploads in one go") then go pipelined on the session's
+//! connection (`pipeline`); those whose answer a broken connection lost
+//! are tried again by the resumable path. `runner` drives both. One
+//! progress bar per file.
+//!
+//! A `get` of several names lists the folder first, for the sizes; a
+//! `get` that continues a local file never goes pipelined.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{anyhow, bail};
-use rayon::prelude::*;
 
 use super::cancel;
 use super::download::{self, local_target, GetJob, Mode};
 use super::exit::{self, Coded};
-use super::output::{clean, human_size, io_words, Plain};
-use super::progress::{Bar, Progress};
+use super::output::{clean, human_size, io_words};
+use super::pipeline;
+use super::progress::Bar;
 use super::prompt::{self, Existing};
-use super::session::{is_broken, Session};
+use super::runner::run_all;
+use super::session::Session;
 use super::upload;
 use super::{GetArgs, PutArgs};
 use crate::client::Client;
@@ -30,7 +37,19 @@ use crate::client::Client;
 /// Bad arguments before anything is sent; otherwise the failed uploads.
 pub fn put(session: &mut Session, args: &PutArgs) -> anyhow::Result<()> {
     let jobs = upload::plan(&args.files, args.as_name.as_deref())?;
-    let results = run_all(session, &jobs, |j| &j.name, args.jobs, upload::upload)?;
+    let small: Vec<bool> = jobs
+        .iter()
+        .map(|j| std::fs::metadata(&j.path).is_ok_and(|m| pipeline::fits(m.len())))
+        .collect();
+    let results = run_all(
+        session,
+        &jobs,
+        |j| &j.name,
+        args.jobs,
+        &small,
+        pipeline::put_all,
+        upload::upload,
+    )?;
     report(
         session.quiet,
         &jobs,
@@ -53,7 +72,37 @@ pub fn put(session: &mut Session, args: &PutArgs) -> anyhow::Result<()> {
 /// downloaded; otherwise the failed downloads.
 pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
     let jobs = plan_get(args)?;
-    let results = run_all(session, &jobs, |j| &j.name, args.jobs, download::download)?;
+    let sizes = listed_sizes(session, &jobs)?;
+    let small: Vec<bool> = jobs
+        .iter()
+        .map(|j| {
+            let fresh = j.mode == Mode::Fresh
+                && std::fs::metadata(download::part_path(&j.target)).map_or(true, |m| m.len() == 0);
+            sizes.as_ref().is_some_and(|s| {
+                // A name not listed is answered NOT_FOUND, also pipelined.
+                fresh && s.get(&j.name).is_none_or(|&size| pipeline::fits(size))
+            })
+        })
+        .collect();
+    let size_of = |j: &GetJob| {
+        sizes
+            .as_ref()
+            .and_then(|s| s.get(&j.name).copied())
+            .unwrap_or(0)
+    };
+    let pipelined = |c: &mut Client, jobs: &[&GetJob], bars: &mut [Bar]| {
+        let listed: Vec<u64> = jobs.iter().map(|j| size_of(j)).collect();
+        pipeline::get_all(c, jobs, &listed, bars)
+    };
+    let results = run_all(
+        session,
+        &jobs,
+        |j| &j.name,
+        args.jobs,
+        &small,
+        pipelined,
+        download::download,
+    )?;
     report(
         session.quiet,
         &jobs,
@@ -70,6 +119,20 @@ pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
             )
         },
     )
+}
+
+/// The listed sizes of the server's files, when several are to be
+/// downloaded (one `ls`); `None` for a single file, which gains nothing
+/// from a pipeline.
+fn listed_sizes(
+    session: &mut Session,
+    jobs: &[GetJob],
+) -> anyhow::Result<Option<HashMap<String, u64>>> {
+    if jobs.len() < 2 {
+        return Ok(None);
+    }
+    let files = session.call(Client::ls)?;
+    Ok(Some(files.into_iter().map(|f| (f.name, f.size)).collect()))
 }
 
 /// The jobs of a `get`: a target for each name and what to do with a
@@ -142,112 +205,6 @@ fn decide(target: &Path, resume: bool, overwrite: bool) -> anyhow::Result<Option
         Existing::Resume => Some(Mode::Resume),
         Existing::Overwrite => Some(Mode::Fresh),
         Existing::Cancel => None,
-    })
-}
-
-/// What a transfer does with one item over one connection.
-trait Work<J, T>: Fn(&mut Client, &J, &mut Bar, &Progress) -> anyhow::Result<T> + Sync {}
-impl<J, T, F> Work<J, T> for F where
-    F: Fn(&mut Client, &J, &mut Bar, &Progress) -> anyhow::Result<T> + Sync
-{
-}
-
-/// Runs `work` for every item: one after another over the session's
-/// connection, or on up to `parallel` connections at once.
-fn run_all<J: Sync, T: Send>(
-    session: &mut Session,
-    items: &[J],
-    name: impl Fn(&J) -> &str + Sync,
-    parallel: u16,
-    work: impl Work<J, T>,
-) -> anyhow::Result<Vec<anyhow::Result<T>>> {
-    let mut progress = Progress::new(session.quiet);
-    let bars: Vec<Bar> = items.iter().map(|i| progress.bar(name(i))).collect();
-    if items.len() > 1 {
-        progress.overall(items.len());
-    }
-    let bars = bars
-        .into_iter()
-        .map(|b| b.counting_towards(&progress))
-        .collect();
-    if items.len() <= 1 || parallel <= 1 {
-        run_one_by_one(session, items, bars, &progress, work)
-    } else {
-        run_parallel(session, items, bars, parallel, &progress, work)
-    }
-}
-
-/// The sequential half of [`run_all`], over the session's connection.
-fn run_one_by_one<J, T>(
-    session: &mut Session,
-    items: &[J],
-    bars: Vec<Bar>,
-    progress: &Progress,
-    work: impl Work<J, T>,
-) -> anyhow::Result<Vec<anyhow::Result<T>>> {
-    let mut results = Vec::with_capacity(items.len());
-    for (item, mut bar) in items.iter().zip(bars) {
-        let result = session
-            .client()
-            .and_then(|c| work(c, item, &mut bar, progress));
-        if result.as_ref().is_err_and(|e| !reusable(e)) {
-            session.drop_client();
-        }
-        results.push(result);
-    }
-    Ok(results)
-}
-
-/// The parallel half of [`run_all`]: a rayon pool of `parallel` threads
-/// sharing a pool of logged-in connections, the session's among them.
-fn run_parallel<J: Sync, T: Send>(
-    session: &mut Session,
-    items: &[J],
-    bars: Vec<Bar>,
-    parallel: u16,
-    progress: &Progress,
-    work: impl Work<J, T>,
-) -> anyhow::Result<Vec<anyhow::Result<T>>> {
-    let threads = usize::from(parallel).min(items.len());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
-    let idle = Mutex::new(Vec::from_iter(session.take_client()));
-    let shared: &Session = session;
-    let results = pool.install(|| {
-        items
-            .par_iter()
-            .zip(bars.into_par_iter())
-            .map(|(item, mut bar)| {
-                let pooled = idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let mut client = match pooled {
-                    Some(c) => c,
-                    None => shared.connect_logged_in()?,
-                };
-                let result = work(&mut client, item, &mut bar, progress);
-                if result.as_ref().map_or_else(reusable, |_| true) {
-                    idle.lock().unwrap_or_else(|p| p.into_inner()).push(client);
-                }
-                result
-            })
-            .collect()
-    });
-    let mut idle = idle.into_inner().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = idle.pop() {
-        session.put_client(c);
-    }
-    for mut c in idle {
-        let _ = c.quit();
-    }
-    Ok(results)
-}
-
-/// Whether a connection can go on after a transfer failed with `e`: only
-/// after a server error reply, which always arrives with the stream in
-/// step. Anything else may have left half a body on the wire.
-fn reusable(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<Plain>().is_some_and(|p| {
-        matches!(p.0, crate::client::ClientError::Server { .. }) && !is_broken(&p.0)
     })
 }
 

@@ -453,6 +453,7 @@ impl Client {
         let args = put::Args {
             name: name.into(),
             size,
+            md5: None,
         };
         let ready: put::Ready = self.typed("put", &args)?;
         if ready.offset > size {
@@ -490,17 +491,64 @@ impl Client {
         decode(reply)
     }
 
-    /// `get` steps 1–2: returns the reply; `answer.size - answer.offset`
-    /// body bytes follow, to be read with [`Client::read_body_exact`].
+    /// Sends a whole upload in one go (PROTOCOL.md, "Small uploads in one
+    /// go"): the request with `md5`, then `body`, without waiting for the
+    /// answer, which [`Client::put_answer`] reads. Requests sent this way
+    /// are answered in order.
     ///
     /// # Errors
-    /// `NOT_FOUND`, `INVALID_NAME`, `BAD_REQUEST`, I/O.
-    pub fn get_begin(&mut self, name: &str, offset: u64) -> Result<get::Answer> {
+    /// I/O.
+    pub fn put_send(&mut self, name: &str, md5: &str, body: &[u8]) -> Result<()> {
+        let args = put::Args {
+            name: name.into(),
+            size: body.len() as u64,
+            md5: Some(md5.into()),
+        };
+        let mut frame = encode_frame(&commands::request("put", &args));
+        let link = self.io.get_mut();
+        // One write for a small file: one segment on the wire.
+        if body.len() <= 64 * 1024 {
+            frame.extend_from_slice(body);
+            link.write_all(&frame)?;
+        } else {
+            link.write_all(&frame)?;
+            link.write_all(body)?;
+        }
+        link.flush()?;
+        Ok(())
+    }
+
+    /// Reads the answer to the oldest upload sent with
+    /// [`Client::put_send`] and not yet answered.
+    ///
+    /// # Errors
+    /// The server's refusal (`INVALID_NAME`, `QUOTA_EXCEEDED`, `LOCKED`,
+    /// `CHECKSUM_MISMATCH`, ...), I/O.
+    pub fn put_answer(&mut self) -> Result<put::Answer> {
+        let reply = self.reply()?;
+        decode(reply)
+    }
+
+    /// Sends `get` step 1 without waiting; [`Client::get_answer`] reads
+    /// the reply (and the body after it), in the order sent.
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn get_send(&mut self, name: &str, offset: u64) -> Result<()> {
         let args = get::Args {
             name: name.into(),
             offset: Some(offset),
         };
-        let answer: get::Answer = self.typed("get", &args)?;
+        self.send(&commands::request("get", &args))
+    }
+
+    /// Reads the reply to the oldest `get` sent and not yet answered;
+    /// `answer.size - answer.offset` body bytes follow.
+    ///
+    /// # Errors
+    /// As [`Client::get_begin`].
+    pub fn get_answer(&mut self, offset: u64) -> Result<get::Answer> {
+        let answer: get::Answer = decode(self.reply()?)?;
         if answer.offset != offset || answer.offset > answer.size {
             return Err(ClientError::Protocol(
                 "get reply with a wrong offset".into(),
@@ -512,6 +560,16 @@ impl Client {
             ));
         }
         Ok(answer)
+    }
+
+    /// `get` steps 1–2: returns the reply; `answer.size - answer.offset`
+    /// body bytes follow, to be read with [`Client::read_body_exact`].
+    ///
+    /// # Errors
+    /// `NOT_FOUND`, `INVALID_NAME`, `BAD_REQUEST`, I/O.
+    pub fn get_begin(&mut self, name: &str, offset: u64) -> Result<get::Answer> {
+        self.get_send(name, offset)?;
+        self.get_answer(offset)
     }
 
     /// Reads exactly `buf.len()` body bytes.

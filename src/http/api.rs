@@ -593,7 +593,11 @@ fn upload_status(ex: &mut Exchange<'_>, name: String) -> Result<Answer> {
         .req
         .number("size")?
         .ok_or_else(|| Error::bad_request("size is missing"))?;
-    let args = commands::put::Args { name, size };
+    let args = commands::put::Args {
+        name,
+        size,
+        md5: None,
+    };
     let (reply, extra) = run(ex, Some(s.user), "put", commands::request("put", &args))?;
     drop(extra.then); // the staged bytes stay; the name is free again
     let mut fields = reply;
@@ -637,6 +641,7 @@ fn upload_piece<S: Stream>(
     let args = commands::put::Args {
         name: name.clone(),
         size,
+        md5: None,
     };
     let (_, extra) = run(ex, Some(s.user), "put", commands::request("put", &args))?;
     let Some(Then::Receive(mut up)) = extra.then else {

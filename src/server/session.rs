@@ -14,11 +14,14 @@ use serde_json::Value;
 
 use super::conn::{Conn, Limits, Stream};
 use super::link::{Kind, Link, SessionState, Wire};
-use crate::commands::{lookup, Ctx, Then};
+use crate::commands::{lookup, put, Ctx, Then};
 use crate::error::Error;
 use crate::protocol::{error_header, ok_header, Header, Reply, Timed};
 use crate::state::{Shared, MAX_ERROR_RUN};
 use crate::users::User;
+use group::{Entry, Group};
+
+mod group;
 
 /// Serves the requests buffered on `link` and returns it: to wait for the
 /// next request, or marked `closing`.
@@ -100,17 +103,36 @@ fn start<S: Stream>(
 
 /// Serves requests while they are buffered. Returns whether the
 /// connection stays open.
+///
+/// Uploads in one go that arrive back to back wait in a [`Group`] and are
+/// committed and answered together: when the next request is not one of
+/// them, when nothing more is buffered, or when the group is full. Every
+/// other answer goes out after the group's, so replies stay in order.
 fn run<S: Stream>(
     shared: &Shared,
     conn: &mut Conn<S>,
     state: &mut SessionState,
+    peer: &(String, String),
+) -> bool {
+    let mut group = Group::default();
+    let open = serve_all(shared, conn, state, peer, &mut group);
+    // Whatever ended the loop, what was received and checked is kept.
+    answer_group(shared, conn, state, &peer.0, &mut group) && open
+}
+
+fn serve_all<S: Stream>(
+    shared: &Shared,
+    conn: &mut Conn<S>,
+    state: &mut SessionState,
     (peer, peer_ip): &(String, String),
+    group: &mut Group,
 ) -> bool {
     loop {
         let header = match conn.read_request() {
             Ok(Some(h)) => h,
             Ok(None) => return false,
             Err(e) => {
+                answer_group(shared, conn, state, peer, group);
                 // A broken frame or a header too slow: say so, then close.
                 log(
                     shared,
@@ -128,58 +150,153 @@ fn run<S: Stream>(
                 return false;
             }
         };
+        if !group.admits(&header) && !answer_group(shared, conn, state, peer, group) {
+            return false;
+        }
         let started = Instant::now();
         let cmd = header.get("cmd").and_then(Value::as_str).unwrap_or("-");
         let cmd: String = cmd.chars().take(32).collect();
         let mut ctx = Ctx::new(shared, &mut state.user, peer_ip);
-        let result = dispatch(&mut ctx, &header);
+        let mut result = dispatch(&mut ctx, &header);
+        if !group.is_empty()
+            && matches!(&ctx.then, Some(Then::Absorb(one)) if one.refused_by_quota())
+        {
+            // The group's claims count against the quota until they are
+            // committed: commit them and ask again.
+            drop(ctx);
+            if !answer_group(shared, conn, state, peer, group) {
+                return false;
+            }
+            ctx = Ctx::new(shared, &mut state.user, peer_ip);
+            result = dispatch(&mut ctx, &header);
+        }
         let (close, name, mut bytes, then) = (ctx.close, ctx.log_name, ctx.log_bytes, ctx.then);
         let frame = ctx.frame;
+        let mut checked = None;
         // A reply can fail too (one over the size cap, say): then the
         // client gets an error frame in its place.
-        let outcome = result.and_then(|fields| match frame {
-            Some(frame) => conn.send_encoded(&frame),
-            None => respond(conn, fields, then, &mut bytes),
-        });
-        if let Err(e) = &outcome {
-            if !matches!(e, Error::Disconnected(_)) {
-                let _ = conn.send(&error_header(e.code(), &e.public_message()));
+        let outcome = result.and_then(|fields| match (frame, then) {
+            (Some(frame), _) => conn.send_encoded(&frame),
+            (None, Some(Then::Absorb(one))) => {
+                checked = Some(absorb(conn, *one, &mut bytes)?);
+                Ok(())
             }
+            (None, then) => respond(conn, fields, then, &mut bytes),
+        });
+        if let Some(checked) = checked {
+            let entry = Entry {
+                cmd,
+                name,
+                bytes,
+                started,
+            };
+            group.push(checked, entry);
+            let more = conn.request_ready() && !shared.stopping();
+            if !more || group.is_full() {
+                if !answer_group(shared, conn, state, peer, group) {
+                    return false;
+                }
+                if !more {
+                    return !shared.stopping();
+                }
+            }
+            continue;
         }
-        log(
-            shared,
-            peer,
-            state.user.as_deref(),
-            &cmd,
-            name.as_deref(),
+        if outcome.is_err() && !answer_group(shared, conn, state, peer, group) {
+            return false;
+        }
+        let entry = Entry {
+            cmd,
+            name,
             bytes,
             started,
-            &outcome.as_ref().map(|_| ()),
-        );
-        let fatal = match &outcome {
-            Ok(()) => {
-                state.error_run = 0;
-                false
-            }
-            Err(e) => {
-                state.error_run += 1;
-                matches!(e, Error::Disconnected(_)) || e.code().closes_connection()
-            }
         };
-        if close || fatal || shared.stopping() {
+        if !conclude(shared, conn, state, peer, entry, outcome, false) {
             return false;
         }
-        if state.error_run >= MAX_ERROR_RUN {
-            shared.log.write(
-                &format!("{peer} error run"),
-                &format!("{peer} closed after {MAX_ERROR_RUN} error replies in a row"),
-            );
+        if close || shared.stopping() {
             return false;
         }
-        if !conn.has_request() {
+        if !conn.request_ready() {
             return true;
         }
     }
+}
+
+/// Commits the group and sends its answers. Returns whether the
+/// connection can go on.
+fn answer_group<S: Stream>(
+    shared: &Shared,
+    conn: &mut Conn<S>,
+    state: &mut SessionState,
+    peer: &str,
+    group: &mut Group,
+) -> bool {
+    if group.is_empty() {
+        return true;
+    }
+    let mut open = true;
+    for (entry, answer) in group.commit() {
+        let outcome = answer.and_then(|fields| {
+            if open {
+                conn.send(&ok_header(fields))
+            } else {
+                Err(Error::Disconnected(io::ErrorKind::BrokenPipe.into()))
+            }
+        });
+        open = conclude(shared, conn, state, peer, entry, outcome, !open) && open;
+    }
+    open
+}
+
+/// Sends the error frame of a failed request (unless `gone`), logs the
+/// request and counts the error run. Returns whether the connection can
+/// go on.
+fn conclude<S: Stream>(
+    shared: &Shared,
+    conn: &mut Conn<S>,
+    state: &mut SessionState,
+    peer: &str,
+    entry: Entry,
+    outcome: Result<(), Error>,
+    gone: bool,
+) -> bool {
+    if let Err(e) = &outcome {
+        if !gone && !matches!(e, Error::Disconnected(_)) {
+            let _ = conn.send(&error_header(e.code(), &e.public_message()));
+        }
+    }
+    log(
+        shared,
+        peer,
+        state.user.as_deref(),
+        &entry.cmd,
+        entry.name.as_deref(),
+        entry.bytes,
+        entry.started,
+        &outcome.as_ref().map(|_| ()),
+    );
+    let fatal = match &outcome {
+        Ok(()) => {
+            state.error_run = 0;
+            false
+        }
+        Err(e) => {
+            state.error_run += 1;
+            matches!(e, Error::Disconnected(_)) || e.code().closes_connection()
+        }
+    };
+    if fatal {
+        return false;
+    }
+    if state.error_run >= MAX_ERROR_RUN {
+        shared.log.write(
+            &format!("{peer} error run"),
+            &format!("{peer} closed after {MAX_ERROR_RUN} error replies in a row"),
+        );
+        return false;
+    }
+    true
 }
 
 fn dispatch(ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
@@ -206,6 +323,8 @@ fn respond<S: Stream>(
     conn.send(&ok_header(fields))?;
     match then {
         None => Ok(()),
+        // Driven by the caller: no reply goes before the body.
+        Some(Then::Absorb(_)) => Err(Error::Internal("an upload in one go out of place".into())),
         Some(Then::Send(body)) => {
             let want = body.len;
             *bytes = 0;
@@ -246,6 +365,33 @@ fn respond<S: Stream>(
             conn.send(&ok_header(answer))
         }
     }
+}
+
+/// Takes the body of an upload in one go and checks it; the caller
+/// commits and answers it. An error decided before the body, or a disk
+/// error during it, is answered only after the rest of the body has been
+/// read and dropped, so that the next pipelined request is read from its
+/// first byte.
+fn absorb<S: Stream>(
+    conn: &mut Conn<S>,
+    mut one: put::OneGo,
+    bytes: &mut u64,
+) -> Result<put::Checked, Error> {
+    conn.begin_body()?;
+    let mut consumed = 0;
+    let received = one.receive(|chunk| {
+        let (got, read) = conn.read_body(chunk);
+        consumed += got as u64;
+        (got, read)
+    });
+    *bytes = consumed;
+    if let Err(e) = received {
+        if !matches!(e, Error::Timeout | Error::Disconnected(_)) {
+            conn.discard_body(one.len() - consumed)?;
+        }
+        return Err(e);
+    }
+    one.check()
 }
 
 /// One line per request on stderr. Never includes a password: only the

@@ -43,7 +43,7 @@ use crate::names;
 pub use datalock::DataLock;
 pub use listing::{FileRef, Listing};
 pub use lock::{UploadLock, DEFAULT_MAX_STAGED};
-pub use upload::Upload;
+pub use upload::{Upload, Verified};
 
 /// Uploads in progress, and the size each declared.
 type Uploads = HashMap<(String, String), u64>;

@@ -5,7 +5,7 @@
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -64,6 +64,46 @@ impl Storage {
             file,
             hasher,
             held,
+            size,
+            part,
+            meta_path,
+            target: self.files_dir(key).join(name),
+            digests: self.user_dir(key).join("digests"),
+            changed: (Arc::clone(&self.listings), key.to_string()),
+        })
+    }
+
+    /// Opens the staged upload of `name` with `size` bytes from scratch,
+    /// dropping whatever an earlier interrupted upload of it staged (an
+    /// upload in one go, PROTOCOL.md "Small uploads in one go"). It writes
+    /// no record: it is never resumed, and while it runs its claim counts
+    /// it against the quota; a `.part` left without a record by a crash is
+    /// swept like any stale one.
+    ///
+    /// # Errors
+    /// If the staging folder cannot be written.
+    pub fn begin_fresh_upload(
+        &self,
+        _lock: &UploadLock,
+        key: &str,
+        name: &str,
+        size: u64,
+    ) -> Result<Upload, Error> {
+        self.ensure_home(key)?;
+        let (part, meta_path) = self.staged_paths(key, name);
+        match fs::remove_file(&meta_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let file = open_nofollow(
+            &part,
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )?;
+        Ok(Upload {
+            file,
+            hasher: Md5::new(),
+            held: 0,
             size,
             part,
             meta_path,
@@ -179,6 +219,13 @@ impl Upload {
         })
     }
 
+    /// Drops what this upload staged, and its record.
+    pub fn discard(self) {
+        drop(self.file);
+        let _ = fs::remove_file(&self.part);
+        let _ = fs::remove_file(&self.meta_path);
+    }
+
     /// Checks the client's digest; on a match makes the upload durable and
     /// visible in one rename, on a mismatch discards it.
     ///
@@ -186,29 +233,81 @@ impl Upload {
     /// `CHECKSUM_MISMATCH` (staged data discarded, old file untouched), or
     /// an I/O error (old file untouched, staged data kept).
     pub fn finish(self, expected: &str) -> Result<String, Error> {
+        let verified = self.verify(expected)?;
+        verified.sync()?;
+        let (md5, dir) = verified.place()?;
+        sync_dir(&dir)?;
+        Ok(md5)
+    }
+
+    /// Checks the client's digest: on a match the upload is ready to be
+    /// made durable and visible ([`Verified`]), on a mismatch it is
+    /// discarded.
+    ///
+    /// # Errors
+    /// `CHECKSUM_MISMATCH` (staged data discarded, old file untouched).
+    pub fn verify(self, expected: &str) -> Result<Verified, Error> {
         debug_assert_eq!(self.held, self.size);
-        let actual = md5_hex(&self.hasher.finalize());
+        let actual = md5_hex(&self.hasher.clone().finalize());
         if actual != expected {
-            drop(self.file);
-            let _ = fs::remove_file(&self.part);
-            let _ = fs::remove_file(&self.meta_path);
+            self.discard();
             return Err(Error::ChecksumMismatch);
         }
-        self.file.sync_all()?;
-        let meta = self.file.metadata()?;
-        let line = format!("{} {} {actual}\n", meta.len(), mtime_ns(&meta));
-        fs::write(self.digests.join(meta.ino().to_string()), line)?;
-        let replaced = fs::symlink_metadata(&self.target).ok().map(|m| m.ino());
-        fs::rename(&self.part, &self.target)?;
-        self.changed.0.bump(&self.changed.1);
-        if let Some(dir) = self.target.parent() {
-            sync_dir(dir)?;
-        }
+        Ok(Verified {
+            upload: self,
+            md5: actual,
+        })
+    }
+}
+
+/// A staged upload whose MD5 matched, not yet visible. Several can be made
+/// durable ([`Verified::sync`], which may run on several threads at once)
+/// before they are renamed into place ([`Verified::place`]) and their
+/// folder synced once: a group commit of a pipelined burst. Dropped, it
+/// stays staged like an interrupted upload.
+pub struct Verified {
+    upload: Upload,
+    md5: String,
+}
+
+impl Verified {
+    /// Makes the staged bytes durable.
+    ///
+    /// # Errors
+    /// An I/O error.
+    pub fn sync(&self) -> Result<(), Error> {
+        self.upload.file.sync_all()?;
+        Ok(())
+    }
+
+    /// Renames the synced upload over its name; returns the MD5 and the
+    /// folder, which the caller must sync before the rename counts as
+    /// durable.
+    ///
+    /// # Errors
+    /// An I/O error (old file untouched, staged data kept).
+    pub fn place(self) -> Result<(String, PathBuf), Error> {
+        let up = self.upload;
+        let meta = up.file.metadata()?;
+        let line = format!("{} {} {}\n", meta.len(), mtime_ns(&meta), self.md5);
+        fs::write(up.digests.join(meta.ino().to_string()), line)?;
+        // The record of the file being replaced goes first, while that
+        // file still holds its inode: once the rename frees the inode,
+        // another upload may get it and write its own record under it,
+        // which a later removal would delete.
+        let replaced = fs::symlink_metadata(&up.target).ok().map(|m| m.ino());
         if let Some(old) = replaced.filter(|&i| i != meta.ino()) {
-            let _ = fs::remove_file(self.digests.join(old.to_string()));
+            let _ = fs::remove_file(up.digests.join(old.to_string()));
         }
-        let _ = fs::remove_file(&self.meta_path);
-        Ok(actual)
+        fs::rename(&up.part, &up.target)?;
+        up.changed.0.bump(&up.changed.1);
+        let _ = fs::remove_file(&up.meta_path);
+        let dir = up
+            .target
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok((self.md5, dir))
     }
 }
 

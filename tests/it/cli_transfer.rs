@@ -164,15 +164,16 @@ fn interrupt_upload(server: &TestServer, name: &str, full_len: usize, staged: &[
 }
 
 // These servers have one worker: the next connection is served only after
-// the interrupted one has ended, so the staged bytes are all there.
+// the interrupted one has ended, so the staged bytes are all there. The
+// files are over 4 MiB: smaller ones go in one go, which never resumes.
 
 #[test]
 fn an_interrupted_upload_resumes() {
     let (server, dir) = setup(&["--workers", "1"]);
     let d = dir.path();
-    let data = bytes(1_000_000, 5);
+    let data = bytes(5_000_000, 5);
     write_file(d, "big.bin", &data);
-    interrupt_upload(&server, "big.bin", data.len(), &data[..500_000]);
+    interrupt_upload(&server, "big.bin", data.len(), &data[..2_500_000]);
     let out = netdisk(&server, d)
         .args(["put", "big.bin"])
         .output()
@@ -180,12 +181,9 @@ fn an_interrupted_upload_resumes() {
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(
-        stdout,
-        "uploaded big.bin (976.6 KiB, resumed at 488.3 KiB)\n"
-    );
+    assert_eq!(stdout, "uploaded big.bin (4.8 MiB, resumed at 2.4 MiB)\n");
     assert!(
-        stderr.contains("resuming the upload at 488.3 KiB"),
+        stderr.contains("resuming the upload at 2.4 MiB"),
         "{stderr}"
     );
     assert_eq!(
@@ -198,9 +196,9 @@ fn an_interrupted_upload_resumes() {
 fn a_resumed_upload_with_a_stale_prefix_starts_over_once() {
     let (server, dir) = setup(&["--workers", "1"]);
     let d = dir.path();
-    let data = bytes(1_000_000, 6);
+    let data = bytes(5_000_000, 6);
     write_file(d, "big.bin", &data);
-    let other = bytes(500_000, 99);
+    let other = bytes(2_500_000, 99);
     interrupt_upload(&server, "big.bin", data.len(), &other);
     let out = netdisk(&server, d)
         .args(["put", "big.bin"])
@@ -210,7 +208,7 @@ fn a_resumed_upload_with_a_stale_prefix_starts_over_once() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("does not match the local file"), "{stderr}");
-    assert_eq!(stdout, "uploaded big.bin (976.6 KiB)\n");
+    assert_eq!(stdout, "uploaded big.bin (4.8 MiB)\n");
     assert_eq!(
         fs::read(server.user_files(USER).join("big.bin")).unwrap(),
         data

@@ -15,6 +15,7 @@ mod http;
 mod lifecycle;
 mod limits;
 mod ping;
+mod pipeline;
 mod profile;
 mod protocol;
 mod pty;

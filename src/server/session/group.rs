@@ -1,0 +1,126 @@
+//! Group commit of pipelined uploads in one go (PROTOCOL.md, "Small
+//! uploads in one go"): a burst of small files is written and checked one
+//! by one, then made durable together (their `fsync`s on a few threads,
+//! which the disk serves in shared flushes), renamed into place, their
+//! folder synced once, and only then answered, in order. A reply still
+//! means the file is durable; a burst pays one folder sync instead of one
+//! per file.
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::commands::put::Checked;
+use crate::error::Error;
+use crate::protocol::{Header, Reply};
+use crate::storage::sync_dir;
+
+/// Uploads waiting at most; the next one commits the group first. Each
+/// holds its name's claim until then, and claims count against the
+/// user's bound on unfinished uploads (16 by default) on every
+/// connection: a few is enough to share the folder sync.
+pub const GROUP_MAX: usize = 8;
+/// Threads that sync a group's files at once.
+const SYNC_THREADS: usize = 4;
+
+/// A request's log line, kept until its answer goes out.
+pub struct Entry {
+    pub cmd: String,
+    pub name: Option<String>,
+    pub bytes: u64,
+    pub started: Instant,
+}
+
+/// An upload renamed into place, with the folder still to sync.
+type Placed = Result<(Reply, PathBuf), Error>;
+
+/// Checked uploads waiting for one commit.
+#[derive(Default)]
+pub struct Group {
+    waiting: Vec<(Checked, Entry)>,
+}
+
+impl Group {
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.waiting.len() >= GROUP_MAX
+    }
+
+    pub fn push(&mut self, checked: Checked, entry: Entry) {
+        self.waiting.push((checked, entry));
+    }
+
+    /// Whether `header` may be served before the group commits: an upload
+    /// in one go of a name not waiting here. Anything else may look at
+    /// what the group holds (a `get` of it, a `put` of the same name, which
+    /// would find it locked) or must be answered after it.
+    pub fn admits(&self, header: &Header) -> bool {
+        let one_go = header.get("cmd").and_then(Value::as_str) == Some("put")
+            && header.get("md5").is_some_and(Value::is_string);
+        let name = header.get("name").and_then(Value::as_str);
+        one_go
+            && !self.is_full()
+            && name.is_some_and(|n| self.waiting.iter().all(|(c, _)| c.name() != n))
+    }
+
+    /// Makes every waiting upload durable and visible; returns each one's
+    /// answer with its log line, in order.
+    pub fn commit(&mut self) -> Vec<(Entry, Result<Reply, Error>)> {
+        let waiting = std::mem::take(&mut self.waiting);
+        let synced = sync_all(&waiting);
+        let mut placed: Vec<(Entry, Placed)> = waiting
+            .into_iter()
+            .zip(synced)
+            .map(|((checked, entry), synced)| (entry, synced.and_then(|()| checked.place())))
+            .collect();
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for (_, p) in &placed {
+            if let Ok((_, dir)) = p {
+                if !dirs.contains(dir) {
+                    dirs.push(dir.clone());
+                }
+            }
+        }
+        for dir in dirs {
+            if let Err(e) = sync_dir(&dir) {
+                // The renames in it are not known to be durable: say so.
+                let words = e.to_string();
+                for (_, p) in &mut placed {
+                    if p.as_ref().is_ok_and(|(_, d)| *d == dir) {
+                        *p = Err(Error::Internal(format!("folder sync failed: {words}")));
+                    }
+                }
+            }
+        }
+        placed
+            .into_iter()
+            .map(|(entry, p)| (entry, p.map(|(answer, _)| answer)))
+            .collect()
+    }
+}
+
+/// Syncs every file, on up to [`SYNC_THREADS`] threads.
+fn sync_all(waiting: &[(Checked, Entry)]) -> Vec<Result<(), Error>> {
+    if waiting.len() < 2 * SYNC_THREADS {
+        return waiting.iter().map(|(c, _)| c.sync()).collect();
+    }
+    let per = waiting.len().div_ceil(SYNC_THREADS);
+    thread::scope(|s| {
+        let parts: Vec<_> = waiting
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(|(c, _)| c.sync()).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(v) => v,
+                Err(p) => std::panic::resume_unwind(p),
+            })
+            .collect()
+    })
+}
