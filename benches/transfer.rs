@@ -22,7 +22,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -50,7 +50,7 @@ struct Sizes {
     client_size: u64,
 }
 
-fn main() {
+fn main() -> ExitCode {
     let quick = std::env::args().any(|a| a == "--quick") || std::env::var_os("QUICK").is_some();
     let idle_count = if quick { 1000 } else { 10_000 };
     if std::env::args().any(|a| a == "--load") {
@@ -60,8 +60,7 @@ fn main() {
             .expect("temp dir");
         let (rows, targets) = load::connection_load(&binary(), work.path(), idle_count, 200);
         print_table(&rows, quick);
-        print_targets(&targets);
-        return;
+        return print_targets(&targets);
     }
     if std::env::args().any(|a| a == "--listing") {
         let work = tempfile::Builder::new()
@@ -70,8 +69,7 @@ fn main() {
             .expect("temp dir");
         let (rows, targets) = listing_memory(&binary(), work.path());
         print_table(&rows, false);
-        print_targets(&targets);
-        return;
+        return print_targets(&targets);
     }
     let sizes = if quick {
         Sizes {
@@ -410,8 +408,8 @@ fn main() {
         .chain(listing_targets)
         .chain(load_targets)
         .collect();
-    print_targets(&targets);
     write_json(&rows, quick, &targets);
+    print_targets(&targets)
 }
 
 /// Files in the listed folder, and the clients listing it at once.
@@ -568,7 +566,9 @@ impl Target {
     }
 }
 
-fn print_targets(targets: &[Target]) {
+/// Prints the verdicts; a missed target makes the bench exit 1, so that a
+/// script can tell.
+fn print_targets(targets: &[Target]) -> ExitCode {
     println!();
     println!(
         "| {:<40} | {:>9} | {:>9} | verdict",
@@ -588,6 +588,13 @@ fn print_targets(targets: &[Target]) {
             fmt_num(t.measured),
             goal
         );
+    }
+    let missed = targets.iter().filter(|t| !t.met()).count();
+    if missed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        println!("{missed} of {} targets missed", targets.len());
+        ExitCode::FAILURE
     }
 }
 

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse, reply, Body, Command, Ctx, Then};
+use super::{fields, parse, Body, Command, Ctx, Then};
 use crate::error::Error;
 use crate::names::check_file_name;
 use crate::protocol::{Header, Reply};
@@ -63,7 +63,7 @@ impl Command for Get {
             offset,
             len: size - offset,
         }));
-        Ok(reply(Answer {
+        Ok(fields(Answer {
             name: args.name,
             size,
             offset,

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::register::Args;
-use super::{parse, reply, Command, Ctx};
+use super::{fields, parse, Command, Ctx};
 use crate::error::Error;
 use crate::protocol::{Header, Reply};
 
@@ -41,7 +41,7 @@ impl Command for Login {
             user: user.name.clone(),
         };
         *ctx.user = Some(user);
-        Ok(reply(answer))
+        Ok(fields(answer))
     }
 }
 

@@ -159,14 +159,15 @@ pub fn parse<T: DeserializeOwned>(header: &Header) -> Result<T, Error> {
     serde_json::from_value(Value::Object(header.clone())).map_err(Error::bad_request)
 }
 
-/// Turns a reply struct into reply fields.
+/// The fields of a struct as a JSON object: a reply's fields, or a
+/// request's (see [`request`]).
 ///
 /// # Panics
 /// If `T` does not serialise to a JSON object: a bug in a command.
-pub fn reply<T: Serialize>(fields: T) -> Reply {
-    match serde_json::to_value(fields) {
+pub fn fields<T: Serialize>(value: T) -> Reply {
+    match serde_json::to_value(value) {
         Ok(Value::Object(m)) => m,
-        other => panic!("reply is not an object: {other:?}"),
+        other => panic!("fields are not an object: {other:?}"),
     }
 }
 
@@ -177,7 +178,7 @@ pub fn reply<T: Serialize>(fields: T) -> Reply {
 pub fn request<A: Serialize>(cmd: &str, args: &A) -> Header {
     let mut h = Header::new();
     h.insert("cmd".into(), Value::from(cmd));
-    h.extend(reply(args));
+    h.extend(fields(args));
     h
 }
 

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse, reply, Command, Ctx};
+use super::{fields, parse, Command, Ctx};
 use crate::error::Error;
 use crate::protocol::{Header, Reply};
 
@@ -49,7 +49,7 @@ impl Command for Ping {
 
     fn run(&self, _ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
-        answer(args).map(reply)
+        answer(args).map(fields)
     }
 }
 
@@ -80,14 +80,14 @@ mod tests {
         let a = answer(args(r#"{"cmd":"ping","message":"hi 报告"}"#).unwrap()).unwrap();
         assert_eq!(a.message.as_deref(), Some("hi 报告"));
         assert_eq!(a.version, env!("CARGO_PKG_VERSION"));
-        let r = reply(a);
+        let r = fields(a);
         assert_eq!(r["message"], "hi 报告");
     }
 
     #[test]
     fn no_message_means_none_in_the_reply() {
         for json in [r#"{"cmd":"ping"}"#, r#"{"cmd":"ping","message":null}"#] {
-            let r = reply(answer(args(json).unwrap()).unwrap());
+            let r = fields(answer(args(json).unwrap()).unwrap());
             assert!(!r.contains_key("message"), "{json}: {r:?}");
             assert!(r["version"].is_string());
         }

@@ -36,7 +36,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{parse, reply, Command, Ctx, Then};
+use super::{fields, parse, Command, Ctx, Then};
 use crate::error::Error;
 use crate::names::check_file_name;
 use crate::protocol::{is_md5_hex, Header, Reply};
@@ -113,7 +113,7 @@ impl Command for Put {
             name: args.name,
             size: args.size,
         })));
-        Ok(reply(ready))
+        Ok(fields(ready))
     }
 }
 
@@ -164,7 +164,7 @@ impl Receive {
             return Err(Error::bad_request("md5 must be 32 lowercase hex digits"));
         }
         let md5 = self.upload.finish(&digest.md5)?;
-        Ok(reply(Answer {
+        Ok(fields(Answer {
             name: self.name,
             size: self.size,
             md5,

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{reply, Command, Ctx};
+use super::{fields, Command, Ctx};
 use crate::error::Error;
 use crate::protocol::{Header, Reply};
 
@@ -37,7 +37,7 @@ impl Command for Whoami {
     fn run(&self, ctx: &mut Ctx<'_>, _header: &Header) -> Result<Reply, Error> {
         let user = ctx.user()?;
         let (files, used) = ctx.shared.storage.usage(&user.key)?;
-        Ok(reply(Answer {
+        Ok(fields(Answer {
             user: user.name.clone(),
             files,
             used,

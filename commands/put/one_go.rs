@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::{Answer, Args, Receive, ONE_GO_MAX};
-use crate::commands::{reply, Ctx, Then};
+use crate::commands::{fields, Ctx, Then};
 use crate::error::Error;
 use crate::names::check_file_name;
 use crate::protocol::{is_md5_hex, Reply};
@@ -182,7 +182,7 @@ impl Checked {
     /// `INTERNAL` (the old file untouched).
     pub fn place(self) -> Result<(Reply, PathBuf), Error> {
         let (md5, dir) = self.verified.place()?;
-        let answer = reply(Answer {
+        let answer = fields(Answer {
             name: self.name,
             size: self.size,
             md5,

@@ -28,7 +28,7 @@ use md5::{Digest, Md5};
 
 use super::cancel::{self, Cancelled};
 use super::exit::{Coded, Exit};
-use super::output::{clean, human_size, io_words, Plain};
+use super::output::{clean, clean_path, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
 use crate::client::{Client, ClientError};
 use crate::commands::get;
@@ -41,9 +41,9 @@ use crate::protocol::md5_hex;
 pub enum Mode {
     /// Into the part file (continuing what it holds), renamed over the
     /// target after the check.
-    Fresh,
+    ViaPart,
     /// Appended to the existing target, from its length.
-    Resume,
+    AppendToTarget,
 }
 
 /// One file to download.
@@ -96,13 +96,13 @@ fn kept(job: &GetJob) -> String {
         return format!(
             "kept {} of {name} in {}; `get {name}` continues it",
             human_size(size(&part)),
-            show(&part)
+            clean_path(&part)
         );
     }
-    if job.mode == Mode::Resume {
+    if job.mode == Mode::AppendToTarget {
         return format!(
             "{} holds {}; `get {name} --resume` continues it",
-            show(&job.target),
+            clean_path(&job.target),
             human_size(size(&job.target))
         );
     }
@@ -116,7 +116,7 @@ fn attempt(
     bar: &mut Bar,
     progress: &Progress,
 ) -> anyhow::Result<Downloaded> {
-    if job.mode == Mode::Resume {
+    if job.mode == Mode::AppendToTarget {
         if let Some(done) = resume_target(client, job, bar, progress)? {
             bar.finish();
             return Ok(done);
@@ -174,7 +174,7 @@ fn resume_target(
         .read(true)
         .write(true)
         .open(&job.target)
-        .with_context(|| format!("cannot open {}", show(&job.target)))?;
+        .with_context(|| format!("cannot open {}", clean_path(&job.target)))?;
     let have = file.metadata()?.len();
     let kept = Kept::Target;
     match continue_file(client, &job.name, &mut file, have, kept, bar, progress)? {
@@ -327,19 +327,19 @@ pub(super) fn lock_part(path: &Path, target: &Path) -> anyhow::Result<File> {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .with_context(|| format!("cannot write {}", show(path)))?;
+            .with_context(|| format!("cannot write {}", clean_path(path)))?;
         if !file.metadata()?.is_file() {
-            bail!("{} is not a regular file", show(path));
+            bail!("{} is not a regular file", clean_path(path));
         }
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => bail!(
                 "another netdisk is downloading {} (into {}); try again when it has finished",
-                show(target),
-                show(path)
+                clean_path(target),
+                clean_path(path)
             ),
             Err(TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", show(path)))
+                return Err(e).with_context(|| format!("cannot lock {}", clean_path(path)))
             }
         }
         // The client that held the lock before us may have renamed or
@@ -368,7 +368,8 @@ pub(super) fn save(part: &File, path: &Path, target: &Path) -> anyhow::Result<()
     // ordinary file.
     part.set_permissions(fs::Permissions::from_mode(0o644))?;
     part.sync_all()?;
-    fs::rename(path, target).map_err(|e| anyhow!("cannot save {}: {}", show(target), io_words(&e)))
+    fs::rename(path, target)
+        .map_err(|e| anyhow!("cannot save {}: {}", clean_path(target), io_words(&e)))
 }
 
 /// `get` steps 1–2, refusing a reply about another file.
@@ -422,10 +423,6 @@ fn parent_dir(p: &Path) -> &Path {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     }
-}
-
-fn show(p: &Path) -> String {
-    clean(&p.display().to_string()).into_owned()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::anyhow;
 
-use super::output::{clean, human_size, io_words, utc_time};
+use super::output::{clean, clean_path, human_size, io_words, utc_time};
 
 /// `lls [PATH]`: the entries of a folder (hidden ones left out, as `ls`
 /// does) or one file, as a table like `ls`'s. Folders end in `/`.
@@ -17,11 +17,11 @@ use super::output::{clean, human_size, io_words, utc_time};
 /// If `path` cannot be read.
 pub fn lls(path: Option<&Path>) -> anyhow::Result<String> {
     let path = &expand_home(path.unwrap_or(Path::new(".")));
-    let meta = fs::metadata(path).map_err(|e| anyhow!("{}: {}", show(path), io_words(&e)))?;
+    let meta = fs::metadata(path).map_err(|e| anyhow!("{}: {}", clean_path(path), io_words(&e)))?;
     let mut rows: Vec<(String, String, String)> = Vec::new();
     if meta.is_dir() {
         let entries =
-            fs::read_dir(path).map_err(|e| anyhow!("{}: {}", show(path), io_words(&e)))?;
+            fs::read_dir(path).map_err(|e| anyhow!("{}: {}", clean_path(path), io_words(&e)))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
@@ -74,7 +74,7 @@ pub fn lcd(dir: Option<&Path>) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow!("no home folder: say which folder"))?,
     };
     std::env::set_current_dir(&dir)
-        .map_err(|e| anyhow!("cannot enter {}: {}", show(&dir), io_words(&e)))
+        .map_err(|e| anyhow!("cannot enter {}: {}", clean_path(&dir), io_words(&e)))
 }
 
 /// `lpwd`: the local folder.
@@ -83,7 +83,7 @@ pub fn lcd(dir: Option<&Path>) -> anyhow::Result<()> {
 /// If it cannot be found (it was removed, say).
 pub fn lpwd() -> anyhow::Result<String> {
     let dir = std::env::current_dir().map_err(|e| anyhow!("no local folder: {}", io_words(&e)))?;
-    Ok(format!("{}\n", show(&dir)))
+    Ok(format!("{}\n", clean_path(&dir)))
 }
 
 /// `~` and `~/...` under the home folder, as a shell would (the shell's
@@ -94,10 +94,6 @@ fn expand_home(p: &Path) -> PathBuf {
         (Ok(rest), Some(home)) => home.join(rest),
         _ => p.to_path_buf(),
     }
-}
-
-fn show(p: &Path) -> String {
-    clean(&p.display().to_string()).into_owned()
 }
 
 #[cfg(test)]

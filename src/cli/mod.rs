@@ -5,7 +5,10 @@
 //! - this file: the options and subcommands (clap), [`run`] for one-shot
 //!   commands, and [`execute`], the one code path every command takes, from
 //!   the command line or from the shell;
-//! - `session`: the connection, login, and retries while the server is busy;
+//! - `remote`: the server as the client sees it: its connection, login,
+//!   trust on first use, and retries while it is busy;
+//! - `pipeline`, `runner`: small files pipelined on one connection, large
+//!   ones resumable over several;
 //! - `transfer`, `upload`, `download`: `put` and `get`, resumable and
 //!   MD5-checked, several files in parallel;
 //! - `progress`: progress bars on stderr, `overall` the line under several;
@@ -28,8 +31,8 @@ mod pipeline;
 mod profile;
 mod progress;
 mod prompt;
+mod remote;
 mod runner;
-mod session;
 mod shell;
 mod transfer;
 mod upload;
@@ -44,7 +47,7 @@ use clap::{Args, Subcommand};
 use exit::{Coded, Exit};
 use output::clean;
 pub use prompt::password as ask_password;
-use session::{Account, Session};
+use remote::{Account, Remote};
 
 /// Options every client subcommand accepts, before or after it.
 #[derive(Args, Debug, Clone)]
@@ -313,44 +316,40 @@ pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
         return profile::login(global);
     }
     let global = &profile::resolve(global, profile::load()?);
-    let mut session = Session::new(profile::server(global), global.security()?, global.quiet);
+    let mut remote = Remote::new(profile::server(global), global.security()?, global.quiet);
     let action = match cmd {
-        Command::Shell => return shell::run(&mut session, global),
+        Command::Shell => return shell::run(&mut remote, global),
         Command::Login => unreachable!("handled above"),
         Command::Action(action) => action,
     };
     if !matches!(action, Action::Register(_) | Action::Ping(_)) {
         let user = user_name(None, global)?;
         let password = prompt::password(&user, false)?;
-        session.set_account(Account { user, password });
+        remote.set_account(Account { user, password });
     }
-    let result = execute(&mut session, global, &action);
-    session.close();
+    let result = execute(&mut remote, global, &action);
+    remote.close();
     result
 }
 
-/// Runs one command on a session: the one code path of the command line
+/// Runs one command against a remote: the one code path of the command line
 /// and the shell.
 ///
 /// # Errors
 /// Any failure, as one line for the user.
-pub(crate) fn execute(
-    session: &mut Session,
-    global: &Global,
-    action: &Action,
-) -> anyhow::Result<()> {
+pub(crate) fn execute(remote: &mut Remote, global: &Global, action: &Action) -> anyhow::Result<()> {
     match action {
         Action::Register(a) => {
             let user = user_name(a.name.as_deref(), global)?;
             let password = prompt::password(&user, true)?;
             let account = Account { user, password };
-            session
+            remote
                 .register(&account)
                 .with_context(|| format!("cannot register {}", clean(&account.user)))?;
-            confirm(session, &format!("registered {}", clean(&account.user)))
+            confirm(remote, &format!("registered {}", clean(&account.user)))
         }
         Action::Ls(a) => {
-            let files = session.call(|c| c.ls())?;
+            let files = remote.call(|c| c.ls())?;
             let text = if a.json {
                 output::ls_json(&files)
             } else {
@@ -358,20 +357,20 @@ pub(crate) fn execute(
             };
             print(&text)
         }
-        Action::Put(a) => transfer::put(session, a),
-        Action::Get(a) => transfer::get(session, a),
+        Action::Put(a) => transfer::put(remote, a),
+        Action::Get(a) => transfer::get(remote, a),
         Action::Rm(a) => {
             let context = || format!("cannot remove {}", clean(&a.name));
             check_name(&a.name).with_context(context)?;
-            session.call(|c| c.delete(&a.name)).with_context(context)?;
-            confirm(session, &format!("removed {}", clean(&a.name)))
+            remote.call(|c| c.delete(&a.name)).with_context(context)?;
+            confirm(remote, &format!("removed {}", clean(&a.name)))
         }
         Action::Discard(a) => {
             let context = || format!("cannot discard the upload of {}", clean(&a.name));
             check_name(&a.name).with_context(context)?;
-            session.call(|c| c.discard(&a.name)).with_context(context)?;
+            remote.call(|c| c.discard(&a.name)).with_context(context)?;
             confirm(
-                session,
+                remote,
                 &format!("discarded the upload of {}", clean(&a.name)),
             )
         }
@@ -379,21 +378,21 @@ pub(crate) fn execute(
             let context = || format!("cannot rename {} to {}", clean(&a.from), clean(&a.to));
             check_name(&a.from).with_context(context)?;
             check_name(&a.to).with_context(context)?;
-            session
+            remote
                 .call(|c| c.rename(&a.from, &a.to))
                 .with_context(context)?;
             confirm(
-                session,
+                remote,
                 &format!("renamed {} to {}", clean(&a.from), clean(&a.to)),
             )
         }
         Action::Whoami => {
-            let me = session.call(|c| c.whoami())?;
+            let me = remote.call(|c| c.whoami())?;
             print(&output::whoami_text(&me))
         }
         Action::Ping(a) => {
-            let (answer, rtt) = session.ping(a.message.as_deref())?;
-            print(&ping_text(&session.addr, &answer, rtt))
+            let (answer, rtt) = remote.ping(a.message.as_deref())?;
+            print(&ping_text(&remote.addr, &answer, rtt))
         }
     }
 }
@@ -440,8 +439,8 @@ fn print(text: &str) -> anyhow::Result<()> {
 }
 
 /// Prints a confirmation line unless `-q`.
-fn confirm(session: &Session, text: &str) -> anyhow::Result<()> {
-    if session.quiet {
+fn confirm(remote: &Remote, text: &str) -> anyhow::Result<()> {
+    if remote.quiet {
         return Ok(());
     }
     print(&format!("{text}\n"))

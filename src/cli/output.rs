@@ -27,6 +27,11 @@ pub fn clean(s: &str) -> Cow<'_, str> {
     )
 }
 
+/// A local path as [`clean`] shows it.
+pub fn clean_path(p: &std::path::Path) -> String {
+    clean(&p.display().to_string()).into_owned()
+}
+
 fn is_unprintable(c: char) -> bool {
     c.is_control()
         || matches!(c,

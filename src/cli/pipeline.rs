@@ -27,9 +27,9 @@ use md5::{Digest, Md5};
 use super::cancel;
 use super::download::{self, Downloaded, GetJob};
 use super::exit::{Coded, Exit};
-use super::output::{clean, io_words, Plain};
+use super::output::{clean, clean_path, io_words, Plain};
 use super::progress::Bar;
-use super::session::is_broken;
+use super::remote::is_broken;
 use super::upload::{PutJob, Uploaded};
 use crate::client::{Client, ClientError};
 use crate::commands::put::ONE_GO_MAX;
@@ -149,7 +149,7 @@ pub fn put_all(
 
 /// Reads a whole small file.
 fn read_whole(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let shown = clean(&path.display().to_string()).into_owned();
+    let shown = clean_path(path);
     let mut file = File::open(path).map_err(|e| anyhow!("{shown}: {}", io_words(&e)))?;
     if !file.metadata()?.is_file() {
         return Err(anyhow!("{shown}: not a regular file"));

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
 
-use super::output::clean;
-use super::session::{Account, Session};
+use super::output::{clean, clean_path};
+use super::remote::{Account, Remote};
 use super::{confirm, prompt, user_name, Global};
 
 /// The server when neither a flag, the environment nor the profile names one.
@@ -77,12 +77,12 @@ pub fn load_from(path: &Path) -> anyhow::Result<Profile> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Profile::default()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", show(path))),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", clean_path(path))),
     };
     toml::from_str(&text).map_err(|e| {
         anyhow!(
             "{} is not a valid profile ({}); fix it, or run `netdisk login` to write it again",
-            show(path),
+            clean_path(path),
             clean(e.message())
         )
     })
@@ -107,18 +107,18 @@ pub fn save(profile: &Profile) -> anyhow::Result<PathBuf> {
 /// If the folder or the file cannot be written.
 pub fn save_to(path: &Path, profile: &Profile) -> anyhow::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", show(dir)))?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", clean_path(dir)))?;
     // Plain strings in a flat table always serialise.
     let text = toml::to_string(profile).context("cannot write the profile")?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".config.toml.")
         .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", show(dir)))?;
+        .with_context(|| format!("cannot write in {}", clean_path(dir)))?;
     tmp.write_all(text.as_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", show(path)))?;
+        .with_context(|| format!("cannot write {}", clean_path(path)))?;
     Ok(())
 }
 
@@ -158,17 +158,17 @@ pub fn login(global: &Global) -> anyhow::Result<()> {
         (None, false) => user_name(None, &known)?,
     };
     let password = prompt::password(&user, false)?;
-    let mut session = Session::new(&server, global.security()?, global.quiet);
-    let name = session
+    let mut remote = Remote::new(&server, global.security()?, global.quiet);
+    let name = remote
         .login(Account { user, password })
         .with_context(|| format!("cannot log in at {}", clean(&server)))?;
-    session.close();
+    remote.close();
     let path = save(&Profile {
         server: Some(server.clone()),
         user: Some(name.clone()),
     })?;
     confirm(
-        &session,
+        &remote,
         &format!(
             "logged in as {} at {}; saved to {} (without the password)",
             clean(&name),
@@ -176,10 +176,6 @@ pub fn login(global: &Global) -> anyhow::Result<()> {
             clean(&path.display().to_string())
         ),
     )
-}
-
-fn show(p: &Path) -> String {
-    clean(&p.display().to_string()).into_owned()
 }
 
 #[cfg(test)]

@@ -318,13 +318,18 @@ mod tests {
     }
 
     #[test]
-    fn hidden_bars_accept_everything() {
-        let p = Progress::new(true);
-        let mut b = p.bar("x");
+    fn quiet_progress_has_no_board_bars_or_overall_line() {
+        let mut p = Progress::new(true);
+        p.overall(2);
+        assert!(p.board.is_none(), "-q draws nothing");
+        assert!(p.overall.is_none());
+        let mut b = p.bar("x").counting_towards(&p);
+        assert!(b.inner.is_none());
+        // Every call on a hidden bar is a no-op, in any order.
         b.set_total(10);
         b.add(5);
         b.set(10);
+        assert!(b.inner.is_none());
         b.finish();
-        p.note("quiet: not shown");
     }
 }

@@ -92,7 +92,7 @@ pub enum Existing {
 /// # Errors
 /// If the terminal cannot be read (end of input counts as cancel).
 pub fn existing(path: &Path, have: u64) -> anyhow::Result<Existing> {
-    let shown = super::output::clean(&path.display().to_string()).into_owned();
+    let shown = super::output::clean_path(path);
     let size = super::output::human_size(have);
     let mut err = io::stderr().lock();
     loop {

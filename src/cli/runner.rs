@@ -13,7 +13,7 @@ use super::exit::{self, Coded};
 use super::output::Plain;
 use super::pipeline::Outcome;
 use super::progress::{Bar, Progress};
-use super::session::{is_broken, Session};
+use super::remote::{is_broken, Remote};
 use crate::client::{Client, ClientError};
 
 /// What a transfer does with one item over one connection.
@@ -41,7 +41,7 @@ impl<J, T, F> Batch<J, T> for F where
 /// that connection or on up to `parallel` connections at once. Results
 /// come back in the order of `items`.
 pub(super) fn run_all<J: Sync + Clone, T: Send>(
-    session: &mut Session,
+    remote: &mut Remote,
     items: &[J],
     name: impl Fn(&J) -> &str + Sync,
     parallel: u16,
@@ -49,7 +49,7 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
     mut batch: impl Batch<J, T>,
     work: impl Work<J, T>,
 ) -> anyhow::Result<Vec<anyhow::Result<T>>> {
-    let mut progress = Progress::new(session.quiet);
+    let mut progress = Progress::new(remote.quiet);
     let bars: Vec<Bar> = items.iter().map(|i| progress.bar(name(i))).collect();
     if items.len() > 1 {
         progress.overall(items.len());
@@ -61,7 +61,7 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
     let mut results: Vec<Option<anyhow::Result<T>>> = items.iter().map(|_| None).collect();
     let large: Vec<usize> = (0..items.len()).filter(|&i| !small[i]).collect();
     run_rest(
-        session,
+        remote,
         items,
         &large,
         &mut bars,
@@ -76,7 +76,7 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
     }
     let jobs: Vec<&J> = piped.iter().map(|&i| &items[i]).collect();
     let mut piped_bars: Vec<Bar> = piped.iter().filter_map(|&i| bars[i].take()).collect();
-    let client = match session.client() {
+    let client = match remote.client() {
         Ok(c) => c,
         Err(e) => {
             // Each file fails with it, as over the resumable path.
@@ -99,7 +99,7 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
         }
     }
     if let Some(e) = broken {
-        session.drop_client();
+        remote.drop_client();
         let e = Plain(e);
         if cancel::check().is_err() {
             for &i in &again {
@@ -114,7 +114,7 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
             "the connection broke during the batch ({e}); trying the rest again"
         ));
         run_rest(
-            session,
+            remote,
             items,
             &again,
             &mut bars,
@@ -131,7 +131,7 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
 /// that do not go pipelined.
 #[allow(clippy::too_many_arguments)]
 fn run_rest<J: Sync + Clone, T: Send>(
-    session: &mut Session,
+    remote: &mut Remote,
     items: &[J],
     which: &[usize],
     bars: &mut [Option<Bar>],
@@ -146,9 +146,9 @@ fn run_rest<J: Sync + Clone, T: Send>(
     let jobs: Vec<J> = which.iter().map(|&i| items[i].clone()).collect();
     let rest_bars: Vec<Bar> = which.iter().filter_map(|&i| bars[i].take()).collect();
     let done = if jobs.len() <= 1 || parallel <= 1 {
-        run_one_by_one(session, &jobs, rest_bars, progress, work)?
+        run_one_by_one(remote, &jobs, rest_bars, progress, work)?
     } else {
-        run_parallel(session, &jobs, rest_bars, parallel, progress, work)?
+        run_parallel(remote, &jobs, rest_bars, parallel, progress, work)?
     };
     for (&i, r) in which.iter().zip(done) {
         results[i] = Some(r);
@@ -166,7 +166,7 @@ fn finished<T>(results: Vec<Option<anyhow::Result<T>>>) -> Vec<anyhow::Result<T>
 
 /// The sequential half of [`run_all`], over the session's connection.
 fn run_one_by_one<J, T>(
-    session: &mut Session,
+    remote: &mut Remote,
     items: &[J],
     bars: Vec<Bar>,
     progress: &Progress,
@@ -174,11 +174,11 @@ fn run_one_by_one<J, T>(
 ) -> anyhow::Result<Vec<anyhow::Result<T>>> {
     let mut results = Vec::with_capacity(items.len());
     for (item, mut bar) in items.iter().zip(bars) {
-        let result = session
+        let result = remote
             .client()
             .and_then(|c| work(c, item, &mut bar, progress));
         if result.as_ref().is_err_and(|e| !reusable(e)) {
-            session.drop_client();
+            remote.drop_client();
         }
         results.push(result);
     }
@@ -188,7 +188,7 @@ fn run_one_by_one<J, T>(
 /// The parallel half of [`run_all`]: a rayon pool of `parallel` threads
 /// sharing a pool of logged-in connections, the session's among them.
 fn run_parallel<J: Sync, T: Send>(
-    session: &mut Session,
+    remote: &mut Remote,
     items: &[J],
     bars: Vec<Bar>,
     parallel: u16,
@@ -199,8 +199,8 @@ fn run_parallel<J: Sync, T: Send>(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    let idle = Mutex::new(Vec::from_iter(session.take_client()));
-    let shared: &Session = session;
+    let idle = Mutex::new(Vec::from_iter(remote.take_client()));
+    let shared: &Remote = remote;
     let results = pool.install(|| {
         items
             .par_iter()
@@ -221,7 +221,7 @@ fn run_parallel<J: Sync, T: Send>(
     });
     let mut idle = idle.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some(c) = idle.pop() {
-        session.put_client(c);
+        remote.return_client(c);
     }
     for mut c in idle {
         let _ = c.quit();

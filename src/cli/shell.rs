@@ -22,7 +22,7 @@ use super::cancel;
 use super::editor::{self, Input};
 use super::output::clean;
 use super::prompt::PASSWORD_ENV;
-use super::session::{Account, Session};
+use super::remote::{Account, Remote};
 use super::{execute, local, print, prompt, user_name, AccountArgs, Action, Global};
 
 /// One shell line.
@@ -84,7 +84,7 @@ enum Step {
 ///
 /// # Errors
 /// If stdin cannot be read, or (stdin not a terminal) if a command failed.
-pub fn run(session: &mut Session, global: &Global) -> anyhow::Result<()> {
+pub fn run(remote: &mut Remote, global: &Global) -> anyhow::Result<()> {
     let tty = io::stdin().is_terminal();
     if tty {
         cancel::install()?;
@@ -92,31 +92,31 @@ pub fn run(session: &mut Session, global: &Global) -> anyhow::Result<()> {
         writeln!(
             err,
             "netdisk shell on {}: `help` lists the commands, `quit` ends.",
-            clean(&session.addr)
+            clean(&remote.addr)
         )?;
     }
     let mut input = Input::new(tty, editor::command_names::<Line>());
     let mut failed = 0;
     if global.user.is_some() {
-        match report(login(session, global, None)) {
+        match report(login(remote, global, None)) {
             Step::Failed => failed += 1,
-            _ => refresh_names(session, &mut input),
+            _ => refresh_names(remote, &mut input),
         }
     }
     while let Some(line) = input.read()? {
         let env_password = std::env::var(PASSWORD_ENV).unwrap_or_default();
-        let secrets = [session.password().unwrap_or(""), env_password.as_str()];
+        let secrets = [remote.password().unwrap_or(""), env_password.as_str()];
         input.remember(&line, &secrets);
-        match step(session, global, &line, tty) {
+        match step(remote, global, &line, tty) {
             Step::Done => {}
             Step::Failed => failed += 1,
             Step::Quit => break,
         }
         if changes_listing(&line) {
-            refresh_names(session, &mut input);
+            refresh_names(remote, &mut input);
         }
     }
-    session.close();
+    remote.close();
     if failed > 0 && !tty {
         bail!("{failed} shell command(s) failed");
     }
@@ -132,17 +132,17 @@ fn changes_listing(line: &str) -> bool {
 
 /// Fetches the listing for completion, on the line editor only (a
 /// scripted session needs none); a failure leaves the names as they were.
-fn refresh_names(session: &mut Session, input: &mut Input) {
-    if !input.is_editor() || session.password().is_none() {
+fn refresh_names(remote: &mut Remote, input: &mut Input) {
+    if !input.is_editor() || remote.password().is_none() {
         return;
     }
-    if let Ok(files) = session.call(|c| c.ls()) {
+    if let Ok(files) = remote.call(|c| c.ls()) {
         input.set_names(files.into_iter().map(|f| f.name).collect());
     }
 }
 
 /// Runs one line; `cancellable`: Ctrl-C cancels a transfer.
-fn step(session: &mut Session, global: &Global, line: &str, cancellable: bool) -> Step {
+fn step(remote: &mut Remote, global: &Global, line: &str, cancellable: bool) -> Step {
     let words = match split(line) {
         Ok(w) => w,
         Err(e) => return report(Err(anyhow::anyhow!(e))),
@@ -163,23 +163,23 @@ fn step(session: &mut Session, global: &Global, line: &str, cancellable: bool) -
             print_help(command.as_deref());
             Step::Done
         }
-        ShellCommand::Login(a) => report(login(session, global, a.name.as_deref())),
+        ShellCommand::Login(a) => report(login(remote, global, a.name.as_deref())),
         ShellCommand::Lls { path } => report(local::lls(path.as_deref()).and_then(|t| print(&t))),
         ShellCommand::Lcd { dir } => report(local::lcd(dir.as_deref())),
         ShellCommand::Lpwd => report(local::lpwd().and_then(|t| print(&t))),
         ShellCommand::Action(action) => {
             let transfer = matches!(action, Action::Put(_) | Action::Get(_));
             let _guard = (cancellable && transfer).then(cancel::Transfer::begin);
-            report(execute(session, global, &action))
+            report(execute(remote, global, &action))
         }
     }
 }
 
-fn login(session: &mut Session, global: &Global, name: Option<&str>) -> anyhow::Result<()> {
+fn login(remote: &mut Remote, global: &Global, name: Option<&str>) -> anyhow::Result<()> {
     let user = user_name(name, global)?;
     let password = prompt::password(&user, false)?;
-    let name = session.login(Account { user, password })?;
-    if !session.quiet {
+    let name = remote.login(Account { user, password })?;
+    if !remote.quiet {
         writeln!(io::stdout().lock(), "logged in as {}", clean(&name))?;
     }
     Ok(())

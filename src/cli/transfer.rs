@@ -21,12 +21,12 @@ use anyhow::{anyhow, bail};
 use super::cancel;
 use super::download::{self, local_target, GetJob, Mode};
 use super::exit::{self, Coded};
-use super::output::{clean, human_size, io_words};
+use super::output::{clean, clean_path, human_size, io_words};
 use super::pipeline;
 use super::progress::Bar;
 use super::prompt::{self, Existing};
+use super::remote::Remote;
 use super::runner::run_all;
-use super::session::Session;
 use super::upload;
 use super::{GetArgs, PutArgs};
 use crate::client::Client;
@@ -35,14 +35,14 @@ use crate::client::Client;
 ///
 /// # Errors
 /// Bad arguments before anything is sent; otherwise the failed uploads.
-pub fn put(session: &mut Session, args: &PutArgs) -> anyhow::Result<()> {
+pub fn put(remote: &mut Remote, args: &PutArgs) -> anyhow::Result<()> {
     let jobs = upload::plan(&args.files, args.as_name.as_deref())?;
     let small: Vec<bool> = jobs
         .iter()
         .map(|j| std::fs::metadata(&j.path).is_ok_and(|m| pipeline::fits(m.len())))
         .collect();
     let results = run_all(
-        session,
+        remote,
         &jobs,
         |j| &j.name,
         args.jobs,
@@ -51,7 +51,7 @@ pub fn put(session: &mut Session, args: &PutArgs) -> anyhow::Result<()> {
         upload::upload,
     )?;
     report(
-        session.quiet,
+        remote.quiet,
         &jobs,
         |j| &j.name,
         results,
@@ -70,13 +70,13 @@ pub fn put(session: &mut Session, args: &PutArgs) -> anyhow::Result<()> {
 /// # Errors
 /// Bad arguments or a local file in the way, before anything is
 /// downloaded; otherwise the failed downloads.
-pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
+pub fn get(remote: &mut Remote, args: &GetArgs) -> anyhow::Result<()> {
     let jobs = plan_get(args)?;
-    let sizes = listed_sizes(session, &jobs)?;
+    let sizes = listed_sizes(remote, &jobs)?;
     let small: Vec<bool> = jobs
         .iter()
         .map(|j| {
-            let fresh = j.mode == Mode::Fresh
+            let fresh = j.mode == Mode::ViaPart
                 && std::fs::metadata(download::part_path(&j.target)).map_or(true, |m| m.len() == 0);
             sizes.as_ref().is_some_and(|s| {
                 // A name not listed is answered NOT_FOUND, also pipelined.
@@ -95,7 +95,7 @@ pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
         pipeline::get_all(c, jobs, &listed, bars)
     };
     let results = run_all(
-        session,
+        remote,
         &jobs,
         |j| &j.name,
         args.jobs,
@@ -104,7 +104,7 @@ pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
         download::download,
     )?;
     report(
-        session.quiet,
+        remote.quiet,
         &jobs,
         |j| &j.name,
         results,
@@ -125,13 +125,13 @@ pub fn get(session: &mut Session, args: &GetArgs) -> anyhow::Result<()> {
 /// downloaded (one `ls`); `None` for a single file, which gains nothing
 /// from a pipeline.
 fn listed_sizes(
-    session: &mut Session,
+    remote: &mut Remote,
     jobs: &[GetJob],
 ) -> anyhow::Result<Option<HashMap<String, u64>>> {
     if jobs.len() < 2 {
         return Ok(None);
     }
-    let files = session.call(Client::ls)?;
+    let files = remote.call(Client::ls)?;
     Ok(Some(files.into_iter().map(|f| (f.name, f.size)).collect()))
 }
 
@@ -151,7 +151,7 @@ fn plan_get(args: &GetArgs) -> anyhow::Result<Vec<GetJob>> {
     };
     if let Some(dir) = &folder {
         std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow!("cannot create {}: {}", show(dir), io_words(&e)))?;
+            .map_err(|e| anyhow!("cannot create {}: {}", clean_path(dir), io_words(&e)))?;
     }
     let mut jobs = Vec::with_capacity(names.len());
     for name in names {
@@ -182,28 +182,28 @@ fn plan_get(args: &GetArgs) -> anyhow::Result<Vec<GetJob>> {
 fn decide(target: &Path, resume: bool, overwrite: bool) -> anyhow::Result<Option<Mode>> {
     let meta = match std::fs::metadata(target) {
         Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Mode::Fresh)),
-        Err(e) => bail!("cannot use {}: {}", show(target), io_words(&e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Mode::ViaPart)),
+        Err(e) => bail!("cannot use {}: {}", clean_path(target), io_words(&e)),
     };
     if !meta.is_file() {
-        bail!("{} exists and is not a regular file", show(target));
+        bail!("{} exists and is not a regular file", clean_path(target));
     }
     if resume {
-        return Ok(Some(Mode::Resume));
+        return Ok(Some(Mode::AppendToTarget));
     }
     if overwrite {
-        return Ok(Some(Mode::Fresh));
+        return Ok(Some(Mode::ViaPart));
     }
     if !prompt::interactive() {
         bail!(
             "{} exists; pass --resume to continue it or --overwrite to replace it \
              (it was left untouched)",
-            show(target)
+            clean_path(target)
         );
     }
     Ok(match prompt::existing(target, meta.len())? {
-        Existing::Resume => Some(Mode::Resume),
-        Existing::Overwrite => Some(Mode::Fresh),
+        Existing::Resume => Some(Mode::AppendToTarget),
+        Existing::Overwrite => Some(Mode::ViaPart),
         Existing::Cancel => None,
     })
 }
@@ -246,8 +246,4 @@ fn report<J, T>(
         return Err(Coded::new(exit::common(failed), message).into());
     }
     Ok(())
-}
-
-fn show(p: &Path) -> String {
-    clean(&p.display().to_string()).into_owned()
 }

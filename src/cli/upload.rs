@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context};
 use md5::{Digest, Md5};
 
 use super::cancel::{self, Cancelled};
-use super::output::{clean, human_size, io_words, Plain};
+use super::output::{clean, clean_path, human_size, io_words, Plain};
 use super::progress::{Bar, Progress};
 use crate::client::{Client, ClientError};
 use crate::error::ErrorCode;
@@ -73,7 +73,7 @@ pub fn upload(
 }
 
 fn open(path: &Path) -> anyhow::Result<File> {
-    let shown = clean(&path.display().to_string()).into_owned();
+    let shown = clean_path(path);
     let file = File::open(path).map_err(|e| anyhow!("{shown}: {}", io_words(&e)))?;
     if !file.metadata()?.is_file() {
         bail!("{shown}: not a regular file");
@@ -133,7 +133,7 @@ fn attempt(
 /// Ctrl-C after `sent` of `size` bytes: the server keeps what reached it
 /// (PROTOCOL.md: a connection closed mid-body leaves the upload staged).
 fn cancelled(job: &PutJob, sent: u64, size: u64) -> anyhow::Error {
-    let path = clean(&job.path.display().to_string()).into_owned();
+    let path = clean_path(&job.path);
     Cancelled {
         kept: format!(
             "{} of {} of {path} sent; the server keeps what arrived, and the same `put` \
@@ -146,7 +146,7 @@ fn cancelled(job: &PutJob, sent: u64, size: u64) -> anyhow::Error {
 }
 
 fn changed(job: &PutJob, e: io::Error) -> anyhow::Error {
-    let shown = clean(&job.path.display().to_string()).into_owned();
+    let shown = clean_path(&job.path);
     if e.kind() == io::ErrorKind::UnexpectedEof {
         anyhow!("{shown} shrank while it was being uploaded")
     } else {
@@ -165,7 +165,7 @@ pub fn plan(files: &[PathBuf], as_name: Option<&str>) -> anyhow::Result<Vec<PutJ
     }
     let mut jobs: Vec<PutJob> = Vec::with_capacity(files.len());
     for path in files {
-        let shown = clean(&path.display().to_string()).into_owned();
+        let shown = clean_path(path);
         let meta = std::fs::metadata(path).map_err(|e| anyhow!("{shown}: {}", io_words(&e)))?;
         if !meta.is_file() {
             bail!("{shown}: not a regular file");

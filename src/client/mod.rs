@@ -486,7 +486,7 @@ impl Client {
     pub fn put_end(&mut self, md5: &str) -> Result<put::Answer> {
         let digest = put::Digest { md5: md5.into() };
         let mut h = Header::new();
-        h.extend(commands::reply(&digest));
+        h.extend(commands::fields(&digest));
         let reply = self.call(&h)?;
         decode(reply)
     }

@@ -1,7 +1,7 @@
-//! The client's side of a session: where the server is, who to log in as,
+//! The server as the client sees it: where it is, who to log in as,
 //! and the connection, opened when first needed.
 //!
-//! Every new connection goes through [`Session::open`], which retries a
+//! Every new connection goes through [`Remote::open`], which retries a
 //! few times with backoff when the server answers `BUSY` (PROTOCOL.md: the
 //! reply to the first request on a fresh connection, then a close). A
 //! connection that broke, timed out or was left in the middle of a body is
@@ -34,7 +34,7 @@ pub struct Account {
 }
 
 /// Connection state shared by one-shot commands and the shell.
-pub struct Session {
+pub struct Remote {
     /// `host:port` of the server.
     pub addr: String,
     /// TLS or not, and whom to trust.
@@ -46,10 +46,10 @@ pub struct Session {
     client: Option<Client>,
 }
 
-impl Session {
+impl Remote {
     /// A session without a connection yet.
-    pub fn new(addr: &str, security: Security, quiet: bool) -> Session {
-        Session {
+    pub fn new(addr: &str, security: Security, quiet: bool) -> Remote {
+        Remote {
             addr: addr.to_string(),
             security,
             quiet,
@@ -128,7 +128,7 @@ impl Session {
     /// A new connection logged in as the session's account.
     ///
     /// # Errors
-    /// As [`Session::open`]; "not logged in" without an account.
+    /// As [`Remote::open`]; "not logged in" without an account.
     pub fn connect_logged_in(&self) -> anyhow::Result<Client> {
         let account = self
             .account
@@ -141,7 +141,7 @@ impl Session {
     /// The open connection, logging in on a new one if needed.
     ///
     /// # Errors
-    /// As [`Session::connect_logged_in`].
+    /// As [`Remote::connect_logged_in`].
     pub fn client(&mut self) -> anyhow::Result<&mut Client> {
         if self.live_client().is_none() {
             self.client = Some(self.connect_logged_in()?);
@@ -243,7 +243,7 @@ impl Session {
     }
 
     /// Gives a healthy connection back.
-    pub fn put_client(&mut self, client: Client) {
+    pub fn return_client(&mut self, client: Client) {
         self.client = Some(client);
     }
 
