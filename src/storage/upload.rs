@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
-use super::digest::mtime_ns;
+use super::digest;
 use super::listing::Listings;
 use super::{open_nofollow, sync_dir, Storage, UploadLock};
 use crate::error::Error;
@@ -289,8 +289,7 @@ impl Verified {
     pub fn place(self) -> Result<(String, PathBuf), Error> {
         let up = self.upload;
         let meta = up.file.metadata()?;
-        let line = format!("{} {} {}\n", meta.len(), mtime_ns(&meta), self.md5);
-        fs::write(up.digests.join(meta.ino().to_string()), line)?;
+        digest::write_record(&up.digests, &meta, &self.md5)?;
         // The record of the file being replaced goes first, while that
         // file still holds its inode: once the rename frees the inode,
         // another upload may get it and write its own record under it,
