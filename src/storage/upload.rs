@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
 
 use super::digest;
 use super::listing::Listings;
+use super::staged::StagedMeta;
 use super::{open_nofollow, sync_dir, Storage, UploadLock};
 use crate::error::Error;
 use crate::hashcopy::{hash_prefix, hashed_copy};
@@ -38,10 +38,7 @@ impl Storage {
             name: name.to_string(),
             size,
         };
-        let resumable = fs::read(&meta_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
-            .is_some_and(|m| m == wanted);
+        let resumable = StagedMeta::read(&meta_path).is_some_and(|m| m == wanted);
         let mut file = open_nofollow(
             &part,
             OpenOptions::new().read(true).write(true).create(true),
@@ -50,10 +47,7 @@ impl Storage {
         if !resumable || held > size {
             file.set_len(0)?;
             held = 0;
-            fs::write(
-                &meta_path,
-                serde_json::to_vec(&wanted).map_err(io::Error::other)?,
-            )?;
+            wanted.write(&meta_path)?;
         }
         let mut hasher = Md5::new();
         if held > 0 {
@@ -140,10 +134,7 @@ impl Storage {
                         // Claim the name as an upload would, so that nobody
                         // resumes it while it goes; if somebody is
                         // uploading it right now, it is not stale.
-                        let name = fs::read(&meta_path)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
-                            .map(|m| m.name);
+                        let name = StagedMeta::read(&meta_path).map(|m| m.name);
                         let claim = name.map(|n| self.claim(&key, &n, 0));
                         if claim.as_ref().is_some_and(Result::is_err) {
                             continue;
@@ -155,18 +146,15 @@ impl Storage {
                     Some("meta") if old && !path.with_extension("part").exists() => {
                         let _ = fs::remove_file(&path);
                     }
+                    // A record a crash left half-written.
+                    Some("tmp") if old => {
+                        let _ = fs::remove_file(&path);
+                    }
                     _ => {}
                 }
             }
         }
     }
-}
-
-/// The record beside a `.part`: which name it stages, at what size.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct StagedMeta {
-    pub(super) name: String,
-    pub(super) size: u64,
 }
 
 /// A staged upload: bytes are appended and hashed as they arrive; the
@@ -396,19 +384,23 @@ mod tests {
         // Records left without their upload: an old one and a new one.
         let orphan = staged_path(&s, "orphan").with_extension("meta");
         let young_orphan = staged_path(&s, "young orphan").with_extension("meta");
-        for path in [&orphan, &young_orphan] {
+        // And a record a crash left half-written.
+        let torn = s.staging_dir("alice").join(".tmpAbCdEf.tmp");
+        for path in [&orphan, &young_orphan, &torn] {
             fs::write(path, br#"{"name":"x","size":1}"#).unwrap();
         }
-        File::options()
-            .write(true)
-            .open(&orphan)
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        for path in [&orphan, &torn] {
+            File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
 
         s.sweep_staging(day);
 
-        assert!(!orphan.exists() && young_orphan.exists());
+        assert!(!orphan.exists() && young_orphan.exists() && !torn.exists());
         let stale = staged_path(&s, "stale");
         assert!(!stale.exists() && !stale.with_extension("meta").exists());
         assert!(staged_path(&s, "fresh").exists());
