@@ -335,7 +335,7 @@ mod test_support {
 
     pub(super) fn upload(s: &Storage, name: &str, data: &[u8]) -> Result<String, Error> {
         let lock = s.lock_upload("alice", name, data.len() as u64, None)?;
-        let mut up = s.begin_upload(&lock, "alice", name, data.len() as u64)?;
+        let mut up = s.begin_upload(&lock)?;
         feed(&mut up, data)?;
         let md5 = md5_hex(&Md5::digest(data));
         up.finish(&md5)

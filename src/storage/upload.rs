@@ -20,18 +20,15 @@ use crate::hashcopy::{hash_prefix, hashed_copy};
 use crate::protocol::md5_hex;
 
 impl Storage {
-    /// Opens (or resumes) the staged upload of `name` with `size` bytes.
-    /// The returned [`Upload`] has already hashed the bytes it holds.
+    /// Opens (or resumes) the staged upload `lock` was claimed for: its
+    /// user, name and size. The returned [`Upload`] has already hashed the
+    /// bytes it holds.
     ///
     /// # Errors
     /// If the staging folder cannot be written.
-    pub fn begin_upload(
-        &self,
-        _lock: &UploadLock,
-        key: &str,
-        name: &str,
-        size: u64,
-    ) -> Result<Upload, Error> {
+    pub fn begin_upload(&self, lock: &UploadLock) -> Result<Upload, Error> {
+        debug_assert!(lock.is_from(self));
+        let (key, name, size) = (lock.key(), lock.name(), lock.size());
         self.ensure_home(key)?;
         let (part, meta_path) = self.staged_paths(key, name);
         let wanted = StagedMeta {
@@ -67,7 +64,7 @@ impl Storage {
         })
     }
 
-    /// Opens the staged upload of `name` with `size` bytes from scratch,
+    /// Opens the staged upload `lock` was claimed for from scratch,
     /// dropping whatever an earlier interrupted upload of it staged (an
     /// upload in one go, PROTOCOL.md "Small uploads in one go"). It writes
     /// no record: it is never resumed, and while it runs its claim counts
@@ -76,13 +73,9 @@ impl Storage {
     ///
     /// # Errors
     /// If the staging folder cannot be written.
-    pub fn begin_fresh_upload(
-        &self,
-        _lock: &UploadLock,
-        key: &str,
-        name: &str,
-        size: u64,
-    ) -> Result<Upload, Error> {
+    pub fn begin_fresh_upload(&self, lock: &UploadLock) -> Result<Upload, Error> {
+        debug_assert!(lock.is_from(self));
+        let (key, name, size) = (lock.key(), lock.name(), lock.size());
         self.ensure_home(key)?;
         let (part, meta_path) = self.staged_paths(key, name);
         match fs::remove_file(&meta_path) {
@@ -309,7 +302,7 @@ mod tests {
         let data = b"0123456789";
         {
             let lock = s.lock_upload("alice", "f", 10, None).unwrap();
-            let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
+            let mut up = s.begin_upload(&lock).unwrap();
             assert!(feed(&mut up, &data[..4]).is_err(), "the client hung up");
         }
         assert!(
@@ -317,38 +310,40 @@ mod tests {
             "staged data is not listed"
         );
         let lock = s.lock_upload("alice", "f", 10, None).unwrap();
-        let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
         assert_eq!(up.offset(), 4);
         feed(&mut up, &data[4..]).unwrap();
         up.finish(&md5_hex(&Md5::digest(data))).unwrap();
         assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), data);
+        drop(lock);
         // A different size starts over.
-        let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
+        let lock = s.lock_upload("alice", "f", 3, None).unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
         assert_eq!(up.offset(), 0);
         feed(&mut up, b"abc").unwrap();
         drop(up);
-        assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 3);
+        assert_eq!(s.begin_upload(&lock).unwrap().offset(), 3);
     }
 
     #[test]
     fn mismatch_keeps_the_old_file_and_drops_staging() {
         let (_d, s) = storage();
         upload(&s, "f", b"old").unwrap();
-        let lock = s.lock_upload("alice", "f", 10, None).unwrap();
-        let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
+        let lock = s.lock_upload("alice", "f", 3, None).unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
         feed(&mut up, b"new").unwrap();
         assert!(matches!(
             up.finish(&"0".repeat(32)),
             Err(Error::ChecksumMismatch)
         ));
         assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), b"old");
-        assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 0);
+        assert_eq!(s.begin_upload(&lock).unwrap().offset(), 0);
     }
 
     /// Stages the first 4 of 10 bytes of `name`, as a client that hung up.
     fn stage_part(s: &Storage, name: &str) -> UploadLock {
         let lock = s.lock_upload("alice", name, 10, None).unwrap();
-        let mut up = s.begin_upload(&lock, "alice", name, 10).unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
         assert!(feed(&mut up, b"0123").is_err(), "the client hung up");
         lock
     }
@@ -362,7 +357,7 @@ mod tests {
 
     fn resume_offset(s: &Storage, name: &str) -> u64 {
         let lock = s.lock_upload("alice", name, 10, None).unwrap();
-        s.begin_upload(&lock, "alice", name, 10).unwrap().offset()
+        s.begin_upload(&lock).unwrap().offset()
     }
 
     #[test]
@@ -407,7 +402,7 @@ mod tests {
         assert!(staged_path(&s, "busy").exists());
         assert_eq!(resume_offset(&s, "stale"), 0);
         assert_eq!(resume_offset(&s, "fresh"), 4);
-        let up = s.begin_upload(&busy, "alice", "busy", 10).unwrap();
+        let up = s.begin_upload(&busy).unwrap();
         assert_eq!(up.offset(), 4);
     }
 }
