@@ -99,5 +99,15 @@ mod tests {
             "5d41402abc4b2a76b9719d911017c592"
         );
         assert!(s.list("alice").unwrap()[0].md5.is_some());
+        // The record alone, in its format; no temporary file left over.
+        let digests: Vec<_> = fs::read_dir(s.user_dir("alice").join("digests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(digests, [m.ino().to_string().as_str()]);
+        assert_eq!(
+            fs::read_to_string(s.digest_path("alice", m.ino())).unwrap(),
+            format!("5 {} 5d41402abc4b2a76b9719d911017c592\n", mtime_ns(&m))
+        );
     }
 }
