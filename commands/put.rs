@@ -103,7 +103,7 @@ impl Command for Put {
         let storage = &ctx.shared.storage;
         let quota = ctx.quota(&user);
         let lock = storage.lock_upload(&user.key, &args.name, args.size, quota)?;
-        let upload = storage.begin_upload(&lock, &user.key, &args.name, args.size)?;
+        let upload = storage.begin_upload(&lock)?;
         let ready = Ready {
             offset: upload.offset(),
         };

@@ -52,7 +52,7 @@ fn begin_one_go(ctx: &Ctx<'_>, args: &Args) -> Result<Receive, Error> {
             return Err(e);
         }
     };
-    let upload = storage.begin_fresh_upload(&lock, &user.key, &args.name, args.size)?;
+    let upload = storage.begin_fresh_upload(&lock)?;
     Ok(Receive {
         upload,
         _lock: lock,

@@ -7,11 +7,11 @@
 use std::fs::{self, File, Metadata};
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 
-use super::Storage;
+use super::{replace_file, Storage};
 use crate::error::Error;
 use crate::hashcopy::hash_prefix;
 use crate::protocol::md5_hex;
@@ -41,25 +41,38 @@ impl Storage {
     }
 
     pub(super) fn cached_digest(&self, key: &str, meta: &Metadata) -> Option<String> {
-        let text = fs::read_to_string(self.digest_path(key, meta.ino())).ok()?;
-        let mut parts = text.split_whitespace();
-        let size: u64 = parts.next()?.parse().ok()?;
-        let mtime: i128 = parts.next()?.parse().ok()?;
-        let md5 = parts.next()?;
-        (size == meta.len() && mtime == mtime_ns(meta) && crate::protocol::is_md5_hex(md5))
-            .then(|| md5.to_string())
+        read_record(&self.digest_path(key, meta.ino()), meta)
     }
 
     fn record_digest(&self, key: &str, meta: &Metadata, md5: &str) -> io::Result<()> {
-        let line = format!("{} {} {md5}\n", meta.len(), mtime_ns(meta));
-        let path = self.digest_path(key, meta.ino());
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, line)?;
-        fs::rename(&tmp, &path)?;
+        write_record(&self.user_dir(key).join("digests"), meta, md5)?;
         // A listing that said `null` for this file is out of date.
         self.changed(key);
         Ok(())
     }
+}
+
+/// Records `md5` as the digest of the file `meta` describes, in the
+/// `digests` folder: `INO` holds "SIZE MTIME_NS MD5\n", replaced
+/// atomically.
+///
+/// # Errors
+/// If the record cannot be written.
+pub(super) fn write_record(digests: &Path, meta: &Metadata, md5: &str) -> io::Result<()> {
+    let line = format!("{} {} {md5}\n", meta.len(), mtime_ns(meta));
+    replace_file(&digests.join(meta.ino().to_string()), line.as_bytes())
+}
+
+/// The MD5 in the record at `path`, if there is a well-formed one and it
+/// still describes the file `meta` describes (same size and mtime).
+fn read_record(path: &Path, meta: &Metadata) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut parts = text.split_whitespace();
+    let size: u64 = parts.next()?.parse().ok()?;
+    let mtime: i128 = parts.next()?.parse().ok()?;
+    let md5 = parts.next()?;
+    (size == meta.len() && mtime == mtime_ns(meta) && crate::protocol::is_md5_hex(md5))
+        .then(|| md5.to_string())
 }
 
 fn same_version(a: &Metadata, b: &Metadata) -> bool {
@@ -86,5 +99,15 @@ mod tests {
             "5d41402abc4b2a76b9719d911017c592"
         );
         assert!(s.list("alice").unwrap()[0].md5.is_some());
+        // The record alone, in its format; no temporary file left over.
+        let digests: Vec<_> = fs::read_dir(s.user_dir("alice").join("digests"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(digests, [m.ino().to_string().as_str()]);
+        assert_eq!(
+            fs::read_to_string(s.digest_path("alice", m.ino())).unwrap(),
+            format!("5 {} 5d41402abc4b2a76b9719d911017c592\n", mtime_ns(&m))
+        );
     }
 }

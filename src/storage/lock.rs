@@ -89,6 +89,7 @@ impl Storage {
         let lock = UploadLock {
             uploads: Arc::clone(&self.uploads),
             entry,
+            size,
         };
         Ok((lock, others))
     }
@@ -105,10 +106,35 @@ impl Storage {
 }
 
 /// Held while a connection uploads a name; releases the name and its share
-/// of the quota on drop.
+/// of the quota on drop. It carries what it was claimed for, the user, the
+/// name and the declared size, and an upload is begun from it alone.
 pub struct UploadLock {
     uploads: Arc<Mutex<Uploads>>,
+    /// (user key, file name).
     entry: (String, String),
+    size: u64,
+}
+
+impl UploadLock {
+    /// The key of the user uploading.
+    pub fn key(&self) -> &str {
+        &self.entry.0
+    }
+
+    /// The name being uploaded.
+    pub fn name(&self) -> &str {
+        &self.entry.1
+    }
+
+    /// The size the upload declared.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether this lock was claimed from `storage`.
+    pub(super) fn is_from(&self, storage: &Storage) -> bool {
+        Arc::ptr_eq(&self.uploads, &storage.uploads)
+    }
 }
 
 impl Drop for UploadLock {
@@ -170,7 +196,7 @@ mod tests {
         let quota = Some(100);
         {
             let lock = s.lock_upload("alice", "a", 60, quota).unwrap();
-            let mut up = s.begin_upload(&lock, "alice", "a", 60).unwrap();
+            let mut up = s.begin_upload(&lock).unwrap();
             assert!(feed(&mut up, b"0123").is_err(), "the client hung up");
         }
         assert_eq!(s.staged_bytes("alice"), 4);
@@ -191,7 +217,7 @@ mod tests {
         let (_d, mut s) = storage();
         s.set_max_staged(2);
         let a = s.lock_upload("alice", "a", 1, None).unwrap();
-        drop(s.begin_upload(&a, "alice", "a", 1).unwrap());
+        drop(s.begin_upload(&a).unwrap());
         drop(a);
         let _b = s.lock_upload("alice", "b", 1, None).unwrap();
         match s.lock_upload("alice", "c", 1, None) {

@@ -31,7 +31,7 @@ mod upload;
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -281,6 +281,19 @@ fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Replaces `path` with `bytes` in one rename, so that a reader sees the
+/// old content or the new, never part of it. Used for the server's own
+/// records (digests, staged uploads), which are not synced: a crash that
+/// loses one costs a re-hash or a restarted upload, never a wrong answer.
+/// A temporary file a crash leaves behind is named `.tmp*.tmp`.
+fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().suffix(".tmp").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Fsyncs a directory, making renames and creations in it durable.
 ///
 /// # Errors
@@ -322,7 +335,7 @@ mod test_support {
 
     pub(super) fn upload(s: &Storage, name: &str, data: &[u8]) -> Result<String, Error> {
         let lock = s.lock_upload("alice", name, data.len() as u64, None)?;
-        let mut up = s.begin_upload(&lock, "alice", name, data.len() as u64)?;
+        let mut up = s.begin_upload(&lock)?;
         feed(&mut up, data)?;
         let md5 = md5_hex(&Md5::digest(data));
         up.finish(&md5)

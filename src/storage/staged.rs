@@ -7,14 +7,39 @@
 //! abandoned before a restart still counts after it.
 
 use std::fs;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
 
-use super::upload::StagedMeta;
-use super::{is_not_found, Storage};
+use super::{is_not_found, replace_file, Storage};
 use crate::error::Error;
 use crate::protocol::md5_hex;
+
+/// The record beside a `.part`: which name it stages, at what size, as
+/// `{"name":NAME,"size":S}`.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct StagedMeta {
+    pub(super) name: String,
+    pub(super) size: u64,
+}
+
+impl StagedMeta {
+    /// The record at `path`; `None` if there is none or it cannot be read.
+    pub(super) fn read(path: &Path) -> Option<StagedMeta> {
+        serde_json::from_slice(&fs::read(path).ok()?).ok()
+    }
+
+    /// Writes this record at `path`, replacing any other atomically.
+    ///
+    /// # Errors
+    /// If the record cannot be written.
+    pub(super) fn write(&self, path: &Path) -> io::Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
+        replace_file(path, &bytes)
+    }
+}
 
 impl Storage {
     /// The staging folder of a user.
@@ -60,10 +85,7 @@ impl Storage {
             if path.extension().and_then(|e| e.to_str()) != Some("meta") {
                 continue;
             }
-            let Some(meta) = fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
-            else {
+            let Some(meta) = StagedMeta::read(&path) else {
                 continue;
             };
             // Only a record kept under its own name's id is the upload of

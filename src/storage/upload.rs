@@ -10,38 +10,32 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
 
-use super::digest::mtime_ns;
+use super::digest;
 use super::listing::Listings;
+use super::staged::StagedMeta;
 use super::{open_nofollow, sync_dir, Storage, UploadLock};
 use crate::error::Error;
 use crate::hashcopy::{hash_prefix, hashed_copy};
 use crate::protocol::md5_hex;
 
 impl Storage {
-    /// Opens (or resumes) the staged upload of `name` with `size` bytes.
-    /// The returned [`Upload`] has already hashed the bytes it holds.
+    /// Opens (or resumes) the staged upload `lock` was claimed for: its
+    /// user, name and size. The returned [`Upload`] has already hashed the
+    /// bytes it holds.
     ///
     /// # Errors
     /// If the staging folder cannot be written.
-    pub fn begin_upload(
-        &self,
-        _lock: &UploadLock,
-        key: &str,
-        name: &str,
-        size: u64,
-    ) -> Result<Upload, Error> {
+    pub fn begin_upload(&self, lock: &UploadLock) -> Result<Upload, Error> {
+        debug_assert!(lock.is_from(self));
+        let (key, name, size) = (lock.key(), lock.name(), lock.size());
         self.ensure_home(key)?;
         let (part, meta_path) = self.staged_paths(key, name);
         let wanted = StagedMeta {
             name: name.to_string(),
             size,
         };
-        let resumable = fs::read(&meta_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
-            .is_some_and(|m| m == wanted);
+        let resumable = StagedMeta::read(&meta_path).is_some_and(|m| m == wanted);
         let mut file = open_nofollow(
             &part,
             OpenOptions::new().read(true).write(true).create(true),
@@ -50,10 +44,7 @@ impl Storage {
         if !resumable || held > size {
             file.set_len(0)?;
             held = 0;
-            fs::write(
-                &meta_path,
-                serde_json::to_vec(&wanted).map_err(io::Error::other)?,
-            )?;
+            wanted.write(&meta_path)?;
         }
         let mut hasher = Md5::new();
         if held > 0 {
@@ -73,7 +64,7 @@ impl Storage {
         })
     }
 
-    /// Opens the staged upload of `name` with `size` bytes from scratch,
+    /// Opens the staged upload `lock` was claimed for from scratch,
     /// dropping whatever an earlier interrupted upload of it staged (an
     /// upload in one go, PROTOCOL.md "Small uploads in one go"). It writes
     /// no record: it is never resumed, and while it runs its claim counts
@@ -82,13 +73,9 @@ impl Storage {
     ///
     /// # Errors
     /// If the staging folder cannot be written.
-    pub fn begin_fresh_upload(
-        &self,
-        _lock: &UploadLock,
-        key: &str,
-        name: &str,
-        size: u64,
-    ) -> Result<Upload, Error> {
+    pub fn begin_fresh_upload(&self, lock: &UploadLock) -> Result<Upload, Error> {
+        debug_assert!(lock.is_from(self));
+        let (key, name, size) = (lock.key(), lock.name(), lock.size());
         self.ensure_home(key)?;
         let (part, meta_path) = self.staged_paths(key, name);
         match fs::remove_file(&meta_path) {
@@ -140,10 +127,7 @@ impl Storage {
                         // Claim the name as an upload would, so that nobody
                         // resumes it while it goes; if somebody is
                         // uploading it right now, it is not stale.
-                        let name = fs::read(&meta_path)
-                            .ok()
-                            .and_then(|b| serde_json::from_slice::<StagedMeta>(&b).ok())
-                            .map(|m| m.name);
+                        let name = StagedMeta::read(&meta_path).map(|m| m.name);
                         let claim = name.map(|n| self.claim(&key, &n, 0));
                         if claim.as_ref().is_some_and(Result::is_err) {
                             continue;
@@ -155,18 +139,15 @@ impl Storage {
                     Some("meta") if old && !path.with_extension("part").exists() => {
                         let _ = fs::remove_file(&path);
                     }
+                    // A record a crash left half-written.
+                    Some("tmp") if old => {
+                        let _ = fs::remove_file(&path);
+                    }
                     _ => {}
                 }
             }
         }
     }
-}
-
-/// The record beside a `.part`: which name it stages, at what size.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct StagedMeta {
-    pub(super) name: String,
-    pub(super) size: u64,
 }
 
 /// A staged upload: bytes are appended and hashed as they arrive; the
@@ -289,8 +270,7 @@ impl Verified {
     pub fn place(self) -> Result<(String, PathBuf), Error> {
         let up = self.upload;
         let meta = up.file.metadata()?;
-        let line = format!("{} {} {}\n", meta.len(), mtime_ns(&meta), self.md5);
-        fs::write(up.digests.join(meta.ino().to_string()), line)?;
+        digest::write_record(&up.digests, &meta, &self.md5)?;
         // The record of the file being replaced goes first, while that
         // file still holds its inode: once the rename frees the inode,
         // another upload may get it and write its own record under it,
@@ -322,7 +302,7 @@ mod tests {
         let data = b"0123456789";
         {
             let lock = s.lock_upload("alice", "f", 10, None).unwrap();
-            let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
+            let mut up = s.begin_upload(&lock).unwrap();
             assert!(feed(&mut up, &data[..4]).is_err(), "the client hung up");
         }
         assert!(
@@ -330,38 +310,40 @@ mod tests {
             "staged data is not listed"
         );
         let lock = s.lock_upload("alice", "f", 10, None).unwrap();
-        let mut up = s.begin_upload(&lock, "alice", "f", 10).unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
         assert_eq!(up.offset(), 4);
         feed(&mut up, &data[4..]).unwrap();
         up.finish(&md5_hex(&Md5::digest(data))).unwrap();
         assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), data);
+        drop(lock);
         // A different size starts over.
-        let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
+        let lock = s.lock_upload("alice", "f", 3, None).unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
         assert_eq!(up.offset(), 0);
         feed(&mut up, b"abc").unwrap();
         drop(up);
-        assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 3);
+        assert_eq!(s.begin_upload(&lock).unwrap().offset(), 3);
     }
 
     #[test]
     fn mismatch_keeps_the_old_file_and_drops_staging() {
         let (_d, s) = storage();
         upload(&s, "f", b"old").unwrap();
-        let lock = s.lock_upload("alice", "f", 10, None).unwrap();
-        let mut up = s.begin_upload(&lock, "alice", "f", 3).unwrap();
+        let lock = s.lock_upload("alice", "f", 3, None).unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
         feed(&mut up, b"new").unwrap();
         assert!(matches!(
             up.finish(&"0".repeat(32)),
             Err(Error::ChecksumMismatch)
         ));
         assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), b"old");
-        assert_eq!(s.begin_upload(&lock, "alice", "f", 3).unwrap().offset(), 0);
+        assert_eq!(s.begin_upload(&lock).unwrap().offset(), 0);
     }
 
     /// Stages the first 4 of 10 bytes of `name`, as a client that hung up.
     fn stage_part(s: &Storage, name: &str) -> UploadLock {
         let lock = s.lock_upload("alice", name, 10, None).unwrap();
-        let mut up = s.begin_upload(&lock, "alice", name, 10).unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
         assert!(feed(&mut up, b"0123").is_err(), "the client hung up");
         lock
     }
@@ -375,7 +357,7 @@ mod tests {
 
     fn resume_offset(s: &Storage, name: &str) -> u64 {
         let lock = s.lock_upload("alice", name, 10, None).unwrap();
-        s.begin_upload(&lock, "alice", name, 10).unwrap().offset()
+        s.begin_upload(&lock).unwrap().offset()
     }
 
     #[test]
@@ -397,26 +379,30 @@ mod tests {
         // Records left without their upload: an old one and a new one.
         let orphan = staged_path(&s, "orphan").with_extension("meta");
         let young_orphan = staged_path(&s, "young orphan").with_extension("meta");
-        for path in [&orphan, &young_orphan] {
+        // And a record a crash left half-written.
+        let torn = s.staging_dir("alice").join(".tmpAbCdEf.tmp");
+        for path in [&orphan, &young_orphan, &torn] {
             fs::write(path, br#"{"name":"x","size":1}"#).unwrap();
         }
-        File::options()
-            .write(true)
-            .open(&orphan)
-            .unwrap()
-            .set_modified(long_ago)
-            .unwrap();
+        for path in [&orphan, &torn] {
+            File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
 
         s.sweep_staging(day);
 
-        assert!(!orphan.exists() && young_orphan.exists());
+        assert!(!orphan.exists() && young_orphan.exists() && !torn.exists());
         let stale = staged_path(&s, "stale");
         assert!(!stale.exists() && !stale.with_extension("meta").exists());
         assert!(staged_path(&s, "fresh").exists());
         assert!(staged_path(&s, "busy").exists());
         assert_eq!(resume_offset(&s, "stale"), 0);
         assert_eq!(resume_offset(&s, "fresh"), 4);
-        let up = s.begin_upload(&busy, "alice", "busy", 10).unwrap();
+        let up = s.begin_upload(&busy).unwrap();
         assert_eq!(up.offset(), 4);
     }
 }
