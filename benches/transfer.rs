@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use netdisk::client::Client;
-use netdisk::protocol::md5_hex;
 use netdisk::protocol::Password;
 use serde_json::json;
 
@@ -431,7 +430,7 @@ fn listing_memory(bin: &Path, work: &Path) -> (Vec<Row>, Vec<Target>) {
     c.register(USER, &Password::new(PASSWORD))
         .expect("register");
     let home = data.join("users").join(USER);
-    let empty_md5 = md5_hex(&Md5::digest(b""));
+    let empty_md5 = format!("{:x}", Md5::digest(b""));
     for i in 0..LISTED_FILES {
         let name = format!("{i:06}{}", "x".repeat(249));
         let path = home.join("files").join(&name);
@@ -1094,7 +1093,7 @@ fn write_random(path: &Path, len: u64) -> String {
         f.write_all(&chunk).unwrap();
         left -= n;
     }
-    md5_hex(&h.finalize())
+    format!("{:x}", h.finalize())
 }
 
 fn file_md5(path: &Path) -> String {
@@ -1108,7 +1107,7 @@ fn file_md5(path: &Path) -> String {
         }
         h.update(&buf[..n]);
     }
-    md5_hex(&h.finalize())
+    format!("{:x}", h.finalize())
 }
 
 /// The many small files of a run, written once.
@@ -1126,7 +1125,7 @@ impl SmallSet {
         for i in 0..count {
             let name = format!("s{i:05}.bin");
             let data = pseudo_random(size, i as u64);
-            digests.push(md5_hex(&Md5::digest(&data)));
+            digests.push(format!("{:x}", Md5::digest(&data)));
             fs::write(dir.join(&name), data).unwrap();
             names.push(name);
         }

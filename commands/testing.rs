@@ -160,7 +160,7 @@ impl<'a> Session<'a> {
         .unwrap();
         let md5 = {
             use md5::Digest;
-            crate::protocol::md5_hex(&md5::Md5::digest(data))
+            format!("{:x}", md5::Md5::digest(data))
         };
         let step4: Header = serde_json::from_str(&format!(r#"{{"md5":"{md5}"}}"#)).unwrap();
         up.finish(&step4).unwrap();

@@ -34,7 +34,6 @@ use crate::client::{Client, ClientError};
 use crate::commands::get;
 use crate::error::ErrorCode;
 use crate::hashcopy::{hash_prefix, hashed_copy};
-use crate::protocol::md5_hex;
 
 /// How the local target is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +132,7 @@ fn attempt(
 /// stays 46 bytes long however long the name is (a name may have 255).
 pub fn part_path(target: &Path) -> PathBuf {
     let name = target.file_name().map_or(&[][..], |n| n.as_bytes());
-    let digest = md5_hex(&Md5::digest(name));
+    let digest = format!("{:x}", Md5::digest(name));
     parent_dir(target).join(format!(".netdisk-{digest}.part"))
 }
 
@@ -230,7 +229,7 @@ fn continue_file(
     bar.set_total(answer.size - have);
     bar.set(0);
     receive(client, answer.size - have, file, &mut hasher, bar)?;
-    if md5_hex(&hasher.finalize()) == answer.md5 {
+    if format!("{:x}", hasher.finalize()) == answer.md5 {
         return Ok(Some(answer.size));
     }
     progress.note(&format!(
@@ -290,7 +289,7 @@ fn fill_part(
     bar.set(0);
     let mut hasher = Md5::new();
     receive(client, answer.size, part, &mut hasher, bar)?;
-    let md5 = md5_hex(&hasher.finalize());
+    let md5 = format!("{:x}", hasher.finalize());
     if md5 != answer.md5 {
         // Nothing in it is worth continuing.
         let _ = fs::remove_file(path);

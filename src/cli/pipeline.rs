@@ -33,7 +33,6 @@ use super::remote::is_broken;
 use super::upload::{PutJob, Uploaded};
 use crate::client::{Client, ClientError};
 use crate::commands::put::ONE_GO_MAX;
-use crate::protocol::md5_hex;
 
 /// Requests in flight at most on one connection.
 pub const WINDOW_FILES: usize = 128;
@@ -83,7 +82,7 @@ pub fn put_all(
                 }
                 match read_whole(&jobs[next].path) {
                     Ok(data) => {
-                        let md5 = md5_hex(&Md5::digest(&data));
+                        let md5 = format!("{:x}", Md5::digest(&data));
                         ready = Some((next, data, md5));
                     }
                     Err(e) => results[next] = Some(Err(e)),
@@ -352,7 +351,7 @@ fn receive(
             Err(e) => Failure::Link(ClientError::Io(std::io::Error::other(format!("{e:#}")))),
         });
     }
-    let md5 = md5_hex(&hasher.finalize());
+    let md5 = format!("{:x}", hasher.finalize());
     if md5 != answer.md5 {
         return Err(Failure::File(
             Coded::new(

@@ -19,7 +19,6 @@ use super::progress::{Bar, Progress};
 use crate::client::{Client, ClientError};
 use crate::error::ErrorCode;
 use crate::hashcopy::{hash_prefix, hashed_copy};
-use crate::protocol::md5_hex;
 
 /// One file to upload.
 #[derive(Debug, Clone)]
@@ -117,7 +116,7 @@ fn attempt(
         sent += chunk.len() as u64;
         Ok::<_, anyhow::Error>(())
     })?;
-    let md5 = md5_hex(&hasher.finalize());
+    let md5 = format!("{:x}", hasher.finalize());
     let verdict = client.put_end(&md5).and_then(|answer| {
         if answer.md5 == md5 && answer.size == size {
             Ok(())

@@ -14,7 +14,6 @@ use md5::{Digest, Md5};
 use super::{replace_file, Storage};
 use crate::error::Error;
 use crate::hashcopy::hash_prefix;
-use crate::protocol::md5_hex;
 
 impl Storage {
     /// MD5 of an open file: from the cache when the server stored it,
@@ -28,7 +27,7 @@ impl Storage {
         }
         let mut hasher = Md5::new();
         hash_prefix(file, meta.len(), &mut hasher)?;
-        let digest = md5_hex(&hasher.finalize());
+        let digest = format!("{:x}", hasher.finalize());
         // Cache only if the file did not change while it was read.
         if file.metadata().is_ok_and(|now| same_version(&now, meta)) {
             self.record_digest(key, meta, &digest)?;

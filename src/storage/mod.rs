@@ -307,7 +307,6 @@ mod test_support {
     use md5::{Digest, Md5};
 
     use super::*;
-    use crate::protocol::md5_hex;
 
     pub(super) fn storage() -> (tempfile::TempDir, Storage) {
         let dir = tempfile::tempdir().unwrap();
@@ -337,7 +336,7 @@ mod test_support {
         let lock = s.lock_upload("alice", name, data.len() as u64, None)?;
         let mut up = s.begin_upload(&lock)?;
         feed(&mut up, data)?;
-        let md5 = md5_hex(&Md5::digest(data));
+        let md5 = format!("{:x}", Md5::digest(data));
         up.finish(&md5)
     }
 }

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{is_not_found, replace_file, Storage};
 use crate::error::Error;
-use crate::protocol::md5_hex;
 
 /// The record beside a `.part`: which name it stages, at what size, as
 /// `{"name":NAME,"size":S}`.
@@ -49,7 +48,7 @@ impl Storage {
 
     /// Paths of the `.part` file and `.meta` record of `name`'s upload.
     pub(super) fn staged_paths(&self, key: &str, name: &str) -> (PathBuf, PathBuf) {
-        let id = md5_hex(&Md5::digest(name.as_bytes()));
+        let id = format!("{:x}", Md5::digest(name.as_bytes()));
         let stage = self.staging_dir(key);
         (
             stage.join(format!("{id}.part")),

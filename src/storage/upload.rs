@@ -17,7 +17,6 @@ use super::staged::StagedMeta;
 use super::{open_nofollow, sync_dir, Storage, UploadLock};
 use crate::error::Error;
 use crate::hashcopy::{hash_prefix, hashed_copy};
-use crate::protocol::md5_hex;
 
 impl Storage {
     /// Opens (or resumes) the staged upload `lock` was claimed for: its
@@ -229,7 +228,7 @@ impl Upload {
     /// `CHECKSUM_MISMATCH` (staged data discarded, old file untouched).
     pub fn verify(self, expected: &str) -> Result<Verified, Error> {
         debug_assert_eq!(self.held, self.size);
-        let actual = md5_hex(&self.hasher.clone().finalize());
+        let actual = format!("{:x}", self.hasher.clone().finalize());
         if actual != expected {
             self.discard();
             return Err(Error::ChecksumMismatch);
@@ -313,7 +312,7 @@ mod tests {
         let mut up = s.begin_upload(&lock).unwrap();
         assert_eq!(up.offset(), 4);
         feed(&mut up, &data[4..]).unwrap();
-        up.finish(&md5_hex(&Md5::digest(data))).unwrap();
+        up.finish(&format!("{:x}", Md5::digest(data))).unwrap();
         assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), data);
         drop(lock);
         // A different size starts over.
@@ -349,7 +348,7 @@ mod tests {
     }
 
     fn staged_path(s: &Storage, name: &str) -> PathBuf {
-        let id = md5_hex(&Md5::digest(name.as_bytes()));
+        let id = format!("{:x}", Md5::digest(name.as_bytes()));
         s.user_dir("alice")
             .join("staging")
             .join(format!("{id}.part"))
