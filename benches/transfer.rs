@@ -19,7 +19,7 @@
 //! `$TMPDIR`: `TMPDIR=/dev/shm` takes the disk out of the measurement.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -34,6 +34,8 @@ use netdisk::protocol::Password;
 use serde_json::json;
 
 mod load;
+#[path = "../tests/it/serve.rs"]
+mod serve;
 
 const MIB: u64 = 1 << 20;
 /// Rounds of the one-file put and get.
@@ -898,24 +900,14 @@ impl BenchServer {
     }
 
     fn start_with(bin: &Path, data: &Path, extra: &[&str]) -> BenchServer {
-        let mut child = Command::new(bin)
-            .args(["serve", "--addr", "127.0.0.1:0"])
+        let mut child = serve::serve_args(&mut Command::new(bin), data)
             .args(extra)
-            .arg("--data")
-            .arg(data)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("server ready line")
-            .to_string();
+        let addr = serve::ready(&mut BufReader::new(child.stdout.take().unwrap()))
+            .expect("server ready line");
         BenchServer { child, addr }
     }
 

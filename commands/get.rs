@@ -71,3 +71,37 @@ impl Command for Get {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Then;
+    use crate::commands::testing::{shared, Session};
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn answers_the_range_and_leaves_the_body_to_send() {
+        let (_dir, shared) = shared();
+        let mut s = Session::user(&shared, "ann");
+        s.store("a", b"hello world");
+        let (reply, then) = s.run(r#"{"cmd":"get","name":"a","offset":6}"#).unwrap();
+        assert_eq!(reply["size"], 11);
+        assert_eq!(reply["offset"], 6);
+        assert_eq!(reply["md5"], "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        let Some(Then::Send(body)) = then else {
+            panic!("get leaves a body to send");
+        };
+        assert_eq!((body.offset, body.len), (6, 5));
+        let (reply, _) = s.run(r#"{"cmd":"get","name":"a","offset":null}"#).unwrap();
+        assert_eq!(reply["offset"], 0);
+        s.fails(
+            r#"{"cmd":"get","name":"a","offset":12}"#,
+            ErrorCode::BadRequest,
+        );
+        s.fails(
+            r#"{"cmd":"get","name":"a","offset":-1}"#,
+            ErrorCode::BadRequest,
+        );
+        s.fails(r#"{"cmd":"get","name":"b"}"#, ErrorCode::NotFound);
+        s.fails(r#"{"cmd":"get","name":".."}"#, ErrorCode::InvalidName);
+    }
+}

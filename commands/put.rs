@@ -171,3 +171,62 @@ impl Receive {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Then;
+    use crate::commands::testing::{shared, shared_with, Session};
+    use crate::error::ErrorCode;
+    use crate::protocol::Header;
+
+    fn step4(json: &str) -> Header {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_phases_answer_offset_then_verdict() {
+        let (_dir, shared) = shared();
+        let mut s = Session::user(&shared, "ann");
+        let (reply, then) = s.run(r#"{"cmd":"put","name":"a","size":5}"#).unwrap();
+        assert_eq!(reply["offset"], 0);
+        let Some(Then::Receive(mut up)) = then else {
+            panic!("put leaves an upload to receive");
+        };
+        // A second connection may not upload the same name meanwhile.
+        s.fails(r#"{"cmd":"put","name":"a","size":5}"#, ErrorCode::Locked);
+        let mut src = &b"hello"[..];
+        up.receive(|chunk| {
+            let n = chunk.len().min(src.len());
+            chunk[..n].copy_from_slice(&src[..n]);
+            src = &src[n..];
+            (n, Ok(()))
+        })
+        .unwrap();
+        let bad = up.finish(&step4(r#"{"md5":"5D41402ABC4B2A76B9719D911017C592"}"#));
+        assert_eq!(bad.unwrap_err().code(), ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn a_wrong_digest_is_a_mismatch_and_fields_come_before_state() {
+        let (_dir, shared) = shared_with(|c| c.quota = Some(4));
+        let mut s = Session::user(&shared, "ann");
+        s.fails(
+            r#"{"cmd":"put","name":"a","size":5}"#,
+            ErrorCode::QuotaExceeded,
+        );
+        s.fails(
+            r#"{"cmd":"put","name":"a/b","size":5}"#,
+            ErrorCode::InvalidName,
+        );
+        s.fails(
+            r#"{"cmd":"put","name":"a","size":5.0}"#,
+            ErrorCode::BadRequest,
+        );
+        let (_, then) = s.run(r#"{"cmd":"put","name":"a","size":0}"#).unwrap();
+        let Some(Then::Receive(up)) = then else {
+            panic!("put leaves an upload to receive");
+        };
+        let wrong = up.finish(&step4(r#"{"md5":"5d41402abc4b2a76b9719d911017c592"}"#));
+        assert_eq!(wrong.unwrap_err().code(), ErrorCode::ChecksumMismatch);
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests: a real server on loopback, driven over real TCP by the
 //! protocol client, raw frames, and the real command-line client.
 
+mod serve;
 mod support;
 
 mod abuse;

@@ -20,23 +20,7 @@ pub fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin!("netdisk").to_path_buf()
 }
 
-/// Adds `serve` on an ephemeral loopback port over `data` to `command`.
-pub fn serve_args<'a>(command: &'a mut Command, data: &Path) -> &'a mut Command {
-    command
-        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-        .arg(data)
-}
-
-/// Reads a server's first stdout line, which says it is ready and where:
-/// the address, or the line it printed instead.
-pub fn ready(stdout: &mut impl BufRead) -> Result<String, String> {
-    let mut line = String::new();
-    stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-    match line.trim().strip_prefix("listening on ") {
-        Some(a) => Ok(a.to_string()),
-        None => Err(line),
-    }
-}
+pub use crate::serve::{ready, serve_args};
 
 /// Starts `serve` on `data`, which must refuse to start; returns its stderr.
 pub fn serve_refuses(data: &Path) -> String {
