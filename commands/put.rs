@@ -175,7 +175,7 @@ impl Receive {
 #[cfg(test)]
 mod tests {
     use super::Then;
-    use crate::commands::testing::{shared, shared_with, Session};
+    use crate::commands::testing::{feed, shared, shared_with, Session};
     use crate::error::ErrorCode;
     use crate::protocol::Header;
 
@@ -194,14 +194,7 @@ mod tests {
         };
         // A second connection may not upload the same name meanwhile.
         s.fails(r#"{"cmd":"put","name":"a","size":5}"#, ErrorCode::Locked);
-        let mut src = &b"hello"[..];
-        up.receive(|chunk| {
-            let n = chunk.len().min(src.len());
-            chunk[..n].copy_from_slice(&src[..n]);
-            src = &src[n..];
-            (n, Ok(()))
-        })
-        .unwrap();
+        feed(&mut up, b"hello");
         let bad = up.finish(&step4(r#"{"md5":"5D41402ABC4B2A76B9719D911017C592"}"#));
         assert_eq!(bad.unwrap_err().code(), ErrorCode::BadRequest);
     }

@@ -150,14 +150,7 @@ impl<'a> Session<'a> {
         let Some(Then::Receive(mut up)) = then else {
             panic!("put leaves an upload to receive");
         };
-        let mut src = data;
-        up.receive(|chunk| {
-            let n = chunk.len().min(src.len());
-            chunk[..n].copy_from_slice(&src[..n]);
-            src = &src[n..];
-            (n, Ok(()))
-        })
-        .unwrap();
+        feed(&mut up, data);
         let md5 = {
             use md5::Digest;
             format!("{:x}", md5::Md5::digest(data))
@@ -165,4 +158,16 @@ impl<'a> Session<'a> {
         let step4: Header = serde_json::from_str(&format!(r#"{{"md5":"{md5}"}}"#)).unwrap();
         up.finish(&step4).unwrap();
     }
+}
+
+/// Feeds `data` to an upload as the client's body.
+pub fn feed(up: &mut super::put::Receive, data: &[u8]) {
+    let mut src = data;
+    up.receive(|chunk| {
+        let n = chunk.len().min(src.len());
+        chunk[..n].copy_from_slice(&src[..n]);
+        src = &src[n..];
+        (n, Ok(()))
+    })
+    .unwrap();
 }

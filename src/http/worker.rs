@@ -4,91 +4,34 @@
 
 use std::io::BufRead;
 
-use rustls::{ServerConnection, StreamOwned};
-
 use super::api::{self, Front};
 use super::request::Request;
 use super::response::Response;
-use crate::protocol::Timed;
-use crate::server::conn::{Conn, Limits, Stream};
-use crate::server::link::{Kind, Link, Wire};
+use crate::server::conn::{Conn, Stream};
+use crate::server::link::{serve_link, Kind, Link, Serve, SessionState};
 use crate::state::Shared;
 
 /// Serves the HTTP requests buffered on `link` and returns it: to wait
 /// for the next request, or marked `closing`.
-pub fn serve(shared: &Shared, mut link: Link) -> Link {
-    let limits = Limits {
-        header: shared.config.header_timeout,
-        stall: shared.config.idle_timeout,
-        min_rate: shared.config.min_rate,
-        window: shared.config.rate_window,
-    };
-    let pending = std::mem::take(&mut link.pending);
+pub fn serve(shared: &Shared, link: Link) -> Link {
     let front = Front {
         peer: link.peer.to_string(),
         peer_ip: link.peer_ip.clone(),
         secure: matches!(link.wire.kind, Kind::Tls(_)),
         loopback: link.peer.ip().to_canonical().is_loopback(),
     };
-    let tcp = link.wire.tcp;
-    let (wire, rest, open) = match link.wire.kind {
-        Kind::Plain => match start(Timed::new(tcp), &pending, limits) {
-            Ok(mut conn) => {
-                let open = run(shared, &mut conn, &front);
-                let (timed, rest) = conn.into_parts();
-                (plain(timed), rest, open)
-            }
-            Err(timed) => (plain(timed), Vec::new(), false),
-        },
-        Kind::Tls(tls) => {
-            let stream = StreamOwned::new(*tls, Timed::new(tcp));
-            match start(stream, &pending, limits) {
-                Ok(mut conn) => {
-                    let open = run(shared, &mut conn, &front);
-                    let (s, rest) = conn.into_parts();
-                    (secure(s), rest, open)
-                }
-                Err(s) => (secure(s), Vec::new(), false),
-            }
-        }
-        Kind::Fresh => (
-            Wire {
-                tcp,
-                kind: Kind::Fresh,
-            },
-            pending,
-            false,
-        ),
-    };
-    link.wire = wire;
-    link.pending = rest;
-    link.closing = !open;
-    link
+    serve_link(shared, link, &mut Http { shared, front })
 }
 
-fn plain(timed: Timed) -> Wire {
-    Wire {
-        tcp: timed.into_inner(),
-        kind: Kind::Plain,
-    }
+/// HTTP as a front end of [`serve_link`].
+struct Http<'a> {
+    shared: &'a Shared,
+    front: Front,
 }
 
-fn secure(s: StreamOwned<ServerConnection, Timed>) -> Wire {
-    Wire {
-        tcp: s.sock.into_inner(),
-        kind: Kind::Tls(Box::new(s.conn)),
-    }
-}
-
-/// Makes the socket blocking again, with the write timeout, and wraps it.
-fn start<S: Stream>(mut stream: S, pending: &[u8], limits: Limits) -> Result<Conn<S>, S> {
-    let tcp = stream.timed().get_ref();
-    let setup = tcp
-        .set_nonblocking(false)
-        .and_then(|()| tcp.set_write_timeout(Some(limits.per_op())));
-    match setup {
-        Ok(()) => Ok(Conn::new(stream, pending, limits)),
-        Err(_) => Err(stream),
+impl Serve for Http<'_> {
+    fn serve<S: Stream>(&mut self, conn: &mut Conn<S>, _session: &mut SessionState) -> bool {
+        run(self.shared, conn, &self.front)
     }
 }
 

@@ -5,9 +5,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustls::ServerConnection;
+use rustls::{ServerConnection, StreamOwned};
 
+use super::conn::{Conn, Limits, Stream};
 use super::limits::Slot;
+use crate::protocol::Timed;
+use crate::state::Shared;
 use crate::users::User;
 
 /// The socket and what speaks over it.
@@ -74,5 +77,89 @@ impl Link {
             http: false,
             _slot: slot,
         }
+    }
+}
+
+/// A front end that serves requests on a worker: protocol v1 or HTTP.
+pub trait Serve {
+    /// Serves the requests buffered on `conn`; returns whether the
+    /// connection stays open.
+    fn serve<S: Stream>(&mut self, conn: &mut Conn<S>, session: &mut SessionState) -> bool;
+}
+
+/// The time limits of a request being served.
+fn limits(shared: &Shared) -> Limits {
+    Limits {
+        header: shared.config.header_timeout,
+        stall: shared.config.idle_timeout,
+        min_rate: shared.config.min_rate,
+        window: shared.config.rate_window,
+    }
+}
+
+/// Makes the link's socket blocking, wraps it (plaintext or TLS) with the
+/// bytes already read, lets `front` serve it, and gives the link back: to
+/// wait for the next request, or marked `closing`.
+pub fn serve_link(shared: &Shared, mut link: Link, front: &mut impl Serve) -> Link {
+    let limits = limits(shared);
+    let pending = std::mem::take(&mut link.pending);
+    let session = &mut link.session;
+    let tcp = link.wire.tcp;
+    let (wire, rest, open) = match link.wire.kind {
+        Kind::Plain => match start(Timed::new(tcp), &pending, limits) {
+            Ok(mut conn) => {
+                let open = front.serve(&mut conn, session);
+                let (timed, rest) = conn.into_parts();
+                (plain(timed), rest, open)
+            }
+            Err(timed) => (plain(timed), Vec::new(), false),
+        },
+        Kind::Tls(tls) => match start(StreamOwned::new(*tls, Timed::new(tcp)), &pending, limits) {
+            Ok(mut conn) => {
+                let open = front.serve(&mut conn, session);
+                let (s, rest) = conn.into_parts();
+                (secure(s), rest, open)
+            }
+            Err(s) => (secure(s), Vec::new(), false),
+        },
+        Kind::Fresh => (
+            Wire {
+                tcp,
+                kind: Kind::Fresh,
+            },
+            pending,
+            false,
+        ),
+    };
+    link.wire = wire;
+    link.pending = rest;
+    link.closing = !open;
+    link
+}
+
+fn plain(timed: Timed) -> Wire {
+    Wire {
+        tcp: timed.into_inner(),
+        kind: Kind::Plain,
+    }
+}
+
+fn secure(s: StreamOwned<ServerConnection, Timed>) -> Wire {
+    Wire {
+        tcp: s.sock.into_inner(),
+        kind: Kind::Tls(Box::new(s.conn)),
+    }
+}
+
+/// Makes the socket blocking again, with the write timeout, and wraps it;
+/// gives the stream back if the socket cannot be set up.
+fn start<S: Stream>(mut stream: S, pending: &[u8], limits: Limits) -> Result<Conn<S>, S> {
+    let tcp = stream.timed().get_ref();
+    let setup = tcp
+        .set_nonblocking(false)
+        .and_then(|()| tcp.set_write_timeout(Some(limits.per_op())));
+    match setup {
+        Ok(()) => Ok(Conn::new(stream, pending, limits)),
+        Err(_) => Err(stream),
     }
 }

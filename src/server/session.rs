@@ -9,14 +9,13 @@
 use std::io;
 use std::time::Instant;
 
-use rustls::{ServerConnection, StreamOwned};
 use serde_json::Value;
 
-use super::conn::{Conn, Limits, Stream};
-use super::link::{Kind, Link, SessionState, Wire};
+use super::conn::{Conn, Stream};
+use super::link::{serve_link, Link, Serve, SessionState};
 use crate::commands::{lookup, put, Ctx, Then};
 use crate::error::Error;
-use crate::protocol::{error_header, ok_header, Header, Reply, Timed};
+use crate::protocol::{error_header, ok_header, Header, Reply};
 use crate::state::{Shared, MAX_ERROR_RUN};
 use crate::users::User;
 use group::{Entry, Group};
@@ -25,79 +24,21 @@ mod group;
 
 /// Serves the requests buffered on `link` and returns it: to wait for the
 /// next request, or marked `closing`.
-pub fn serve(shared: &Shared, mut link: Link) -> Link {
-    let limits = Limits {
-        header: shared.config.header_timeout,
-        stall: shared.config.idle_timeout,
-        min_rate: shared.config.min_rate,
-        window: shared.config.rate_window,
-    };
-    let pending = std::mem::take(&mut link.pending);
+pub fn serve(shared: &Shared, link: Link) -> Link {
     let peer = (link.peer.to_string(), link.peer_ip.clone());
-    let state = &mut link.session;
-    let tcp = link.wire.tcp;
-    let (wire, rest, open) = match link.wire.kind {
-        Kind::Plain => match start(Timed::new(tcp), &pending, limits) {
-            Ok(mut conn) => {
-                let open = run(shared, &mut conn, state, &peer);
-                let (timed, rest) = conn.into_parts();
-                (plain(timed), rest, open)
-            }
-            Err((timed, _)) => (plain(timed), Vec::new(), false),
-        },
-        Kind::Tls(tls) => {
-            let stream = StreamOwned::new(*tls, Timed::new(tcp));
-            match start(stream, &pending, limits) {
-                Ok(mut conn) => {
-                    let open = run(shared, &mut conn, state, &peer);
-                    let (s, rest) = conn.into_parts();
-                    (secure(s), rest, open)
-                }
-                Err((s, _)) => (secure(s), Vec::new(), false),
-            }
-        }
-        Kind::Fresh => (
-            Wire {
-                tcp,
-                kind: Kind::Fresh,
-            },
-            pending,
-            false,
-        ),
-    };
-    link.wire = wire;
-    link.pending = rest;
-    link.closing = !open;
-    link
+    serve_link(shared, link, &mut V1 { shared, peer })
 }
 
-fn plain(timed: Timed) -> Wire {
-    Wire {
-        tcp: timed.into_inner(),
-        kind: Kind::Plain,
-    }
+/// Protocol v1 as a front end of [`serve_link`].
+struct V1<'a> {
+    shared: &'a Shared,
+    /// The peer, and its IP address alone.
+    peer: (String, String),
 }
 
-fn secure(s: StreamOwned<ServerConnection, Timed>) -> Wire {
-    Wire {
-        tcp: s.sock.into_inner(),
-        kind: Kind::Tls(Box::new(s.conn)),
-    }
-}
-
-/// Makes the socket blocking again, with the write timeout, and wraps it.
-fn start<S: Stream>(
-    mut stream: S,
-    pending: &[u8],
-    limits: Limits,
-) -> Result<Conn<S>, (S, io::Error)> {
-    let tcp = stream.timed().get_ref();
-    let setup = tcp
-        .set_nonblocking(false)
-        .and_then(|()| tcp.set_write_timeout(Some(limits.per_op())));
-    match setup {
-        Ok(()) => Ok(Conn::new(stream, pending, limits)),
-        Err(e) => Err((stream, e)),
+impl Serve for V1<'_> {
+    fn serve<S: Stream>(&mut self, conn: &mut Conn<S>, session: &mut SessionState) -> bool {
+        run(self.shared, conn, session, &self.peer)
     }
 }
 
