@@ -50,17 +50,7 @@ impl Storage {
             hash_prefix(&file, held, &mut hasher)?;
         }
         file.seek(SeekFrom::Start(held))?;
-        Ok(Upload {
-            file,
-            hasher,
-            held,
-            size,
-            part,
-            meta_path,
-            target: self.files_dir(key).join(name),
-            digests: self.user_dir(key).join("digests"),
-            changed: (Arc::clone(&self.listings), key.to_string()),
-        })
+        Ok(self.upload(lock, file, hasher, held, (part, meta_path)))
     }
 
     /// Opens the staged upload `lock` was claimed for from scratch,
@@ -74,7 +64,7 @@ impl Storage {
     /// If the staging folder cannot be written.
     pub fn begin_fresh_upload(&self, lock: &UploadLock) -> Result<Upload, Error> {
         debug_assert!(lock.is_from(self));
-        let (key, name, size) = (lock.key(), lock.name(), lock.size());
+        let (key, name) = (lock.key(), lock.name());
         self.ensure_home(key)?;
         let (part, meta_path) = self.staged_paths(key, name);
         match fs::remove_file(&meta_path) {
@@ -86,17 +76,31 @@ impl Storage {
             &part,
             OpenOptions::new().write(true).create(true).truncate(true),
         )?;
-        Ok(Upload {
+        Ok(self.upload(lock, file, Md5::new(), 0, (part, meta_path)))
+    }
+
+    /// An upload of what `lock` claims, holding `held` bytes (hashed into
+    /// `hasher`) in `file`, staged at `paths` (`.part`, `.meta`).
+    fn upload(
+        &self,
+        lock: &UploadLock,
+        file: File,
+        hasher: Md5,
+        held: u64,
+        (part, meta_path): (PathBuf, PathBuf),
+    ) -> Upload {
+        let key = lock.key();
+        Upload {
             file,
-            hasher: Md5::new(),
-            held: 0,
-            size,
+            hasher,
+            held,
+            size: lock.size(),
             part,
             meta_path,
-            target: self.files_dir(key).join(name),
+            target: self.files_dir(key).join(lock.name()),
             digests: self.user_dir(key).join("digests"),
             changed: (Arc::clone(&self.listings), key.to_string()),
-        })
+        }
     }
 
     /// Removes staged uploads nobody touched for `max_age`, except those
