@@ -144,9 +144,10 @@ impl Storage {
     pub fn listing(&self, key: &str) -> Result<Listing, Error> {
         let mut names = String::new();
         let mut rows = Vec::new();
+        let dir = self.files_dir(key);
         self.walk(key, |name, meta| {
             let md5 = self
-                .cached_digest(key, meta)
+                .cached_digest(key, &dir.join(name), meta)
                 .and_then(|d| d.into_bytes().try_into().ok());
             let start = u32::try_from(names.len())
                 .map_err(|_| Error::Internal("too many names to list".into()))?;

@@ -237,6 +237,9 @@ impl Upload {
             self.discard();
             return Err(Error::ChecksumMismatch);
         }
+        // Recorded now, so that the record is synced with the bytes.
+        let meta = self.file.metadata()?;
+        digest::record(&self.file, &meta, &actual, &self.digests)?;
         Ok(Verified {
             upload: self,
             md5: actual,
@@ -273,11 +276,11 @@ impl Verified {
     pub fn place(self) -> Result<(String, PathBuf), Error> {
         let up = self.upload;
         let meta = up.file.metadata()?;
-        digest::write_record(&up.digests, &meta, &self.md5)?;
-        // The record of the file being replaced goes first, while that
-        // file still holds its inode: once the rename frees the inode,
-        // another upload may get it and write its own record under it,
-        // which a later removal would delete.
+        // A record file of the file being replaced (where the filesystem
+        // keeps no attributes, or from before they were used) goes first,
+        // while that file still holds its inode: once the rename frees the
+        // inode, another upload may get it and write its own record under
+        // it, which a later removal would delete.
         let replaced = fs::symlink_metadata(&up.target).ok().map(|m| m.ino());
         if let Some(old) = replaced.filter(|&i| i != meta.ino()) {
             let _ = fs::remove_file(up.digests.join(old.to_string()));
