@@ -52,17 +52,17 @@ impl Storage {
     /// The recorded MD5 of the open `file`, which `meta` describes.
     fn cached_digest_of(&self, key: &str, file: &File, meta: &Metadata) -> Option<String> {
         use xattr::FileExt;
-        self.from_record(key, file.get_xattr(ATTR).ok().flatten(), meta)
+        self.recorded(key, file.get_xattr(ATTR).ok().flatten(), meta)
     }
 
     /// The recorded MD5 of the file at `path`, which `meta` describes.
     pub(super) fn cached_digest(&self, key: &str, path: &Path, meta: &Metadata) -> Option<String> {
-        self.from_record(key, read_attr(path), meta)
+        self.recorded(key, read_attr(path), meta)
     }
 
     /// The MD5 in a file's attribute `attr`, or without one, in its record
     /// file.
-    fn from_record(&self, key: &str, attr: Option<Vec<u8>>, meta: &Metadata) -> Option<String> {
+    fn recorded(&self, key: &str, attr: Option<Vec<u8>>, meta: &Metadata) -> Option<String> {
         match attr {
             Some(text) => parse_record(&text, meta),
             None => parse_record(&fs::read(self.digest_path(key, meta.ino())).ok()?, meta),
