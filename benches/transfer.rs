@@ -1383,7 +1383,7 @@ impl Rsync {
         let put = self.run(&format!("{}/", dir.display()), &url);
         let get = self.run(&url, &format!("{}/", back.display()));
         assert_eq!(
-            fs::read_dir(&back).unwrap().count(),
+            fs::read_dir(back).unwrap().count(),
             fs::read_dir(dir).unwrap().count(),
             "rsync brought back every file"
         );
