@@ -100,7 +100,7 @@ pub fn connection_load(
     c.write_body(&small).expect("body");
     let digest = {
         use md5::Digest;
-        format!("{:x}", md5::Md5::digest(&small))
+        netdisk::protocol::md5_hex(md5::Md5::digest(&small))
     };
     c.put_end(&digest).expect("put end");
     // Pin once, so that parallel openers do not race on the file.

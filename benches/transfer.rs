@@ -493,7 +493,7 @@ fn listing_memory(bin: &Path, work: &Path) -> (Vec<Row>, Vec<Target>) {
     c.register(USER, &Password::new(PASSWORD))
         .expect("register");
     let home = data.join("users").join(USER);
-    let empty_md5 = format!("{:x}", Md5::digest(b""));
+    let empty_md5 = netdisk::protocol::md5_hex(Md5::digest(b""));
     for i in 0..LISTED_FILES {
         let name = format!("{i:06}{}", "x".repeat(249));
         let path = home.join("files").join(&name);
@@ -1146,7 +1146,7 @@ fn write_random(path: &Path, len: u64) -> String {
         f.write_all(&chunk).unwrap();
         left -= n;
     }
-    format!("{:x}", h.finalize())
+    netdisk::protocol::md5_hex(h.finalize())
 }
 
 fn file_md5(path: &Path) -> String {
@@ -1160,7 +1160,7 @@ fn file_md5(path: &Path) -> String {
         }
         h.update(&buf[..n]);
     }
-    format!("{:x}", h.finalize())
+    netdisk::protocol::md5_hex(h.finalize())
 }
 
 /// The many small files of a run, written once.
@@ -1178,7 +1178,7 @@ impl SmallSet {
         for i in 0..count {
             let name = format!("s{i:05}.bin");
             let data = pseudo_random(size, i as u64);
-            digests.push(format!("{:x}", Md5::digest(&data)));
+            digests.push(netdisk::protocol::md5_hex(Md5::digest(&data)));
             fs::write(dir.join(&name), data).unwrap();
             names.push(name);
         }

@@ -153,7 +153,7 @@ impl<'a> Session<'a> {
         feed(&mut up, data);
         let md5 = {
             use md5::Digest;
-            format!("{:x}", md5::Md5::digest(data))
+            crate::protocol::md5_hex(md5::Md5::digest(data))
         };
         let step4: Header = serde_json::from_str(&format!(r#"{{"md5":"{md5}"}}"#)).unwrap();
         up.finish(&step4).unwrap();

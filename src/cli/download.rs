@@ -132,7 +132,7 @@ fn attempt(
 /// stays 46 bytes long however long the name is (a name may have 255).
 pub fn part_path(target: &Path) -> PathBuf {
     let name = target.file_name().map_or(&[][..], |n| n.as_bytes());
-    let digest = format!("{:x}", Md5::digest(name));
+    let digest = crate::protocol::md5_hex(Md5::digest(name));
     parent_dir(target).join(format!(".netdisk-{digest}.part"))
 }
 
@@ -229,7 +229,7 @@ fn continue_file(
     bar.set_total(answer.size - have);
     bar.set(0);
     receive(client, answer.size - have, file, &mut hasher, bar)?;
-    if format!("{:x}", hasher.finalize()) == answer.md5 {
+    if crate::protocol::md5_hex(hasher.finalize()) == answer.md5 {
         return Ok(Some(answer.size));
     }
     progress.note(&format!(
@@ -289,7 +289,7 @@ fn fill_part(
     bar.set(0);
     let mut hasher = Md5::new();
     receive(client, answer.size, part, &mut hasher, bar)?;
-    let md5 = format!("{:x}", hasher.finalize());
+    let md5 = crate::protocol::md5_hex(hasher.finalize());
     if md5 != answer.md5 {
         // Nothing in it is worth continuing.
         let _ = fs::remove_file(path);

@@ -82,7 +82,7 @@ pub fn put_all(
                 }
                 match read_whole(&jobs[next].path) {
                     Ok(data) => {
-                        let md5 = format!("{:x}", Md5::digest(&data));
+                        let md5 = crate::protocol::md5_hex(Md5::digest(&data));
                         ready = Some((next, data, md5));
                     }
                     Err(e) => results[next] = Some(Err(e)),
@@ -351,7 +351,7 @@ fn receive(
             Err(e) => Failure::Link(ClientError::Io(std::io::Error::other(format!("{e:#}")))),
         });
     }
-    let md5 = format!("{:x}", hasher.finalize());
+    let md5 = crate::protocol::md5_hex(hasher.finalize());
     if md5 != answer.md5 {
         return Err(Failure::File(
             Coded::new(

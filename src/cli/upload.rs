@@ -116,7 +116,7 @@ fn attempt(
         sent += chunk.len() as u64;
         Ok::<_, anyhow::Error>(())
     })?;
-    let md5 = format!("{:x}", hasher.finalize());
+    let md5 = crate::protocol::md5_hex(hasher.finalize());
     let verdict = client.put_end(&md5).and_then(|answer| {
         if answer.md5 == md5 && answer.size == size {
             Ok(())

@@ -35,7 +35,7 @@ impl Storage {
         }
         let mut hasher = Md5::new();
         hash_prefix(file, meta.len(), &mut hasher)?;
-        let digest = format!("{:x}", hasher.finalize());
+        let digest = crate::protocol::md5_hex(hasher.finalize());
         // Cache only if the file did not change while it was read.
         if file.metadata().is_ok_and(|now| same_version(&now, meta)) {
             record(file, meta, &digest, &self.user_dir(key).join("digests"))?;

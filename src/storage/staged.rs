@@ -48,7 +48,7 @@ impl Storage {
 
     /// Paths of the `.part` file and `.meta` record of `name`'s upload.
     pub(super) fn staged_paths(&self, key: &str, name: &str) -> (PathBuf, PathBuf) {
-        let id = format!("{:x}", Md5::digest(name.as_bytes()));
+        let id = crate::protocol::md5_hex(Md5::digest(name.as_bytes()));
         let stage = self.staging_dir(key);
         (
             stage.join(format!("{id}.part")),

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use super::digest;
 use super::listing::Listings;
 use super::staged::StagedMeta;
-use super::{open_nofollow, sync_dir, Storage, UploadLock};
+use super::{open_nofollow, release, sync_dir, Storage, UploadLock};
 use crate::error::Error;
 use crate::hashcopy::{hash_prefix, hashed_copy};
 
@@ -232,7 +232,7 @@ impl Upload {
     /// `CHECKSUM_MISMATCH` (staged data discarded, old file untouched).
     pub fn verify(self, expected: &str) -> Result<Verified, Error> {
         debug_assert_eq!(self.held, self.size);
-        let actual = format!("{:x}", self.hasher.clone().finalize());
+        let actual = crate::protocol::md5_hex(self.hasher.clone().finalize());
         if actual != expected {
             self.discard();
             return Err(Error::ChecksumMismatch);
@@ -281,11 +281,21 @@ impl Verified {
         // while that file still holds its inode: once the rename frees the
         // inode, another upload may get it and write its own record under
         // it, which a later removal would delete.
-        let replaced = fs::symlink_metadata(&up.target).ok().map(|m| m.ino());
-        if let Some(old) = replaced.filter(|&i| i != meta.ino()) {
-            let _ = fs::remove_file(up.digests.join(old.to_string()));
+        let replaced = fs::symlink_metadata(&up.target).ok();
+        if let Some(old) = replaced.as_ref().map(MetadataExt::ino) {
+            if old != meta.ino() {
+                let _ = fs::remove_file(up.digests.join(old.to_string()));
+            }
         }
+        // The file replaced, held open across the rename, so that freeing
+        // its blocks waits for the close (see `release`).
+        let held = replaced
+            .filter(Metadata::is_file)
+            .and_then(|_| open_nofollow(&up.target, OpenOptions::new().read(true)).ok());
         fs::rename(&up.part, &up.target)?;
+        if let Some(old) = held {
+            release(old);
+        }
         up.changed.0.bump(&up.changed.1);
         let _ = fs::remove_file(&up.meta_path);
         let dir = up
@@ -319,7 +329,8 @@ mod tests {
         let mut up = s.begin_upload(&lock).unwrap();
         assert_eq!(up.offset(), 4);
         feed(&mut up, &data[4..]).unwrap();
-        up.finish(&format!("{:x}", Md5::digest(data))).unwrap();
+        up.finish(&crate::protocol::md5_hex(Md5::digest(data)))
+            .unwrap();
         assert_eq!(fs::read(s.files_dir("alice").join("f")).unwrap(), data);
         drop(lock);
         // A different size starts over.
@@ -355,7 +366,7 @@ mod tests {
     }
 
     fn staged_path(s: &Storage, name: &str) -> PathBuf {
-        let id = format!("{:x}", Md5::digest(name.as_bytes()));
+        let id = crate::protocol::md5_hex(Md5::digest(name.as_bytes()));
         s.user_dir("alice")
             .join("staging")
             .join(format!("{id}.part"))

@@ -237,7 +237,7 @@ pub fn pw() -> Password {
 /// Lowercase hex MD5 of `data`.
 pub fn md5(data: &[u8]) -> String {
     use md5::Digest;
-    format!("{:x}", md5::Md5::digest(data))
+    netdisk::protocol::md5_hex(md5::Md5::digest(data))
 }
 
 /// Deterministic pseudo-random bytes.
