@@ -161,11 +161,19 @@ fn main() -> ExitCode {
     };
     let tls_env = [("NETDISK_KNOWN_SERVERS", known.as_path())];
     let (mut tls_puts, mut tls_gets) = (Vec::new(), Vec::new());
+    // rsync with MD5 (as the target has it, and with --fsync, as durable
+    // as a put) right after each plaintext put, if installed.
+    let rsync = Rsync::start(&work.path().join("rsync"), delay_arg());
+    let (mut rsync_puts, mut rsync_synced) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let (secs, rss) = server.client(&bin, &["put", path_str(&big)]);
         check_remote(&mut c, "big.bin", &big_md5);
         puts.push(secs);
         put_rss = put_rss.max(rss);
+        if let Some(r) = &rsync {
+            rsync_puts.push(r.put_file(&big, &[]));
+            rsync_synced.push(r.put_file(&big, &["--fsync"]));
+        }
         let args = tls_args(&["put", path_str(&big)]);
         let (secs, _) = server.client_at(&server.addr, &bin, &args, &tls_env);
         check_remote(&mut c, "big.bin", &big_md5);
@@ -236,6 +244,40 @@ fn main() -> ExitCode {
         .note(format!("{:.2} x plaintext get", tls_get_rate / get_rate)),
     );
 
+    let mut rsync_big_rate = None;
+    if rsync.is_some() {
+        let rate = sizes.big as f64 / median(&mut rsync_puts);
+        rsync_big_rate = Some(rate);
+        rows.push(
+            Row::rate(
+                "rsync put 1 file (median of 3)",
+                sizes.big,
+                rate,
+                Some(md5_ceiling),
+            )
+            .note(format!(
+                "rsync daemon, --checksum-choice=md5, no fsync{}",
+                spread(&rsync_puts)
+            )),
+        );
+        let rate = sizes.big as f64 / median(&mut rsync_synced);
+        rows.push(
+            Row::rate(
+                "rsync --fsync put 1 file (median)",
+                sizes.big,
+                rate,
+                Some(md5_ceiling),
+            )
+            .note(format!(
+                "the same, each file synced{}",
+                spread(&rsync_synced)
+            )),
+        );
+    } else {
+        println!("rsync is not installed: its rows are skipped");
+    }
+    drop(rsync);
+
     rows.extend(curl_download(
         &server,
         work.path(),
@@ -272,26 +314,6 @@ fn main() -> ExitCode {
         Some(md5_ceiling),
     ));
     drop(proxy);
-
-    // rsync with MD5 on the same files and the same link, if installed.
-    let rsync = Rsync::start(&work.path().join("rsync"), delay);
-    let mut rsync_big_rate = None;
-    match &rsync {
-        Some(r) => {
-            let secs = r.put_file(&big);
-            rsync_big_rate = Some(sizes.big as f64 / secs);
-            rows.push(
-                Row::rate(
-                    "rsync put 1 file, loopback",
-                    sizes.big,
-                    sizes.big as f64 / secs,
-                    Some(md5_ceiling),
-                )
-                .note("rsync daemon, --checksum-choice=md5, no fsync".into()),
-            );
-        }
-        None => println!("rsync is not installed: its rows are skipped"),
-    }
 
     // Concurrent clients.
     let (total, slowest) = concurrent(&server, &bin, work.path(), &sizes);
@@ -1362,9 +1384,15 @@ impl Rsync {
 
     /// Runs rsync with MD5 checksums; returns the seconds.
     fn run(&self, from: &str, to: &str) -> f64 {
+        self.run_with(&[], from, to)
+    }
+
+    fn run_with(&self, extra: &[&str], from: &str, to: &str) -> f64 {
         let start = Instant::now();
         let out = Command::new("rsync")
-            .args(["-a", "--checksum-choice=md5", from, to])
+            .args(["-a", "--checksum-choice=md5"])
+            .args(extra)
+            .args([from, to])
             .output()
             .expect("rsync");
         assert!(out.status.success(), "rsync failed: {out:?}");
@@ -1390,11 +1418,14 @@ impl Rsync {
         (put, get)
     }
 
-    /// One file up on loopback, into a folder that does not hold it.
-    fn put_file(&self, file: &Path) -> f64 {
-        let url = format!("rsync://{}/bench/big/", self.direct);
-        let secs = self.run(path_str(file), &url);
+    /// One file up on loopback, into a folder that does not hold it
+    /// (the copy of an earlier round is deleted first, untimed), with
+    /// rsync's options `extra`.
+    fn put_file(&self, file: &Path, extra: &[&str]) -> f64 {
         let stored = self.root.join("module/big").join(file.file_name().unwrap());
+        fs::remove_file(&stored).ok();
+        let url = format!("rsync://{}/bench/big/", self.direct);
+        let secs = self.run_with(extra, path_str(file), &url);
         assert_eq!(
             file_md5(&stored),
             file_md5(file),

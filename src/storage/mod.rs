@@ -4,10 +4,12 @@
 //! DATA/.lock                      held by the server while it serves
 //! DATA/users.xlsx                 accounts (see `users`)
 //! DATA/known-addresses.json       where each user logged in from lately
-//! DATA/users/KEY/files/NAME       what the user sees: regular files only
+//! DATA/users/KEY/files/NAME       what the user sees: regular files only,
+//!                                 "SIZE MTIME_NS MD5" in user.netdisk.md5
 //! DATA/users/KEY/staging/H.part   an upload in progress, H = md5(NAME)
 //! DATA/users/KEY/staging/H.meta   {"name": NAME, "size": S} of that upload
-//! DATA/users/KEY/digests/INO      "SIZE MTIME_NS MD5" of the file with inode INO
+//! DATA/users/KEY/digests/INO      the same record of the file with inode INO,
+//!                                 where the filesystem keeps no attributes
 //! DATA/attic/KEY.TIME/            a removed user's leftovers, out of reach
 //! ```
 //!
