@@ -161,23 +161,26 @@ fn main() -> ExitCode {
     };
     let tls_env = [("NETDISK_KNOWN_SERVERS", known.as_path())];
     let (mut tls_puts, mut tls_gets) = (Vec::new(), Vec::new());
-    // rsync with MD5 (as the target has it, and with --fsync, as durable
-    // as a put) right after each plaintext put, if installed.
+    // rsync with MD5 (as the target has it) right before each plaintext
+    // put, and with --fsync (as durable as a put) after the TLS put, if
+    // installed: a round writes 4 GiB, and neighbours see the same disk.
     let rsync = Rsync::start(&work.path().join("rsync"), delay_arg());
     let (mut rsync_puts, mut rsync_synced) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
+        if let Some(r) = &rsync {
+            rsync_puts.push(r.put_file(&big, &[]));
+        }
         let (secs, rss) = server.client(&bin, &["put", path_str(&big)]);
         check_remote(&mut c, "big.bin", &big_md5);
         puts.push(secs);
         put_rss = put_rss.max(rss);
-        if let Some(r) = &rsync {
-            rsync_puts.push(r.put_file(&big, &[]));
-            rsync_synced.push(r.put_file(&big, &["--fsync"]));
-        }
         let args = tls_args(&["put", path_str(&big)]);
         let (secs, _) = server.client_at(&server.addr, &bin, &args, &tls_env);
         check_remote(&mut c, "big.bin", &big_md5);
         tls_puts.push(secs);
+        if let Some(r) = &rsync {
+            rsync_synced.push(r.put_file(&big, &["--fsync"]));
+        }
         let args = tls_args(&["get", "big.bin", "--overwrite", "-o", path_str(&down)]);
         let (secs, _) = server.client_at(&server.addr, &bin, &args, &tls_env);
         assert_eq!(file_md5(&down), big_md5, "downloaded file differs");
@@ -285,8 +288,6 @@ fn main() -> ExitCode {
         &big_md5,
         md5_ceiling,
     ));
-    // One client doing what each concurrent client does: put, then get.
-    let single_put_get = 2.0 * sizes.big as f64 / (put_secs + get_secs);
     let server_rss = server.peak_rss();
 
     let delay = delay_arg();
@@ -316,7 +317,7 @@ fn main() -> ExitCode {
     drop(proxy);
 
     // Concurrent clients.
-    let (total, slowest) = concurrent(&server, &bin, work.path(), &sizes);
+    let (total, slowest, single_put_get) = concurrent(&server, &bin, work.path(), &sizes);
     rows.push(
         Row::rate(
             &format!("{} clients put+get", sizes.clients),
@@ -324,7 +325,10 @@ fn main() -> ExitCode {
             total,
             Some(md5_ceiling),
         )
-        .note(format!("slowest client {slowest:.2} s")),
+        .note(format!(
+            "slowest client {slowest:.2} s; one client alone just before: {:.0} MB/s",
+            single_put_get / 1e6
+        )),
     );
     let server_rss = server_rss.max(server.peak_rss());
     rows.push(Row::memory("server peak RSS", server_rss));
@@ -1094,13 +1098,34 @@ fn peak_rss(pid: u32) -> Option<u64> {
 
 /// `clients` processes each put a file, then all get theirs back.
 /// Returns total bytes/s over both phases and the slowest client's seconds.
-fn concurrent(server: &BenchServer, bin: &Path, dir: &Path, sizes: &Sizes) -> (f64, f64) {
+fn concurrent(server: &BenchServer, bin: &Path, dir: &Path, sizes: &Sizes) -> (f64, f64, f64) {
     let mut files = Vec::new();
     for i in 0..sizes.clients {
         let p = dir.join(format!("c{i:02}.bin"));
         let d = write_random(&p, sizes.client_size);
         files.push((p, d));
     }
+    // The reference: one client doing what each of them does, alone and
+    // right before them, so that both see the machine in the same state
+    // (median of 3).
+    let mut alone: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            server.client(bin, &["put", path_str(&files[0].0)]);
+            let out = dir.join("alone.back");
+            server.client(
+                bin,
+                &["get", "c00.bin", "--overwrite", "-o", path_str(&out)],
+            );
+            assert_eq!(
+                file_md5(&out),
+                files[0].1,
+                "the lone client got a different file"
+            );
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let single = 2.0 * sizes.client_size as f64 / median(&mut alone);
     let start = Instant::now();
     let times: Vec<f64> = thread::scope(|s| {
         let handles: Vec<_> = files
@@ -1125,7 +1150,7 @@ fn concurrent(server: &BenchServer, bin: &Path, dir: &Path, sizes: &Sizes) -> (f
         assert_eq!(&file_md5(&back), d, "client {i} got a different file");
     }
     let total = (sizes.client_size * sizes.clients as u64 * 2) as f64 / secs;
-    (total, times.into_iter().fold(0.0, f64::max))
+    (total, times.into_iter().fold(0.0, f64::max), single)
 }
 
 fn check_remote(c: &mut Client, name: &str, md5: &str) {
