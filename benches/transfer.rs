@@ -1451,6 +1451,9 @@ impl Rsync {
         fs::remove_file(&stored).ok();
         let url = format!("rsync://{}/bench/big/", self.direct);
         let secs = self.run_with(extra, path_str(file), &url);
+        // Untimed: without --fsync rsync leaves its GiB to be written back,
+        // which would slow whatever the bench measures next.
+        fs::File::open(&stored).unwrap().sync_all().unwrap();
         assert_eq!(
             file_md5(&stored),
             file_md5(file),
