@@ -36,9 +36,13 @@ impl Storage {
         let mut hasher = Md5::new();
         hash_prefix(file, meta.len(), &mut hasher)?;
         let digest = crate::protocol::md5_hex(hasher.finalize());
-        // Cache only if the file did not change while it was read.
-        if file.metadata().is_ok_and(|now| same_version(&now, meta)) {
-            record(file, meta, &digest, &self.user_dir(key).join("digests"))?;
+        // Cache only if the file did not change while it was read. A
+        // record that cannot be written costs a re-hash next time, not
+        // this answer.
+        let digests = self.user_dir(key).join("digests");
+        if file.metadata().is_ok_and(|now| same_version(&now, meta))
+            && record(file, meta, &digest, &digests).is_ok()
+        {
             // A listing that said `null` for this file is out of date.
             self.changed(key);
         }
