@@ -7,8 +7,10 @@
 //! per file.
 
 use std::path::PathBuf;
-use std::thread;
+use std::sync::OnceLock;
 use std::time::Instant;
+
+use rayon::prelude::*;
 
 use serde_json::Value;
 
@@ -22,8 +24,8 @@ use crate::storage::sync_dir;
 /// user's bound on unfinished uploads (16 by default) on every
 /// connection: a few is enough to share the folder sync.
 pub const GROUP_MAX: usize = 8;
-/// Threads that sync a group's files at once.
-const SYNC_THREADS: usize = 4;
+/// Threads that sync groups' files, shared by all connections.
+const SYNC_THREADS: usize = 8;
 
 /// A request's log line, kept until its answer goes out.
 pub struct Entry {
@@ -104,23 +106,27 @@ impl Group {
     }
 }
 
-/// Syncs every file, on up to [`SYNC_THREADS`] threads.
+/// Syncs every file, on up to [`SYNC_THREADS`] threads of one pool that
+/// every connection's groups share, started once: starting threads for
+/// each group cost about a sixth of a small upload where fsyncs are cheap
+/// (on tmpfs, 9,335–11,265 files/s before, 11,186–13,374 after).
 fn sync_all(waiting: &[(Checked, Entry)]) -> Vec<Result<(), Error>> {
-    if waiting.len() < 2 * SYNC_THREADS {
-        return waiting.iter().map(|(c, _)| c.sync()).collect();
+    static SYNCERS: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    let pool = SYNCERS.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(SYNC_THREADS)
+            .thread_name(|i| format!("sync-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(pool) if waiting.len() >= 2 => pool.install(|| {
+            waiting
+                .par_iter()
+                .with_max_len(waiting.len().div_ceil(SYNC_THREADS))
+                .map(|(c, _)| c.sync())
+                .collect()
+        }),
+        _ => waiting.iter().map(|(c, _)| c.sync()).collect(),
     }
-    let per = waiting.len().div_ceil(SYNC_THREADS);
-    thread::scope(|s| {
-        let parts: Vec<_> = waiting
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(|(c, _)| c.sync()).collect::<Vec<_>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(v) => v,
-                Err(p) => std::panic::resume_unwind(p),
-            })
-            .collect()
-    })
 }
