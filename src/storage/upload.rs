@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 use super::digest;
 use super::listing::Listings;
 use super::staged::StagedMeta;
-use super::{open_nofollow, release, sync_dir, Storage, UploadLock};
+use super::{open_nofollow, release, sync_dir, Storage, UploadLock, RELEASED_FROM};
 use crate::error::Error;
 use crate::hashcopy::{hash_prefix, hashed_copy};
 
@@ -287,14 +287,17 @@ impl Verified {
                 let _ = fs::remove_file(up.digests.join(old.to_string()));
             }
         }
-        // The file replaced, held open across the rename, so that freeing
-        // its blocks waits for the close (see `release`).
+        // A big file replaced is held open across the rename, so that
+        // freeing its blocks waits for the close (see `release`).
         let held = replaced
-            .filter(Metadata::is_file)
-            .and_then(|_| open_nofollow(&up.target, OpenOptions::new().read(true)).ok());
+            .filter(|m| m.is_file() && m.len() >= RELEASED_FROM)
+            .and_then(|m| {
+                let f = open_nofollow(&up.target, OpenOptions::new().read(true)).ok()?;
+                Some((f, m.len()))
+            });
         fs::rename(&up.part, &up.target)?;
-        if let Some(old) = held {
-            release(old);
+        if let Some((old, len)) = held {
+            release(old, len);
         }
         up.changed.0.bump(&up.changed.1);
         let _ = fs::remove_file(&up.meta_path);
