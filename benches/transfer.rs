@@ -411,53 +411,44 @@ fn small_files(
     let mut rows = vec![
         Row::files("disk: create + fsync + rename", count, size, ceiling)
             .note("one after another, then one folder sync: the disk's pace".into()),
-        Row::files("put small files", count, size, max(&puts)).note(runs(&puts)),
-        Row::files("get small files", count, size, max(&gets)).note(runs(&gets)),
     ];
+    // A put row and a get row of the same kind: "{who}put {what}".
+    let mut pair = |who: &str, what: &str, (put, get): (f64, f64), notes: (String, String)| {
+        rows.push(Row::files(&format!("{who}put {what}"), count, size, put).note(notes.0));
+        rows.push(Row::files(&format!("{who}get {what}"), count, size, get).note(notes.1));
+    };
+    pair(
+        "",
+        "small files",
+        (max(&puts), max(&gets)),
+        (runs(&puts), runs(&gets)),
+    );
+    let none = || (String::new(), String::new());
     let delay = delay_arg();
     let rtt = format!("{} ms RTT", 2 * delay.as_millis());
     let proxy = DelayProxy::start(&server.addr, delay);
     let (lat_put, lat_get) =
         small.round(server, &proxy.addr, bin, "delayed", &backs.join("delayed"));
     drop(proxy);
-    rows.push(Row::files(
-        &format!("put small files, {rtt}"),
-        count,
-        size,
-        lat_put,
-    ));
-    rows.push(Row::files(
-        &format!("get small files, {rtt}"),
-        count,
-        size,
-        lat_get,
-    ));
+    pair(
+        "",
+        &format!("small files, {rtt}"),
+        (lat_put, lat_get),
+        none(),
+    );
     // The first round's account again, its files deleted first, and its
     // copies deleted before they come back: the churn case.
     let again = backs.join("again");
     fs::remove_dir_all(backs.join("small0")).ok();
-    let (churn_put, churn_get) = small.round(server, &server.addr, bin, "small0", &again);
+    let churn = small.round(server, &server.addr, bin, "small0", &again);
     let note = "right after deleting the same files on both sides".to_string();
-    rows.push(Row::files("put small files again", count, size, churn_put).note(note.clone()));
-    rows.push(Row::files("get small files again", count, size, churn_get).note(note));
+    pair("", "small files again", churn, (note.clone(), note));
     match Rsync::start(&work.join("rsync-small"), delay) {
         Some(r) => {
-            let (put, get) = r.small(dir, &backs.join("rsync"), false);
-            rows.push(Row::files("rsync put small files", count, size, put));
-            rows.push(Row::files("rsync get small files", count, size, get));
-            let (put, get) = r.small(dir, &backs.join("rsync-delayed"), true);
-            rows.push(Row::files(
-                &format!("rsync put small files, {rtt}"),
-                count,
-                size,
-                put,
-            ));
-            rows.push(Row::files(
-                &format!("rsync get small files, {rtt}"),
-                count,
-                size,
-                get,
-            ));
+            let direct = r.small(dir, &backs.join("rsync"), false);
+            pair("rsync ", "small files", direct, none());
+            let delayed = r.small(dir, &backs.join("rsync-delayed"), true);
+            pair("rsync ", &format!("small files, {rtt}"), delayed, none());
         }
         None => println!("rsync is not installed: its small-file rows are skipped"),
     }
