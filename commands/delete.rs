@@ -1,22 +1,28 @@
-//! `delete`: remove a file.
+//! `delete`: remove a file or a folder.
 //!
 //! # Format
-//! Request: `{"cmd":"delete","name":N}`.
-//! Reply: `{"ok":true}`.
+//! Request: `{"cmd":"delete","name":PATH,"recursive":R}`.
+//! Reply: `{"ok":true}`. An empty folder is removed; a full one only with
+//! `"recursive": true`, all at once for readers (its unfinished uploads
+//! are discarded too).
 //! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST`, `INVALID_NAME`, `NOT_FOUND`,
-//! `INTERNAL`.
+//! `NOT_A_FOLDER` (a parent is a file), `NOT_EMPTY`, `LOCKED` (a file
+//! under the folder is being uploaded), `INTERNAL`.
 
 use serde::{Deserialize, Serialize};
 
 use super::{parse, Command, Ctx};
 use crate::error::Error;
-use crate::names::check_file_name;
+use crate::names::check_path;
 use crate::protocol::{Header, Reply};
 
 /// Request fields.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Args {
     pub name: String,
+    /// A folder with all it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recursive: Option<bool>,
 }
 
 /// The `delete` command.
@@ -30,9 +36,12 @@ impl Command for Delete {
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
         ctx.log_name = Some(args.name.clone());
-        check_file_name(&args.name)?;
+        check_path(&args.name)?;
         let user = ctx.user()?;
-        ctx.shared.storage.delete(&user.key, &args.name)?;
+        let recursive = args.recursive.unwrap_or(false);
+        ctx.shared
+            .storage
+            .delete(&user.key, &args.name, recursive)?;
         Ok(Reply::new())
     }
 }

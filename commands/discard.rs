@@ -5,14 +5,23 @@
 //! Reply: `{"ok":true}`: the staged bytes of N are gone, and no longer
 //! count against the quota (`whoami`'s `staged`, PROTOCOL.md "Limits").
 //! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST`, `INVALID_NAME`, `NOT_FOUND`
-//! (N has no unfinished upload), `LOCKED` (a connection is uploading N
+//! (N has no unfinished upload), `IS_A_FOLDER`, `NOT_A_FOLDER` (a parent
+//! is a file), `LOCKED` (a connection is uploading N
 //! right now), `INTERNAL`.
 
-use super::delete::Args;
+use serde::{Deserialize, Serialize};
+
 use super::{parse, Command, Ctx};
 use crate::error::Error;
-use crate::names::check_file_name;
+use crate::names::check_path;
 use crate::protocol::{Header, Reply};
+use crate::storage::Kind;
+
+/// Request fields.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Args {
+    pub name: String,
+}
 
 /// The `discard` command.
 pub struct Discard;
@@ -25,9 +34,13 @@ impl Command for Discard {
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
         ctx.log_name = Some(args.name.clone());
-        check_file_name(&args.name)?;
+        check_path(&args.name)?;
         let user = ctx.user()?;
-        ctx.shared.storage.discard(&user.key, &args.name)?;
+        let storage = &ctx.shared.storage;
+        if let Kind::Folder(_) = storage.kind(&user.key, &args.name)? {
+            return Err(Error::IsAFolder);
+        }
+        storage.discard(&user.key, &args.name)?;
         Ok(Reply::new())
     }
 }
@@ -48,6 +61,9 @@ mod tests {
         drop(up);
         s.ok(r#"{"cmd":"discard","name":"a"}"#);
         s.fails(r#"{"cmd":"discard","name":"a"}"#, ErrorCode::NotFound);
-        s.fails(r#"{"cmd":"discard","name":"a/b"}"#, ErrorCode::InvalidName);
+        s.fails(r#"{"cmd":"discard","name":"a//b"}"#, ErrorCode::InvalidName);
+        s.fails(r#"{"cmd":"discard","name":"a/b"}"#, ErrorCode::NotFound);
+        s.ok(r#"{"cmd":"mkdir","path":"d"}"#);
+        s.fails(r#"{"cmd":"discard","name":"d"}"#, ErrorCode::IsAFolder);
     }
 }

@@ -5,7 +5,8 @@
 //! Reply: `{"ok":true,"name":N,"size":S,"offset":K,"md5":D}`, D the MD5 of
 //! the whole file, then the raw bytes `[K, S)`.
 //! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST` (also `K > S`), `INVALID_NAME`,
-//! `NOT_FOUND`, `INTERNAL`.
+//! `NOT_FOUND`, `IS_A_FOLDER`, `NOT_A_FOLDER` (a parent is a file),
+//! `INTERNAL`.
 //!
 //! The digest of a file the server stored comes from its cache: the file is
 //! read once, to send it.
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{fields, parse, Body, Command, Ctx, Then};
 use crate::error::Error;
-use crate::names::check_file_name;
+use crate::names::check_path;
 use crate::protocol::{Header, Reply};
 
 /// Request fields.
@@ -45,7 +46,7 @@ impl Command for Get {
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
         ctx.log_name = Some(args.name.clone());
-        check_file_name(&args.name)?;
+        check_path(&args.name)?;
         let user = ctx.user()?;
         let storage = &ctx.shared.storage;
         let (file, meta) = storage.open_file(&user.key, &args.name)?;

@@ -1,12 +1,17 @@
-//! `ls`: the user's files.
+//! `ls`: the files and folders of one folder, or of a whole subtree.
 //!
 //! # Format
-//! Request: `{"cmd":"ls"}`.
-//! Reply: `{"ok":true,"files":[{"name","size","mtime","md5"}]}`: regular
-//! files only, one level, sorted by UTF-8 bytes; `md5` is `null` only for a
-//! file placed by other means whose digest is not known yet.
-//! Errors: `NOT_LOGGED_IN`, `INTERNAL` (also for a folder whose listing
-//! would not fit in the protocol's 16 MiB response header).
+//! Request: `{"cmd":"ls","path":P,"recursive":R}`; `path` absent, `null`
+//! or `""` is the root, `recursive` absent, `null` or `false` one level.
+//! Reply: `{"ok":true,"files":[{"name","size","mtime","md5"}],
+//! "folders":[{"name","mtime"}]}`: regular files and real folders, each
+//! list sorted by UTF-8 bytes; with `recursive`, the whole subtree, named
+//! by paths relative to `path`. `md5` is `null` only for a file placed by
+//! other means whose digest is not known yet.
+//! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST`, `INVALID_NAME`, `NOT_FOUND` (no
+//! such folder), `NOT_A_FOLDER` (`path`, or a parent, is a file),
+//! `INTERNAL` (also for a listing that would not fit in the protocol's
+//! 16 MiB response header).
 //!
 //! The reply is written straight from the folder's compact listing into
 //! its frame, with no JSON value per entry, and requests for one folder
@@ -14,15 +19,37 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Command, Ctx};
+use super::{parse, Command, Ctx};
 use crate::error::Error;
+use crate::names::check_folder;
 use crate::protocol::{FileInfo, Header, Reply, MAX_RESPONSE_HEADER};
 use crate::storage::Listing;
+
+/// Request fields.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Args {
+    /// The folder to list; `None` or `""`: the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The whole subtree, not one level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recursive: Option<bool>,
+}
+
+/// A folder in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderInfo {
+    pub name: String,
+    pub mtime: u64,
+}
 
 /// Reply fields, as a client decodes them.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Answer {
     pub files: Vec<FileInfo>,
+    /// A server that predates folders sends none.
+    #[serde(default)]
+    pub folders: Vec<FolderInfo>,
 }
 
 /// The `ls` command.
@@ -33,9 +60,19 @@ impl Command for Ls {
         "ls"
     }
 
-    fn run(&self, ctx: &mut Ctx<'_>, _header: &Header) -> Result<Reply, Error> {
+    fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
+        let args: Args = parse(header)?;
+        let path = check_folder(args.path.as_deref())?;
+        if !path.is_empty() {
+            ctx.log_name = Some(path.to_string());
+        }
+        let recursive = args.recursive.unwrap_or(false);
         let user = ctx.user()?;
-        ctx.frame = Some(ctx.shared.storage.shared_listing(&user.key, encode)?);
+        let frame = ctx
+            .shared
+            .storage
+            .shared_listing(&user.key, path, recursive, encode)?;
+        ctx.frame = Some(frame);
         Ok(Reply::new())
     }
 }
@@ -43,6 +80,8 @@ impl Command for Ls {
 /// JSON bytes of one entry beyond its name, at most: the field names and
 /// punctuation, two u64s and a digest.
 const ENTRY_BYTES: usize = 112;
+/// The same for a folder: `{"name":"","mtime":N},`.
+const FOLDER_BYTES: usize = 48;
 
 /// The whole reply frame, length prefix included, for `listing`.
 ///
@@ -53,14 +92,20 @@ pub fn encode(listing: &Listing) -> Result<Vec<u8>, Error> {
     struct Frame<'a> {
         ok: bool,
         files: &'a Listing,
+        folders: crate::storage::Folders<'a>,
     }
     // Sized up front: growing a 15 MB buffer by doubling would hold two.
-    let capacity = 4 + 32 + listing.name_bytes() + listing.len() * ENTRY_BYTES;
+    let capacity = 4
+        + 48
+        + listing.name_bytes()
+        + listing.len() * ENTRY_BYTES
+        + listing.folder_count() * FOLDER_BYTES;
     let mut frame = Vec::with_capacity(capacity);
     frame.extend_from_slice(&[0; 4]);
     let fields = Frame {
         ok: true,
         files: listing,
+        folders: listing.folder_list(),
     };
     serde_json::to_writer(&mut frame, &fields).map_err(|e| Error::Internal(e.to_string()))?;
     let len = frame.len() - 4;
@@ -110,10 +155,11 @@ mod tests {
         for name in ["b \"quoted\"", "a", "報告.pdf"] {
             std::fs::write(files.join(name), name).unwrap();
         }
-        let frame = encode(&s.listing("alice").unwrap()).unwrap();
+        let frame = encode(&s.listing("alice", "", false).unwrap()).unwrap();
         let mut fields = Reply::new();
         let list = serde_json::to_value(s.list("alice").unwrap()).unwrap();
         fields.insert("files".into(), list);
+        fields.insert("folders".into(), serde_json::json!([]));
         let header = read_header(&mut &frame[..], MAX_RESPONSE_HEADER).unwrap();
         assert_eq!(header, Some(ok_header(fields)));
         assert_eq!(frame, crate::protocol::encode_frame(&header.unwrap()));
@@ -129,7 +175,7 @@ mod tests {
         for i in 0..60_000 {
             std::fs::File::create(files.join(format!("{i:06}{}", "x".repeat(249)))).unwrap();
         }
-        match encode(&s.listing("alice").unwrap()) {
+        match encode(&s.listing("alice", "", false).unwrap()) {
             Err(Error::Internal(m)) => assert!(m.contains("too many files"), "{m}"),
             Err(e) => panic!("{e}"),
             Ok(frame) => panic!("a frame of {} bytes", frame.len()),

@@ -30,6 +30,7 @@ pub mod discard;
 pub mod get;
 pub mod login;
 pub mod ls;
+pub mod mkdir;
 pub mod ping;
 pub mod put;
 pub mod quit;
@@ -62,6 +63,7 @@ pub static REGISTRY: &[&dyn Command] = &[
     &register::Register,
     &login::Login,
     &ls::Ls,
+    &mkdir::Mkdir,
     &put::Put,
     &get::Get,
     &delete::Delete,
@@ -188,9 +190,9 @@ mod tests {
     use std::collections::HashSet;
 
     /// PROTOCOL.md's command table.
-    const SPEC: [&str; 11] = [
+    const SPEC: [&str; 12] = [
         "register", "login", "ls", "put", "get", "delete", "rename", "whoami", "discard", "ping",
-        "quit",
+        "quit", "mkdir",
     ];
 
     #[test]

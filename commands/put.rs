@@ -26,6 +26,7 @@
 //!
 //! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST` (also for a bad step 4; the
 //! staged bytes are kept), `INVALID_NAME`, `LOCKED`, `QUOTA_EXCEEDED`,
+//! `IS_A_FOLDER` (N is a folder), `NOT_A_FOLDER` (a parent is a file),
 //! `CHECKSUM_MISMATCH` (staged bytes discarded, old file untouched),
 //! `TIMEOUT` (stalled body), `INTERNAL` (a disk error: the rest of the
 //! body and step 4 are read and dropped, then `INTERNAL` answers step 4 and
@@ -38,7 +39,7 @@ use serde_json::Value;
 
 use super::{fields, parse, Command, Ctx, Then};
 use crate::error::Error;
-use crate::names::check_file_name;
+use crate::names::check_path;
 use crate::protocol::{is_md5_hex, Header, Reply};
 use crate::storage::{Upload, UploadLock};
 
@@ -98,7 +99,7 @@ impl Command for Put {
         if let Some(md5) = args.md5.clone() {
             return one_go::run(ctx, args, md5);
         }
-        check_file_name(&args.name)?;
+        check_path(&args.name)?;
         let user = ctx.user()?;
         let storage = &ctx.shared.storage;
         let quota = ctx.quota(&user);
@@ -208,7 +209,7 @@ mod tests {
             ErrorCode::QuotaExceeded,
         );
         s.fails(
-            r#"{"cmd":"put","name":"a/b","size":5}"#,
+            r#"{"cmd":"put","name":"a//b","size":5}"#,
             ErrorCode::InvalidName,
         );
         s.fails(

@@ -1,16 +1,19 @@
-//! `rename`: give a file a new name; its MD5 moves with it.
+//! `rename`: move a file or a folder (with all it holds) to another path,
+//! in one step; MD5s move with the files.
 //!
 //! # Format
 //! Request: `{"cmd":"rename","from":A,"to":B}`.
 //! Reply: `{"ok":true}`.
-//! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST`, `INVALID_NAME`, `NOT_FOUND`
-//! (`from`), `EXISTS` (`to`), `INTERNAL`.
+//! Errors: `NOT_LOGGED_IN`, `BAD_REQUEST` (also a folder moved into
+//! itself or below itself), `INVALID_NAME`, `NOT_FOUND` (`from`, or the
+//! parent of `to`), `NOT_A_FOLDER` (a parent is a file), `EXISTS` (`to`),
+//! `LOCKED` (a file it would move is being uploaded), `INTERNAL`.
 
 use serde::{Deserialize, Serialize};
 
 use super::{parse, Command, Ctx};
 use crate::error::Error;
-use crate::names::check_file_name;
+use crate::names::check_path;
 use crate::protocol::{Header, Reply};
 
 /// Request fields.
@@ -31,8 +34,8 @@ impl Command for Rename {
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
         ctx.log_name = Some(format!("{} -> {}", args.from, args.to));
-        check_file_name(&args.from)?;
-        check_file_name(&args.to)?;
+        check_path(&args.from)?;
+        check_path(&args.to)?;
         let user = ctx.user()?;
         ctx.shared.storage.rename(&user.key, &args.from, &args.to)?;
         Ok(Reply::new())
@@ -58,6 +61,10 @@ mod tests {
         );
         s.fails(
             r#"{"cmd":"rename","from":"b","to":"x/y"}"#,
+            ErrorCode::NotFound,
+        );
+        s.fails(
+            r#"{"cmd":"rename","from":"b","to":"x//y"}"#,
             ErrorCode::InvalidName,
         );
         s.fails(r#"{"cmd":"rename","from":"b"}"#, ErrorCode::BadRequest);

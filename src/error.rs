@@ -24,6 +24,9 @@ pub enum ErrorCode {
     WeakPassword,
     NotFound,
     Exists,
+    NotAFolder,
+    IsAFolder,
+    NotEmpty,
     Locked,
     ChecksumMismatch,
     QuotaExceeded,
@@ -36,7 +39,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in PROTOCOL.md's table order.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::BadFrame,
         ErrorCode::BadRequest,
         ErrorCode::UnknownCommand,
@@ -48,6 +51,9 @@ impl ErrorCode {
         ErrorCode::WeakPassword,
         ErrorCode::NotFound,
         ErrorCode::Exists,
+        ErrorCode::NotAFolder,
+        ErrorCode::IsAFolder,
+        ErrorCode::NotEmpty,
         ErrorCode::Locked,
         ErrorCode::ChecksumMismatch,
         ErrorCode::QuotaExceeded,
@@ -72,6 +78,9 @@ impl ErrorCode {
             ErrorCode::WeakPassword => "WEAK_PASSWORD",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Exists => "EXISTS",
+            ErrorCode::NotAFolder => "NOT_A_FOLDER",
+            ErrorCode::IsAFolder => "IS_A_FOLDER",
+            ErrorCode::NotEmpty => "NOT_EMPTY",
             ErrorCode::Locked => "LOCKED",
             ErrorCode::ChecksumMismatch => "CHECKSUM_MISMATCH",
             ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
@@ -133,10 +142,19 @@ pub enum Error {
     InvalidName(&'static str),
     #[error("password must be 8 to 1024 bytes")]
     WeakPassword,
-    #[error("no such file")]
+    #[error("no such file or folder")]
     NotFound,
-    #[error("a file with that name exists")]
+    #[error("a file or folder with that name exists")]
     Exists,
+    /// A path goes through a file (`a/b` where `a` is a file), or `ls` of
+    /// a file.
+    #[error("not a folder: {0}")]
+    NotAFolder(String),
+    /// `put`, `get` or `discard` of a path that is a folder.
+    #[error("that is a folder")]
+    IsAFolder,
+    #[error("the folder is not empty; delete it with recursive to remove all it holds")]
+    NotEmpty,
     #[error("another connection is uploading that name")]
     Locked,
     #[error("MD5 mismatch: the upload was discarded")]
@@ -177,6 +195,9 @@ impl Error {
             Error::WeakPassword => ErrorCode::WeakPassword,
             Error::NotFound => ErrorCode::NotFound,
             Error::Exists => ErrorCode::Exists,
+            Error::NotAFolder(_) => ErrorCode::NotAFolder,
+            Error::IsAFolder => ErrorCode::IsAFolder,
+            Error::NotEmpty => ErrorCode::NotEmpty,
             Error::Locked => ErrorCode::Locked,
             Error::ChecksumMismatch => ErrorCode::ChecksumMismatch,
             Error::QuotaExceeded | Error::TooManyStaged(_) => ErrorCode::QuotaExceeded,

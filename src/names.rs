@@ -12,6 +12,10 @@ use crate::error::Error;
 pub const MAX_USER_CHARS: usize = 32;
 /// Longest file name, in UTF-8 bytes.
 pub const MAX_FILE_NAME_BYTES: usize = 255;
+/// Most components in a path (PROTOCOL.md, "Names").
+pub const MAX_PATH_COMPONENTS: usize = 32;
+/// Longest path, in UTF-8 bytes.
+pub const MAX_PATH_BYTES: usize = 1024;
 /// Shortest and longest password, in bytes.
 pub const PASSWORD_BYTES: std::ops::RangeInclusive<usize> = 8..=1024;
 
@@ -68,6 +72,45 @@ pub fn check_file_name(name: &str) -> Result<(), Error> {
         return Err(Error::InvalidName("file name contains a control character"));
     }
     Ok(())
+}
+
+/// Checks a path against PROTOCOL.md's rules: 1 to 32 components joined by
+/// single `/`s, at most 1024 bytes, each component a valid file name. A
+/// path that passes has no empty, `.` or `..` component and no leading or
+/// trailing `/`, so joining it to a folder never leaves that folder.
+///
+/// # Errors
+/// [`Error::InvalidName`] with the rule that was broken.
+pub fn check_path(path: &str) -> Result<(), Error> {
+    if path.len() > MAX_PATH_BYTES {
+        return Err(Error::InvalidName("path is longer than 1024 bytes"));
+    }
+    if path.starts_with('/') || path.ends_with('/') {
+        return Err(Error::InvalidName("path starts or ends with '/'"));
+    }
+    let mut count = 0;
+    for part in path.split('/') {
+        count += 1;
+        if count > MAX_PATH_COMPONENTS {
+            return Err(Error::InvalidName("path has more than 32 components"));
+        }
+        if part.is_empty() {
+            return Err(Error::InvalidName("path has an empty component ('//')"));
+        }
+        check_file_name(part)?;
+    }
+    Ok(())
+}
+
+/// Checks an optional folder path: absent or `""` is the root.
+///
+/// # Errors
+/// [`Error::InvalidName`] as [`check_path`].
+pub fn check_folder(path: Option<&str>) -> Result<&str, Error> {
+    match path {
+        None | Some("") => Ok(""),
+        Some(p) => check_path(p).map(|()| p),
+    }
 }
 
 /// Checks a password's length.
@@ -127,6 +170,29 @@ mod tests {
         ] {
             assert!(check_file_name(name).is_ok(), "{name:?} rejected");
         }
+    }
+
+    #[test]
+    fn paths_follow_the_rules() {
+        let comp = "é".repeat(127) + "a"; // 255 bytes
+        let deep = vec!["d"; 32].join("/");
+        let long = vec!["x".repeat(100); 10].join("/") + "/" + &"y".repeat(14); // 1024
+        assert_eq!(long.len(), 1024);
+        for p in ["a", "a/b", "报告/2024/😀.png", &deep, &long, &comp] {
+            assert!(check_path(p).is_ok(), "{p:?} rejected");
+        }
+        let too_deep = vec!["d"; 33].join("/");
+        let too_long = long.clone() + "z";
+        let big_comp = "a/".to_string() + &"b".repeat(256);
+        for p in [
+            "", "/", "/a", "a/", "a//b", "a/./b", "a/../b", ".a/b", "a/.b", "..", "a/b\\c",
+            "a/\u{0}", &too_deep, &too_long, &big_comp,
+        ] {
+            assert!(check_path(p).is_err(), "{p:?} accepted");
+        }
+        assert_eq!(check_folder(None).unwrap(), "");
+        assert_eq!(check_folder(Some("")).unwrap(), "");
+        assert!(check_folder(Some("a/")).is_err());
     }
 
     #[test]

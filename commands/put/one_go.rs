@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::{Answer, Args, Receive, ONE_GO_MAX};
 use crate::commands::{fields, Ctx, Then};
 use crate::error::Error;
-use crate::names::check_file_name;
+use crate::names::check_path;
 use crate::protocol::{is_md5_hex, Reply};
 use crate::storage::{sync_dir, UploadLock, Verified};
 
@@ -37,7 +37,7 @@ pub(super) fn run(ctx: &mut Ctx<'_>, args: Args, md5: String) -> Result<Reply, E
 /// earlier interrupted upload of the name staged is dropped, also when
 /// the quota refuses this one (it is never resumed from).
 fn begin_one_go(ctx: &Ctx<'_>, args: &Args) -> Result<Receive, Error> {
-    check_file_name(&args.name)?;
+    check_path(&args.name)?;
     let user = ctx.user()?;
     let storage = &ctx.shared.storage;
     let quota = ctx.quota(&user);

@@ -125,6 +125,9 @@ fn server_code(code: ErrorCode) -> Exit {
         | ErrorCode::InvalidName
         | ErrorCode::WeakPassword
         | ErrorCode::Exists
+        | ErrorCode::NotAFolder
+        | ErrorCode::IsAFolder
+        | ErrorCode::NotEmpty
         | ErrorCode::Locked
         | ErrorCode::QuotaExceeded
         | ErrorCode::RegistrationClosed => Exit::Failure,

@@ -400,7 +400,10 @@ impl Client {
     /// # Errors
     /// `NOT_FOUND`, `INVALID_NAME`, I/O.
     pub fn delete(&mut self, name: &str) -> Result<()> {
-        let args = delete::Args { name: name.into() };
+        let args = delete::Args {
+            name: name.into(),
+            recursive: None,
+        };
         self.call(&commands::request("delete", &args)).map(drop)
     }
 
@@ -409,7 +412,7 @@ impl Client {
     /// # Errors
     /// `NOT_FOUND`, `LOCKED`, `INVALID_NAME`, I/O.
     pub fn discard(&mut self, name: &str) -> Result<()> {
-        let args = delete::Args { name: name.into() };
+        let args = commands::discard::Args { name: name.into() };
         self.call(&commands::request("discard", &args)).map(drop)
     }
 

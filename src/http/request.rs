@@ -155,10 +155,13 @@ impl Request {
 /// # Errors
 /// `INVALID_NAME` if the bytes it decodes to are not UTF-8.
 pub fn decode_name(segment: &str) -> Result<String, Error> {
-    percent_decode_str(segment)
+    let name = percent_decode_str(segment)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| Error::InvalidName("a name must be UTF-8"))
+        .map_err(|_| Error::InvalidName("a name must be UTF-8"))?;
+    // One component: a `/`, encoded or not, is never a separator here.
+    crate::names::check_file_name(&name)?;
+    Ok(name)
 }
 
 #[cfg(test)]

@@ -109,7 +109,11 @@ pub fn status_of(code: ErrorCode) -> u16 {
         ErrorCode::TlsRequired | ErrorCode::RegistrationClosed => 403,
         ErrorCode::NotFound | ErrorCode::UnknownCommand => 404,
         ErrorCode::Timeout => 408,
-        ErrorCode::UserExists | ErrorCode::Exists => 409,
+        ErrorCode::UserExists
+        | ErrorCode::Exists
+        | ErrorCode::NotAFolder
+        | ErrorCode::IsAFolder
+        | ErrorCode::NotEmpty => 409,
         ErrorCode::ChecksumMismatch => 422,
         ErrorCode::Locked => 423,
         ErrorCode::RateLimited => 429,
@@ -165,6 +169,6 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
         assert!(text.contains("X-Content-Type-Options: nosniff\r\n"));
         assert!(text.contains("default-src 'self'"));
-        assert!(text.ends_with(r#"{"error":"NOT_FOUND","message":"no such file"}"#));
+        assert!(text.ends_with(r#"{"error":"NOT_FOUND","message":"no such file or folder"}"#));
     }
 }

@@ -165,8 +165,13 @@ impl Server {
 fn start_janitor(shared: Arc<Shared>) {
     let _ = thread::Builder::new()
         .name("janitor".into())
-        .spawn(move || loop {
-            shared.storage.sweep_staging(STAGING_MAX_AGE);
-            thread::sleep(Duration::from_secs(3600));
+        .spawn(move || {
+            shared.storage.empty_trash();
+            loop {
+                shared.storage.sweep_staging(STAGING_MAX_AGE);
+                // Corrects the kept usage for changes made by hand.
+                shared.storage.recount_usage();
+                thread::sleep(Duration::from_secs(3600));
+            }
         });
 }

@@ -64,6 +64,30 @@ impl Storage {
         self.recorded(key, read_attr(path), meta)
     }
 
+    /// The recorded MD5 of the file at `path` that a listing found with
+    /// `meta`. When the record does not describe `meta` (the file may have
+    /// been replaced since it was looked at), the file is opened and its
+    /// record read against the `stat` of that same open file, whose
+    /// metadata comes back too: a stored file is never listed without its
+    /// digest because an overwrite raced the listing.
+    pub(super) fn listed_digest(
+        &self,
+        key: &str,
+        path: &Path,
+        meta: &Metadata,
+    ) -> (Option<String>, Option<Metadata>) {
+        if let Some(d) = self.cached_digest(key, path, meta) {
+            return (Some(d), None);
+        }
+        let Ok(file) = super::open_nofollow(path, fs::OpenOptions::new().read(true)) else {
+            return (None, None);
+        };
+        match file.metadata() {
+            Ok(now) if now.is_file() => (self.cached_digest_of(key, &file, &now), Some(now)),
+            _ => (None, None),
+        }
+    }
+
     /// The MD5 in a file's attribute `attr`, or without one, in its record
     /// file.
     fn recorded(&self, key: &str, attr: Option<Vec<u8>>, meta: &Metadata) -> Option<String> {

@@ -24,16 +24,32 @@ use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 use super::{unix_secs, Storage};
 use crate::error::Error;
 
-/// A user's files, sorted by UTF-8 bytes: every name in one buffer.
+/// A folder's files and sub-folders (or a whole subtree's, names as paths
+/// relative to the folder), each sorted by UTF-8 bytes: every name in one
+/// buffer.
 pub struct Listing {
     names: String,
     rows: Vec<Row>,
+    folders: Vec<FolderRow>,
+}
+
+struct FolderRow {
+    start: u32,
+    len: u16,
+    mtime: u64,
+}
+
+/// A folder of a [`Listing`], borrowed; serialises as PROTOCOL.md's
+/// `{name, mtime}`.
+pub struct FolderRef<'a> {
+    pub name: &'a str,
+    pub mtime: u64,
 }
 
 struct Row {
     /// Where the name starts in `Listing::names`.
     start: u32,
-    /// Its length in bytes (names are at most 255).
+    /// Its length in bytes (paths are at most 1024).
     len: u16,
     size: u64,
     mtime: u64,
@@ -60,6 +76,24 @@ impl Listing {
         self.rows.is_empty()
     }
 
+    /// Number of folders.
+    pub fn folder_count(&self) -> usize {
+        self.folders.len()
+    }
+
+    /// The folders in order.
+    pub fn folders(&self) -> impl Iterator<Item = FolderRef<'_>> + '_ {
+        self.folders.iter().map(|r| FolderRef {
+            name: self.slice(r.start, r.len),
+            mtime: r.mtime,
+        })
+    }
+
+    /// The folders, serialisable as a JSON array.
+    pub fn folder_list(&self) -> Folders<'_> {
+        Folders(self)
+    }
+
     /// Bytes of all names together.
     pub fn name_bytes(&self) -> usize {
         self.names.len()
@@ -77,11 +111,37 @@ impl Listing {
     }
 
     fn name(&self, r: &Row) -> &str {
-        let start = r.start as usize;
+        self.slice(r.start, r.len)
+    }
+
+    fn slice(&self, start: u32, len: u16) -> &str {
+        let start = start as usize;
         // Rows are cut at the boundaries of the names pushed into `names`.
         self.names
-            .get(start..start + usize::from(r.len))
+            .get(start..start + usize::from(len))
             .unwrap_or_default()
+    }
+}
+
+/// A [`Listing`]'s folders as a JSON array of `{name, mtime}`.
+pub struct Folders<'a>(&'a Listing);
+
+impl Serialize for FolderRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("FolderInfo", 2)?;
+        st.serialize_field("name", self.name)?;
+        st.serialize_field("mtime", &self.mtime)?;
+        st.end()
+    }
+}
+
+impl Serialize for Folders<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.folder_count()))?;
+        for f in self.0.folders() {
+            seq.serialize_element(&f)?;
+        }
+        seq.end()
     }
 }
 
@@ -106,12 +166,16 @@ impl Serialize for Listing {
     }
 }
 
-/// Per user: the generation of the folder, and the last frame built.
+/// Per user: the generation of the tree; per folder listed: the last frame
+/// built.
 #[derive(Default)]
 pub(super) struct Listings {
     generations: Mutex<HashMap<String, u64>>,
-    slots: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
+    slots: Mutex<HashMap<SlotKey, Arc<Mutex<Slot>>>>,
 }
+
+/// What a frame lists: (user key, folder path, recursive).
+type SlotKey = (String, String, bool);
 
 #[derive(Default)]
 struct Slot {
@@ -120,7 +184,7 @@ struct Slot {
 }
 
 impl Listings {
-    /// Marks a change to `key`'s folder: no frame built before it is reused.
+    /// Marks a change to `key`'s tree: no frame built before it is reused.
     pub(super) fn bump(&self, key: &str) {
         let mut g = lock(&self.generations);
         match g.get_mut(key) {
@@ -131,60 +195,91 @@ impl Listings {
         }
     }
 
-    fn generation(&self, key: &str) -> u64 {
+    pub(super) fn generation(&self, key: &str) -> u64 {
         lock(&self.generations).get(key).copied().unwrap_or(0)
     }
 }
 
 impl Storage {
-    /// Reads a user's regular files into a [`Listing`].
+    /// Reads the folder `path` of `key` (`""`: the root) into a
+    /// [`Listing`]: its files and folders, or with `recursive` the whole
+    /// subtree's, named by their paths relative to `path`.
     ///
     /// # Errors
-    /// If the folder cannot be read, or holds more than 4 GiB of names.
-    pub fn listing(&self, key: &str) -> Result<Listing, Error> {
+    /// `NOT_FOUND` if there is no such folder, `NOT_A_FOLDER` if it is a
+    /// file, or if the folder cannot be read, or holds more than 4 GiB of
+    /// names.
+    pub fn listing(&self, key: &str, path: &str, recursive: bool) -> Result<Listing, Error> {
         let mut names = String::new();
         let mut rows = Vec::new();
-        let dir = self.files_dir(key);
-        self.walk(key, |name, meta| {
-            let md5 = self
-                .cached_digest(key, &dir.join(name), meta)
-                .and_then(|d| d.into_bytes().try_into().ok());
+        let mut folders = Vec::new();
+        let dir = self.folder(key, path)?;
+        let mut add = |name: &str, meta: &std::fs::Metadata| -> Result<(), Error> {
             let start = u32::try_from(names.len())
                 .map_err(|_| Error::Internal("too many names to list".into()))?;
+            // Paths are at most 1024 bytes.
+            let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+            let mtime = unix_secs(meta.modified()?);
+            if meta.is_dir() {
+                names.push_str(name);
+                folders.push(FolderRow { start, len, mtime });
+                return Ok(());
+            }
+            let (md5, now) = self.listed_digest(key, &dir.join(name), meta);
+            let md5 = md5.and_then(|d| d.into_bytes().try_into().ok());
+            let (size, mtime) = match &now {
+                Some(m) => (m.len(), unix_secs(m.modified()?)),
+                None => (meta.len(), mtime),
+            };
             names.push_str(name);
             rows.push(Row {
                 start,
-                // `check_file_name` allows at most 255 bytes.
-                len: u16::try_from(name.len()).unwrap_or(u16::MAX),
-                size: meta.len(),
-                mtime: unix_secs(meta.modified()?),
+                len,
+                size,
+                mtime,
                 md5,
             });
             Ok(())
-        })?;
-        let mut listing = Listing { names, rows };
-        let Listing { names, rows } = &mut listing;
-        let name = |r: &Row| &names.as_bytes()[r.start as usize..][..usize::from(r.len)];
-        rows.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+        };
+        if recursive {
+            super::tree::walk_tree(&dir, &mut add)?;
+        } else {
+            super::tree::entries(&dir, &mut add)?;
+        }
+        let mut listing = Listing {
+            names,
+            rows,
+            folders,
+        };
+        let Listing {
+            names,
+            rows,
+            folders,
+        } = &mut listing;
+        let name = |start: u32, len: u16| &names.as_bytes()[start as usize..][..usize::from(len)];
+        rows.sort_unstable_by(|a, b| name(a.start, a.len).cmp(name(b.start, b.len)));
+        folders.sort_unstable_by(|a, b| name(a.start, a.len).cmp(name(b.start, b.len)));
         Ok(listing)
     }
 
-    /// A reply frame for `key`'s listing, `encode`d from a fresh
-    /// [`Listing`], or shared with other requests when no change came
-    /// through the server since this one arrived (see the module comment).
-    /// At most one frame per folder is built at a time.
+    /// A reply frame for the listing of `key`'s folder `path`, `encode`d
+    /// from a fresh [`Listing`], or shared with other requests when no
+    /// change came through the server since this one arrived (see the
+    /// module comment). At most one frame per folder is built at a time.
     ///
     /// # Errors
     /// The listing's or `encode`'s.
     pub fn shared_listing(
         &self,
         key: &str,
+        path: &str,
+        recursive: bool,
         encode: impl FnOnce(&Listing) -> Result<Vec<u8>, Error>,
     ) -> Result<Arc<Vec<u8>>, Error> {
         let seen = self.listings.generation(key);
         let slot = Arc::clone(
             lock(&self.listings.slots)
-                .entry(key.to_string())
+                .entry((key.to_string(), path.to_string(), recursive))
                 .or_default(),
         );
         // Held while the folder is read and encoded: requests for the same
@@ -197,7 +292,7 @@ impl Storage {
             }
         }
         let generation = self.listings.generation(key);
-        let frame = Arc::new(encode(&self.listing(key)?)?);
+        let frame = Arc::new(encode(&self.listing(key, path, recursive)?)?);
         *slot = Slot {
             generation,
             frame: Arc::downgrade(&frame),
@@ -231,7 +326,7 @@ mod tests {
         for name in ["b", "a", "é", "Z", "報告.pdf"] {
             upload(&s, name, name.as_bytes()).unwrap();
         }
-        let l = s.listing("alice").unwrap();
+        let l = s.listing("alice", "", false).unwrap();
         assert_eq!(names(&l), ["Z", "a", "b", "é", "報告.pdf"]);
         let ours = serde_json::to_value(&l).unwrap();
         let theirs = serde_json::to_value(s.list("alice").unwrap()).unwrap();
@@ -244,22 +339,22 @@ mod tests {
         let (_d, s) = storage();
         upload(&s, "a", b"1").unwrap();
         let count = |l: &Listing| Ok(l.len().to_string().into_bytes());
-        let first = s.shared_listing("alice", count).unwrap();
+        let first = s.shared_listing("alice", "", false, count).unwrap();
         let again = s
-            .shared_listing("alice", |_| panic!("built again"))
+            .shared_listing("alice", "", false, |_| panic!("built again"))
             .unwrap();
         assert!(Arc::ptr_eq(&first, &again));
         upload(&s, "b", b"2").unwrap();
-        let after_put = s.shared_listing("alice", count).unwrap();
+        let after_put = s.shared_listing("alice", "", false, count).unwrap();
         assert_eq!(*after_put, b"2");
         s.rename("alice", "b", "c").unwrap();
         assert!(!Arc::ptr_eq(
             &after_put,
-            &s.shared_listing("alice", count).unwrap()
+            &s.shared_listing("alice", "", false, count).unwrap()
         ));
-        s.delete("alice", "c").unwrap();
+        s.delete("alice", "c", false).unwrap();
         drop((first, again, after_put));
         // Nobody holds a frame: the next request builds one.
-        assert_eq!(*s.shared_listing("alice", count).unwrap(), b"1");
+        assert_eq!(*s.shared_listing("alice", "", false, count).unwrap(), b"1");
     }
 }

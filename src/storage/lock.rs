@@ -21,7 +21,8 @@ impl Storage {
     /// unfinished uploads; resuming one of them is always allowed.
     ///
     /// # Errors
-    /// `LOCKED` if another connection is uploading that name;
+    /// `NOT_A_FOLDER` if a parent is a file, `IS_A_FOLDER` if `name` is a
+    /// folder; `LOCKED` if another connection is uploading that name;
     /// `QUOTA_EXCEEDED` if it would not fit, or if there are too many
     /// unfinished uploads.
     pub fn lock_upload(
@@ -31,7 +32,14 @@ impl Storage {
         size: u64,
         quota: Option<u64>,
     ) -> Result<UploadLock, Error> {
-        let replaced = self.size_of(key, name).unwrap_or(0);
+        // PROTOCOL.md "Folders": at step 2, `NOT_A_FOLDER` for a parent
+        // that is a file, `IS_A_FOLDER` for a path that is a folder.
+        super::tree::check_parents(&self.files_dir(key), name)?;
+        let replaced = match self.kind(key, name)? {
+            super::Kind::File(meta) => meta.len(),
+            super::Kind::Folder(_) => return Err(Error::IsAFolder),
+            super::Kind::Nothing => 0,
+        };
         let (lock, in_flight) = self.claim(key, name, size)?;
         // Read after the claim: an upload that finishes meanwhile shows its
         // file before it drops its claim and its record, so it is counted
@@ -99,7 +107,7 @@ impl Storage {
         self.max_staged = max;
     }
 
-    fn lock_uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {
+    pub(super) fn lock_uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {
         // Each update is one insert or remove: nothing half-done to see.
         self.uploads.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -4,37 +4,42 @@
 //! DATA/.lock                      held by the server while it serves
 //! DATA/users.xlsx                 accounts (see `users`)
 //! DATA/known-addresses.json       where each user logged in from lately
-//! DATA/users/KEY/files/NAME       what the user sees: regular files only,
-//!                                 "SIZE MTIME_NS MD5" in user.netdisk.md5
-//! DATA/users/KEY/staging/H.part   an upload in progress, H = md5(NAME)
-//! DATA/users/KEY/staging/H.meta   {"name": NAME, "size": S} of that upload
+//! DATA/users/KEY/files/PATH       what the user sees: folders and regular
+//!                                 files, "SIZE MTIME_NS MD5" in each file's
+//!                                 user.netdisk.md5
+//! DATA/users/KEY/trash/N/         a folder deleted recursively, being removed
+//! DATA/users/KEY/staging/H.part   an upload in progress, H = md5(PATH)
+//! DATA/users/KEY/staging/H.meta   {"name": PATH, "size": S} of that upload
 //! DATA/users/KEY/digests/INO      the same record of the file with inode INO,
 //!                                 where the filesystem keeps no attributes
 //! DATA/attic/KEY.TIME/            a removed user's leftovers, out of reach
 //! ```
 //!
 //! Server files live outside every user's `files/`, so no user name or file
-//! name can collide with them. Every name reaching this module has passed
-//! [`names::check_file_name`]: it is one plain path component, joined only to
-//! the user's own folder. Files are opened with `O_NOFOLLOW | O_NONBLOCK` and
-//! their type checked on the open descriptor, so a symlink, FIFO or device
-//! placed in a folder is never followed, read or written through.
+//! name can collide with them. Every path reaching this module has passed
+//! [`names::check_path`]: plain components joined by `/`, joined only to
+//! the user's own folder, each parent checked to be a real folder (`tree`).
+//! Files are opened with `O_NOFOLLOW | O_NONBLOCK` and their type checked
+//! on the open descriptor, so a symlink, FIFO or device placed anywhere in
+//! the tree is never followed, read or written through.
 //!
-//! This file holds [`Storage`] and the plain file operations; `lock` the
-//! upload locks and quota reservations, `upload` the staged uploads and
-//! their sweep, `digest` the cached digests.
+//! This file holds [`Storage`] and the plain file operations; `tree` the
+//! folders, moves, deletes and usage; `lock` the upload locks and quota
+//! reservations, `upload` the staged uploads and their sweep, `digest` the
+//! cached digests.
 
 mod datalock;
 mod digest;
 mod listing;
 mod lock;
 mod staged;
+mod tree;
 mod upload;
 
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
@@ -43,11 +48,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 
 use crate::error::Error;
-use crate::names;
 
 pub use datalock::DataLock;
-pub use listing::{FileRef, Listing};
+pub use listing::{FileRef, FolderRef, Folders, Listing};
 pub use lock::{UploadLock, DEFAULT_MAX_STAGED};
+pub use tree::{Kind, Usage};
 pub use upload::{Upload, Verified};
 
 /// Uploads in progress, and the size each declared.
@@ -65,6 +70,8 @@ pub struct Storage {
     max_staged: usize,
     /// Folder generations and shared listing frames.
     listings: Arc<listing::Listings>,
+    /// Each user's files and bytes, kept up to date.
+    usage: Arc<tree::UsageTable>,
 }
 
 impl Storage {
@@ -80,6 +87,7 @@ impl Storage {
             uploads: Arc::default(),
             max_staged: DEFAULT_MAX_STAGED,
             listings: Arc::default(),
+            usage: Arc::default(),
         })
     }
 
@@ -104,6 +112,7 @@ impl Storage {
     pub fn create_home(&self, key: &str) -> io::Result<()> {
         self.remove_home(key)?;
         self.changed(key);
+        self.usage.forget(key);
         self.ensure_home(key)?;
         sync_dir(&self.root.join("users"))
     }
@@ -141,13 +150,13 @@ impl Storage {
         Ok(())
     }
 
-    /// Lists a user's regular files, sorted by UTF-8 bytes.
+    /// Lists the files of a user's root folder, sorted by UTF-8 bytes.
     ///
     /// # Errors
     /// If the folder cannot be read.
     pub fn list(&self, key: &str) -> Result<Vec<FileInfo>, Error> {
         Ok(self
-            .listing(key)?
+            .listing(key, "", false)?
             .iter()
             .map(|f| FileInfo {
                 name: f.name.to_string(),
@@ -158,98 +167,22 @@ impl Storage {
             .collect())
     }
 
-    /// Number of files and bytes used by a user's regular files.
-    ///
-    /// # Errors
-    /// If the folder cannot be read.
-    pub fn usage(&self, key: &str) -> Result<(u64, u64), Error> {
-        let (mut count, mut used) = (0, 0);
-        self.walk(key, |_, meta| {
-            count += 1;
-            used += meta.len();
-            Ok(())
-        })?;
-        Ok((count, used))
-    }
-
-    /// Calls `each` for every file a user can see: a regular file (not a
-    /// symlink, FIFO or folder) whose name the protocol could have made.
-    /// The one walk behind listings and usage.
-    ///
-    /// # Errors
-    /// If the folder cannot be read, or `each`'s.
-    fn walk(
-        &self,
-        key: &str,
-        mut each: impl FnMut(&str, &Metadata) -> Result<(), Error>,
-    ) -> Result<(), Error> {
-        self.ensure_home(key)?;
-        for entry in fs::read_dir(self.files_dir(key))? {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if names::check_file_name(&name).is_err() {
-                continue;
-            }
-            // `DirEntry::metadata` does not follow symlinks.
-            match entry.metadata() {
-                Ok(meta) if meta.is_file() => each(&name, &meta)?,
-                _ => {}
-            }
+    /// Size of the regular file at `path`, if there is one.
+    pub fn size_of(&self, key: &str, path: &str) -> Option<u64> {
+        match self.kind(key, path) {
+            Ok(Kind::File(meta)) => Some(meta.len()),
+            _ => None,
         }
-        Ok(())
-    }
-
-    /// Size of the regular file `name`, if there is one.
-    pub fn size_of(&self, key: &str, name: &str) -> Option<u64> {
-        let meta = fs::symlink_metadata(self.files_dir(key).join(name)).ok()?;
-        meta.is_file().then_some(meta.len())
     }
 
     /// Opens a regular file for reading, refusing symlinks, FIFOs, devices.
     ///
     /// # Errors
-    /// `NOT_FOUND` if there is no regular file of that name.
-    pub fn open_file(&self, key: &str, name: &str) -> Result<(File, Metadata), Error> {
-        open_regular(&self.files_dir(key).join(name))
-    }
-
-    /// Deletes a regular file.
-    ///
-    /// # Errors
-    /// `NOT_FOUND` if there is no regular file of that name.
-    pub fn delete(&self, key: &str, name: &str) -> Result<(), Error> {
-        let path = self.files_dir(key).join(name);
-        let (file, meta) = open_regular(&path)?;
-        fs::remove_file(&path)?;
-        release(file, meta.len());
-        self.changed(key);
-        let _ = fs::remove_file(self.digest_path(key, meta.ino()));
-        sync_dir(&self.files_dir(key))?;
-        Ok(())
-    }
-
-    /// Renames a regular file; never replaces an existing name.
-    ///
-    /// # Errors
-    /// `NOT_FOUND` if `from` is not a regular file, `EXISTS` if `to` exists.
-    pub fn rename(&self, key: &str, from: &str, to: &str) -> Result<(), Error> {
-        let dir = self.files_dir(key);
-        open_regular(&dir.join(from))?;
-        // link + unlink is an atomic "rename unless the target exists"; the
-        // inode, and so the cached digest, carries over.
-        match fs::hard_link(dir.join(from), dir.join(to)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(Error::Exists),
-            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
-            Err(e) => return Err(e.into()),
-        }
-        self.changed(key);
-        fs::remove_file(dir.join(from))?;
-        self.changed(key);
-        sync_dir(&dir)?;
-        Ok(())
+    /// `NOT_FOUND` if there is no regular file at `path`, `IS_A_FOLDER`
+    /// for a folder, `NOT_A_FOLDER` if a parent is a file.
+    pub fn open_file(&self, key: &str, path: &str) -> Result<(File, Metadata), Error> {
+        let (file, meta) = open_regular(&self.locate(key, path)?)?;
+        Ok((file, meta))
     }
 }
 
@@ -265,6 +198,9 @@ fn open_regular(path: &Path) -> Result<(File, Metadata), Error> {
         Err(e) => return Err(e.into()),
     };
     let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Err(Error::IsAFolder);
+    }
     if !meta.is_file() {
         return Err(Error::NotFound);
     }
@@ -400,8 +336,11 @@ mod tests {
             Err(Error::Exists)
         ));
         assert!(matches!(s.rename("alice", "zz", "q"), Err(Error::NotFound)));
-        s.delete("alice", "b.txt").unwrap();
-        assert!(matches!(s.delete("alice", "b.txt"), Err(Error::NotFound)));
+        s.delete("alice", "b.txt", false).unwrap();
+        assert!(matches!(
+            s.delete("alice", "b.txt", false),
+            Err(Error::NotFound)
+        ));
         assert_eq!(s.usage("alice").unwrap(), (1, 1));
     }
 
@@ -418,10 +357,13 @@ mod tests {
         assert_eq!((ls.len(), ls[0].md5.as_deref()), (1, Some(md5.as_str())));
         assert_eq!(fs::read(s.files_dir("alice").join("big")).unwrap(), two);
         assert_eq!(s.usage("alice").unwrap(), (1, size as u64));
-        s.delete("alice", "big").unwrap();
+        s.delete("alice", "big", false).unwrap();
         assert!(s.list("alice").unwrap().is_empty());
         assert_eq!(s.usage("alice").unwrap(), (0, 0));
-        assert!(matches!(s.delete("alice", "big"), Err(Error::NotFound)));
+        assert!(matches!(
+            s.delete("alice", "big", false),
+            Err(Error::NotFound)
+        ));
     }
 
     #[test]
@@ -439,7 +381,10 @@ mod tests {
         if fifo.is_ok_and(|st| st.success()) {
             assert!(matches!(s.open_file("alice", "pipe"), Err(Error::NotFound)));
         }
-        assert!(matches!(s.delete("alice", "link"), Err(Error::NotFound)));
+        assert!(matches!(
+            s.delete("alice", "link", false),
+            Err(Error::NotFound)
+        ));
         assert!(outside.exists());
     }
 

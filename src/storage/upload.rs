@@ -5,7 +5,7 @@
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +14,7 @@ use md5::{Digest, Md5};
 use super::digest;
 use super::listing::Listings;
 use super::staged::StagedMeta;
+use super::tree::{make_parents, UsageTable};
 use super::{open_nofollow, release, sync_dir, Storage, UploadLock, RELEASED_FROM};
 use crate::error::Error;
 use crate::hashcopy::{hash_prefix, hashed_copy};
@@ -97,9 +98,11 @@ impl Storage {
             size: lock.size(),
             part,
             meta_path,
-            target: self.files_dir(key).join(lock.name()),
+            files: self.files_dir(key),
+            path: lock.name().to_string(),
             digests: self.user_dir(key).join("digests"),
             changed: (Arc::clone(&self.listings), key.to_string()),
+            usage: Arc::clone(&self.usage),
         }
     }
 
@@ -162,10 +165,14 @@ pub struct Upload {
     size: u64,
     part: PathBuf,
     meta_path: PathBuf,
-    target: PathBuf,
+    /// The user's `files/`, and the path of the upload under it.
+    files: PathBuf,
+    path: String,
     digests: PathBuf,
     /// Where to mark the folder changed once the file is in place.
     changed: (Arc<Listings>, String),
+    /// Where the user's usage is kept.
+    usage: Arc<UsageTable>,
 }
 
 impl Upload {
@@ -276,12 +283,19 @@ impl Verified {
     pub fn place(self) -> Result<(String, PathBuf), Error> {
         let up = self.upload;
         let meta = up.file.metadata()?;
+        // The parents are made now, when the upload commits, never before.
+        let dir = make_parents(&up.files, &up.path)?;
+        let leaf = up.path.rsplit('/').next().unwrap_or(&up.path);
+        let target = dir.join(leaf);
         // A record file of the file being replaced (where the filesystem
         // keeps no attributes, or from before they were used) goes first,
         // while that file still holds its inode: once the rename frees the
         // inode, another upload may get it and write its own record under
         // it, which a later removal would delete.
-        let replaced = fs::symlink_metadata(&up.target).ok();
+        let replaced = fs::symlink_metadata(&target).ok();
+        if replaced.as_ref().is_some_and(Metadata::is_dir) {
+            return Err(Error::IsAFolder);
+        }
         if let Some(old) = replaced.as_ref().map(MetadataExt::ino) {
             if old != meta.ino() {
                 let _ = fs::remove_file(up.digests.join(old.to_string()));
@@ -289,23 +303,32 @@ impl Verified {
         }
         // A big file replaced is held open across the rename, so that
         // freeing its blocks waits for the close (see `release`).
+        let old_len = replaced.as_ref().filter(|m| m.is_file()).map(Metadata::len);
         let held = replaced
             .filter(|m| m.is_file() && m.len() >= RELEASED_FROM)
             .and_then(|m| {
-                let f = open_nofollow(&up.target, OpenOptions::new().read(true)).ok()?;
+                let f = open_nofollow(&target, OpenOptions::new().read(true)).ok()?;
                 Some((f, m.len()))
             });
-        fs::rename(&up.part, &up.target)?;
+        match fs::rename(&up.part, &target) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Err(Error::IsAFolder),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                return Err(Error::NotAFolder(up.path.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // A symlink or FIFO replaced was never counted.
+        let (files, bytes) = match old_len {
+            Some(old) => (0, i128::from(meta.len()) - i128::from(old)),
+            None => (1, i128::from(meta.len())),
+        };
+        up.usage.adjust(&up.changed.1, files, bytes);
         if let Some((old, len)) = held {
             release(old, len);
         }
         up.changed.0.bump(&up.changed.1);
         let _ = fs::remove_file(&up.meta_path);
-        let dir = up
-            .target
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
         Ok((self.md5, dir))
     }
 }

@@ -11,6 +11,7 @@ mod cli;
 mod cli_transfer;
 mod concurrency;
 mod exit_codes;
+mod folders;
 mod hostile;
 mod http;
 mod lifecycle;
