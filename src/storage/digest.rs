@@ -69,22 +69,26 @@ impl Storage {
     /// been replaced since it was looked at), the file is opened and its
     /// record read against the `stat` of that same open file, whose
     /// metadata comes back too: a stored file is never listed without its
-    /// digest because an overwrite raced the listing.
+    /// digest because an overwrite raced the listing. `None`: the file is
+    /// gone (or is no longer a file), and is not listed.
     pub(super) fn listed_digest(
         &self,
         key: &str,
         path: &Path,
         meta: &Metadata,
-    ) -> (Option<String>, Option<Metadata>) {
+    ) -> Option<(Option<String>, Option<Metadata>)> {
         if let Some(d) = self.cached_digest(key, path, meta) {
-            return (Some(d), None);
+            return Some((Some(d), None));
         }
-        let Ok(file) = super::open_nofollow(path, fs::OpenOptions::new().read(true)) else {
-            return (None, None);
+        let file = match super::open_nofollow(path, fs::OpenOptions::new().read(true)) {
+            Ok(f) => f,
+            Err(e) if super::is_not_found(&e) => return None,
+            Err(_) => return Some((None, None)),
         };
         match file.metadata() {
-            Ok(now) if now.is_file() => (self.cached_digest_of(key, &file, &now), Some(now)),
-            _ => (None, None),
+            Ok(now) if now.is_file() => Some((self.cached_digest_of(key, &file, &now), Some(now))),
+            Ok(_) => None,
+            Err(_) => Some((None, None)),
         }
     }
 

@@ -225,7 +225,9 @@ impl Storage {
                 folders.push(FolderRow { start, len, mtime });
                 return Ok(());
             }
-            let (md5, now) = self.listed_digest(key, &dir.join(name), meta);
+            let Some((md5, now)) = self.listed_digest(key, &dir.join(name), meta) else {
+                return Ok(());
+            };
             let md5 = md5.and_then(|d| d.into_bytes().try_into().ok());
             let (size, mtime) = match &now {
                 Some(m) => (m.len(), unix_secs(m.modified()?)),

@@ -253,3 +253,51 @@ fn a_stalled_download_is_aborted_and_frees_its_worker() {
     }
     assert!(got < size, "the whole body arrived");
 }
+
+/// A listing taken while another connection overwrites the same file
+/// reads each file's digest against the same `stat` as its size and time:
+/// a stored file is never listed with `md5: null`.
+#[test]
+fn ls_during_overwrites_never_shows_a_null_md5() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    let mut writer = raw_login(&server, "alice");
+    let mut reader = raw_login(&server, "alice");
+    let put = |raw: &mut Raw, i: u32| {
+        let data = format!("version {i}");
+        raw.send(
+            &json!({"cmd": "put", "name": "f", "size": data.len(), "md5": md5(data.as_bytes())}),
+        );
+        raw.send_bytes(data.as_bytes());
+        let r = raw.recv();
+        assert_eq!(r["ok"], true, "{r}");
+    };
+    put(&mut writer, 0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::clone(&stop);
+    // Each version's (size, MD5): a listed pair must be one of them.
+    let versions: std::collections::HashSet<(u64, String)> = (0..=1000)
+        .map(|i| {
+            let data = format!("version {i}");
+            (data.len() as u64, md5(data.as_bytes()))
+        })
+        .collect();
+    let lister = thread::spawn(move || {
+        let mut lists = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = reader.call(json!({"cmd": "ls"}));
+            let f = &r["files"][0];
+            let md5 = f["md5"].as_str();
+            assert!(md5.is_some(), "listing {lists}: {r}");
+            let pair = (f["size"].as_u64().unwrap(), md5.unwrap().to_string());
+            assert!(versions.contains(&pair), "listing {lists}: {r}");
+            lists += 1;
+        }
+        lists
+    });
+    for i in 1..=1000 {
+        put(&mut writer, i);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(lister.join().unwrap() > 0);
+}
