@@ -37,6 +37,7 @@ use serde_json::json;
 mod load;
 #[path = "../tests/it/serve.rs"]
 mod serve;
+mod tree;
 
 const MIB: u64 = 1 << 20;
 /// Rounds of the one-file put and get.
@@ -90,7 +91,10 @@ fn main() -> ExitCode {
             .prefix("netdisk-bench")
             .tempdir()
             .expect("temp dir");
-        let (rows, targets) = listing_memory(&binary(), work.path());
+        let (mut rows, mut targets) = listing_memory(&binary(), work.path());
+        let (tree_rows, tree_targets) = tree::tree_listing(&binary(), work.path());
+        rows.extend(tree_rows);
+        targets.extend(tree_targets);
         print_table(&rows, false);
         return print_targets(&targets);
     }
@@ -336,6 +340,8 @@ fn main() -> ExitCode {
 
     let (listing_rows, listing_targets) = listing_memory(&bin, work.path());
     rows.extend(listing_rows);
+    let (tree_rows, tree_targets) = tree::tree_listing(&bin, work.path());
+    rows.extend(tree_rows);
     let (load_rows, load_targets) = load::connection_load(&bin, work.path(), idle_count, 200);
     rows.extend(load_rows);
 
@@ -364,6 +370,7 @@ fn main() -> ExitCode {
         .chain(tls_targets)
         .chain(versus_rsync)
         .chain(listing_targets)
+        .chain(tree_targets)
         .chain(load_targets)
         .collect();
     write_json(&rows, quick, &targets);
