@@ -210,6 +210,20 @@ impl Storage {
     /// file, or if the folder cannot be read, or holds more than 4 GiB of
     /// names.
     pub fn listing(&self, key: &str, path: &str, recursive: bool) -> Result<Listing, Error> {
+        // A subtree walked while a change went through (a folder moved
+        // under the walk) is walked again, so that it is seen whole.
+        let mut tries = 0;
+        loop {
+            let before = self.listings.generation(key);
+            let listing = self.listing_once(key, path, recursive)?;
+            tries += 1;
+            if !recursive || tries == 8 || self.listings.generation(key) == before {
+                return Ok(listing);
+            }
+        }
+    }
+
+    fn listing_once(&self, key: &str, path: &str, recursive: bool) -> Result<Listing, Error> {
         let mut names = String::new();
         let mut rows = Vec::new();
         let mut folders = Vec::new();
