@@ -75,27 +75,7 @@ impl UsageTable {
 /// `NOT_FOUND` if a parent is missing (or is a symlink, which is never
 /// gone through), `NOT_A_FOLDER` if a parent is a file.
 pub(super) fn parent_of(files: &Path, rel: &str) -> Result<PathBuf, Error> {
-    let mut dir = files.to_path_buf();
-    let mut parts = rel.split('/').peekable();
-    let mut walked = String::new();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            break;
-        }
-        dir.push(part);
-        push_component(&mut walked, part);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.is_file() => return Err(Error::NotAFolder(walked)),
-            Ok(_) => return Err(Error::NotFound),
-            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-                return Err(Error::NotAFolder(walked))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(dir)
+    walk_parents(files, rel, false)
 }
 
 /// Checks that the parents of `rel` that exist are real folders, as an
@@ -105,6 +85,16 @@ pub(super) fn parent_of(files: &Path, rel: &str) -> Result<PathBuf, Error> {
 /// # Errors
 /// `NOT_A_FOLDER` if a parent is a file or anything else but a folder.
 pub(super) fn check_parents(files: &Path, rel: &str) -> Result<(), Error> {
+    match walk_parents(files, rel, true) {
+        Ok(_) | Err(Error::NotFound) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Goes through the parents of `rel`; `writing`: a parent that is neither
+/// a folder nor a file (a symlink) is `NOT_A_FOLDER` rather than
+/// `NOT_FOUND`.
+fn walk_parents(files: &Path, rel: &str, writing: bool) -> Result<PathBuf, Error> {
     let mut dir = files.to_path_buf();
     let mut parts = rel.split('/').peekable();
     let mut walked = String::new();
@@ -116,15 +106,16 @@ pub(super) fn check_parents(files: &Path, rel: &str) -> Result<(), Error> {
         push_component(&mut walked, part);
         match fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(Error::NotAFolder(walked)),
-            Err(e) if is_not_found(&e) => return Ok(()),
+            Ok(m) if m.is_file() || writing => return Err(Error::NotAFolder(walked)),
+            Ok(_) => return Err(Error::NotFound),
+            Err(e) if is_not_found(&e) => return Err(Error::NotFound),
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
                 return Err(Error::NotAFolder(walked))
             }
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(dir)
 }
 
 /// Makes the missing parents of `rel` under `files` (like `mkdir -p`),
