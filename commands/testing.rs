@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use super::{lookup, Ctx, Then};
 use crate::error::{Error, ErrorCode};
 use crate::protocol::{Header, Reply};
+use crate::server::bodies::Bodies;
 use crate::server::limits::PeerSet;
 use crate::server::log::Log;
 use crate::state::{Config, Shared};
@@ -55,9 +56,11 @@ pub fn shared_with(tweak: impl FnOnce(&mut Config)) -> (TempDir, Shared) {
     tweak(&mut config);
     let storage = Storage::open(dir.path()).unwrap();
     let users = UserStore::open(&storage.users_file()).unwrap();
+    let bodies = Bodies::new(config.workers, config.min_rate, config.rate_window);
     let shared = Shared {
         users,
         storage,
+        bodies: Arc::new(bodies),
         config,
         log: Log::default(),
         stop: Arc::new(AtomicBool::new(false)),

@@ -168,6 +168,9 @@ pub enum Error {
     TooManyStaged(usize),
     #[error("idle or stalled for too long")]
     Timeout,
+    /// The server has no room for this now (no transfer slot, say).
+    #[error("{0}")]
+    Busy(String),
     /// A server-side I/O failure (disk full, permissions, ...).
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
@@ -202,6 +205,7 @@ impl Error {
             Error::ChecksumMismatch => ErrorCode::ChecksumMismatch,
             Error::QuotaExceeded | Error::TooManyStaged(_) => ErrorCode::QuotaExceeded,
             Error::Timeout => ErrorCode::Timeout,
+            Error::Busy(_) => ErrorCode::Busy,
             Error::Io(_) | Error::Internal(_) | Error::Disconnected(_) => ErrorCode::Internal,
         }
     }

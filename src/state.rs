@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::http::sessions::Sessions;
+use crate::server::bodies::Bodies;
 use crate::server::limits::PeerSet;
 use crate::server::log::Log;
 use crate::storage::Storage;
@@ -70,6 +71,8 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
     /// The web front end's signed-in browsers.
     pub web: Sessions,
+    /// Bodies in flight: how many workers may wait on the network.
+    pub bodies: Arc<Bodies>,
 }
 
 impl Shared {

@@ -11,7 +11,7 @@ pub use frame::{
     encode_frame, parse_header, read_frame, read_header, FrameError, Header, MAX_REQUEST_HEADER,
     MAX_RESPONSE_HEADER,
 };
-pub use timed::{RateFloor, Timed};
+pub use timed::{Cut, Meter, Timed, TICK};
 pub use wire::{FileInfo, Password};
 
 /// The fields of a successful reply, without `"ok"`.

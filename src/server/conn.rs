@@ -10,21 +10,21 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConnection, StreamOwned};
 
+use super::bodies::{Bodies, Meter, Ticket};
 use crate::commands::Body;
 use crate::error::Error;
 use crate::protocol::{
-    encode_frame, read_header, FrameError, Header, RateFloor, Timed, MAX_REQUEST_HEADER,
-    MAX_RESPONSE_HEADER,
+    encode_frame, read_header, FrameError, Header, Timed, MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER,
 };
 
 /// Largest chunk a TLS download reads from its file at once.
 const TLS_COPY: usize = 256 * 1024;
-/// Bytes a plaintext download hands `sendfile` between rate checks.
-const SENDFILE_SLICE: u64 = 8 << 20;
 
 /// A byte stream a connection runs over: plaintext or TLS, with the time
 /// limits on the socket beneath.
@@ -32,11 +32,11 @@ pub trait Stream: Read + Write {
     /// The socket and its deadline.
     fn timed(&mut self) -> &mut Timed;
 
-    /// Sends `len` bytes of `file` from its current position.
+    /// Sends `len` bytes of `file` from `offset`.
     ///
     /// # Errors
-    /// A read or write error, or a send below the rate floor.
-    fn send_file(&mut self, file: &File, len: u64, floor: &mut RateFloor) -> io::Result<u64>;
+    /// A read or write error, a stall, or a cut body.
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64>;
 }
 
 impl Stream for Timed {
@@ -44,20 +44,8 @@ impl Stream for Timed {
         self
     }
 
-    /// `io::copy` from a file to a `TcpStream` is `sendfile` on Linux: the
-    /// bytes never enter user space.
-    fn send_file(&mut self, file: &File, len: u64, floor: &mut RateFloor) -> io::Result<u64> {
-        let mut sent = 0;
-        while sent < len {
-            let slice = (len - sent).min(SENDFILE_SLICE);
-            let n = io::copy(&mut file.take(slice), self.get_mut())?;
-            if n == 0 {
-                break;
-            }
-            sent += n;
-            floor.moved(n)?;
-        }
-        Ok(sent)
+    fn send_file(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
+        self.sendfile(file, offset, len)
     }
 }
 
@@ -66,7 +54,9 @@ impl Stream for StreamOwned<ServerConnection, Timed> {
         &mut self.sock
     }
 
-    fn send_file(&mut self, mut file: &File, len: u64, floor: &mut RateFloor) -> io::Result<u64> {
+    fn send_file(&mut self, mut file: &File, offset: u64, len: u64) -> io::Result<u64> {
+        use std::io::Seek;
+        file.seek(io::SeekFrom::Start(offset))?;
         let mut buf = vec![0u8; TLS_COPY.min(usize::try_from(len).unwrap_or(TLS_COPY))];
         let mut sent = 0;
         while sent < len {
@@ -77,7 +67,6 @@ impl Stream for StreamOwned<ServerConnection, Timed> {
             }
             self.write_all(&buf[..n])?;
             sent += n as u64;
-            floor.moved(n as u64)?;
         }
         self.flush()?;
         Ok(sent)
@@ -97,10 +86,21 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The longest a single body read or write may wait.
+    /// The longest a body (or a reply) may go without progress: a window
+    /// without one byte is below any floor.
     pub fn per_op(&self) -> Duration {
-        RateFloor::new(self.min_rate, self.window).per_op(self.stall)
+        if self.min_rate == 0 {
+            self.stall
+        } else {
+            self.window.min(self.stall)
+        }
     }
+}
+
+/// Where a connection's bodies take their place among those in flight.
+struct Guard {
+    bodies: Arc<Bodies>,
+    ip: IpAddr,
 }
 
 /// A connection being served.
@@ -111,7 +111,9 @@ pub struct Conn<S: Stream> {
     pos: usize,
     filled: usize,
     limits: Limits,
-    floor: RateFloor,
+    guard: Option<Guard>,
+    /// The body in flight, if any.
+    ticket: Option<Ticket>,
 }
 
 /// Read-ahead buffer of a served connection.
@@ -121,7 +123,6 @@ impl<S: Stream> Conn<S> {
     /// A connection over `stream` (blocking, with its write timeout set
     /// to [`Limits::per_op`]) whose first bytes, already read, are `pending`.
     pub fn new(stream: S, pending: &[u8], limits: Limits) -> Conn<S> {
-        let floor = RateFloor::new(limits.min_rate, limits.window);
         let mut buf = vec![0u8; BUF.max(pending.len())];
         buf[..pending.len()].copy_from_slice(pending);
         Conn {
@@ -130,8 +131,46 @@ impl<S: Stream> Conn<S> {
             pos: 0,
             filled: pending.len(),
             limits,
-            floor,
+            guard: None,
+            ticket: None,
         }
+    }
+
+    /// Its bodies take a place among `bodies`, as from `ip`.
+    pub fn with_bodies(mut self, bodies: Arc<Bodies>, ip: IpAddr) -> Conn<S> {
+        self.guard = Some(Guard { bodies, ip });
+        self
+    }
+
+    /// Takes a place for a body of `len` bytes before it is announced, so that a refusal can still be answered.
+    /// The place is held until the next request is read, or the download
+    /// is sent.
+    ///
+    /// # Errors
+    /// `BUSY` if every place this body may take is held by bodies that
+    /// move.
+    pub fn admit(&mut self, len: u64) -> Result<(), Error> {
+        if self.ticket.is_some() {
+            return Ok(());
+        }
+        if let Some(g) = &self.guard {
+            self.ticket = Some(g.bodies.admit(g.ip, len)?);
+        }
+        Ok(())
+    }
+
+    /// Counts the body on its meter (admitting it first, as one of
+    /// unknown size, if [`Conn::admit`] was not called).
+    fn start_body(&mut self) -> Result<(), Error> {
+        self.admit(u64::MAX)?;
+        let meter = match &self.ticket {
+            Some(t) => Arc::clone(t.meter()),
+            None => Arc::new(Meter::default()),
+        };
+        self.stream
+            .timed()
+            .start_body(meter)
+            .map_err(Error::Disconnected)
     }
 
     /// The stream and the bytes read beyond what was consumed.
@@ -178,17 +217,11 @@ impl<S: Stream> Conn<S> {
         if self.filled == self.buf.len() {
             return false;
         }
-        if self.stream.timed().get_ref().set_nonblocking(true).is_err() {
+        if self.stream.timed().set_nonblocking(true).is_err() {
             return false;
         }
         let read = self.stream.read(&mut self.buf[self.filled..]);
-        if self
-            .stream
-            .timed()
-            .get_ref()
-            .set_nonblocking(false)
-            .is_err()
-        {
+        if self.stream.timed().set_nonblocking(false).is_err() {
             // A socket that cannot block again cannot be served here; the
             // event loop makes it non-blocking anyway.
             return false;
@@ -209,6 +242,7 @@ impl<S: Stream> Conn<S> {
     pub fn read_request(&mut self) -> Result<Option<Header>, Error> {
         let deadline = Instant::now() + self.limits.header;
         self.stream.timed().set_deadline(deadline);
+        self.ticket = None;
         match read_header(self, MAX_REQUEST_HEADER) {
             Ok(h) => Ok(h),
             Err(FrameError::Io(e)) => Err(net_error(e)),
@@ -245,17 +279,13 @@ impl<S: Stream> Conn<S> {
     }
 
     /// Prepares to read a body: from here on reads fail after the stall
-    /// timeout without progress, or below the rate floor.
+    /// timeout without progress, or when the body is cut (below the rate
+    /// floor, or giving way to another).
     ///
     /// # Errors
-    /// A lost connection.
+    /// `BUSY` (see [`Conn::admit`]), or a lost connection.
     pub fn begin_body(&mut self) -> Result<(), Error> {
-        self.floor.restart();
-        let per_op = self.floor.per_op(self.limits.stall);
-        self.stream
-            .timed()
-            .clear_deadline(per_op)
-            .map_err(Error::Disconnected)
+        self.start_body()
     }
 
     /// Reads body bytes into `buf` until it is full (after
@@ -272,12 +302,7 @@ impl<S: Stream> Conn<S> {
                     let eof = io::ErrorKind::UnexpectedEof.into();
                     return (got, Err(Error::Disconnected(eof)));
                 }
-                Ok(n) => {
-                    got += n;
-                    if let Err(e) = self.floor.moved(n as u64) {
-                        return (got, Err(net_error(e)));
-                    }
-                }
+                Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return (got, Err(net_error(e))),
             }
@@ -308,14 +333,13 @@ impl<S: Stream> Conn<S> {
     /// A read error, a short file (changed under us), `TIMEOUT` or a lost
     /// connection. The connection must close after any of them.
     pub fn send_body(&mut self, body: Body) -> Result<u64, Error> {
-        use std::io::Seek;
-        let mut file = body.file;
-        file.seek(io::SeekFrom::Start(body.offset))?;
-        self.floor.restart();
+        self.start_body()?;
         let sent = self
             .stream
-            .send_file(&file, body.len, &mut self.floor)
-            .map_err(net_error)?;
+            .send_file(&body.file, body.offset, body.len)
+            .map_err(net_error);
+        self.ticket = None;
+        let sent = sent?;
         if sent != body.len {
             return Err(Error::Internal(format!(
                 "file shrank while sending: {sent} of {} bytes",

@@ -317,6 +317,7 @@ impl EventLoop {
     }
 
     fn sweep(&mut self, now: Instant) {
+        self.shared.bodies.sweep(now);
         let config = &self.shared.config;
         let mut due = Vec::new();
         for (i, c) in self.conns.iter().enumerate() {

@@ -1,15 +1,16 @@
 //! A connection between the event loop and the workers: its socket (and
 //! TLS state), the bytes read ahead, and its session.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
 use rustls::{ServerConnection, StreamOwned};
 
+use super::bodies::Bodies;
 use super::conn::{Conn, Limits, Stream};
 use super::limits::Slot;
-use crate::protocol::Timed;
+use crate::protocol::{Timed, TICK};
 use crate::state::Shared;
 use crate::users::User;
 
@@ -102,11 +103,12 @@ fn limits(shared: &Shared) -> Limits {
 /// wait for the next request, or marked `closing`.
 pub fn serve_link(shared: &Shared, mut link: Link, front: &mut impl Serve) -> Link {
     let limits = limits(shared);
+    let guard = (Arc::clone(&shared.bodies), link.peer.ip());
     let pending = std::mem::take(&mut link.pending);
     let session = &mut link.session;
     let tcp = link.wire.tcp;
     let (wire, rest, open) = match link.wire.kind {
-        Kind::Plain => match start(Timed::new(tcp), &pending, limits) {
+        Kind::Plain => match start(Timed::new(tcp), &pending, limits, guard) {
             Ok(mut conn) => {
                 let open = front.serve(&mut conn, session);
                 let (timed, rest) = conn.into_parts();
@@ -114,7 +116,12 @@ pub fn serve_link(shared: &Shared, mut link: Link, front: &mut impl Serve) -> Li
             }
             Err(timed) => (plain(timed), Vec::new(), false),
         },
-        Kind::Tls(tls) => match start(StreamOwned::new(*tls, Timed::new(tcp)), &pending, limits) {
+        Kind::Tls(tls) => match start(
+            StreamOwned::new(*tls, Timed::new(tcp)),
+            &pending,
+            limits,
+            guard,
+        ) {
             Ok(mut conn) => {
                 let open = front.serve(&mut conn, session);
                 let (s, rest) = conn.into_parts();
@@ -151,15 +158,24 @@ fn secure(s: StreamOwned<ServerConnection, Timed>) -> Wire {
     }
 }
 
-/// Makes the socket blocking again, with the write timeout, and wraps it;
-/// gives the stream back if the socket cannot be set up.
-fn start<S: Stream>(mut stream: S, pending: &[u8], limits: Limits) -> Result<Conn<S>, S> {
+/// Makes the socket blocking again, with writes that wait in ticks (so
+/// that a cut body stops within one) up to [`Limits::per_op`], and wraps
+/// it; gives the stream back if the socket cannot be set up.
+fn start<S: Stream>(
+    mut stream: S,
+    pending: &[u8],
+    limits: Limits,
+    (bodies, ip): (Arc<Bodies>, IpAddr),
+) -> Result<Conn<S>, S> {
     let tcp = stream.timed().get_ref();
     let setup = tcp
         .set_nonblocking(false)
-        .and_then(|()| tcp.set_write_timeout(Some(limits.per_op())));
+        .and_then(|()| tcp.set_write_timeout(Some(TICK)));
     match setup {
-        Ok(()) => Ok(Conn::new(stream, pending, limits)),
+        Ok(()) => {
+            stream.timed().set_patience(limits.per_op());
+            Ok(Conn::new(stream, pending, limits).with_bodies(bodies, ip))
+        }
         Err(_) => Err(stream),
     }
 }

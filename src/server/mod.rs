@@ -9,6 +9,7 @@
 //! by `main`) stops accepting, lets requests in flight finish within the
 //! grace period, and returns.
 
+pub mod bodies;
 pub mod conn;
 pub mod event_loop;
 pub mod limits;
@@ -31,6 +32,7 @@ pub use crate::state::{Config, Shared};
 use crate::storage::{DataLock, Storage};
 use crate::tls::server::Identity;
 use crate::users::UserStore;
+use bodies::Bodies;
 use event_loop::EventLoop;
 
 /// How long staged uploads are kept without being resumed (PROTOCOL.md).
@@ -86,9 +88,11 @@ impl Server {
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let poll = Poll::new().context("cannot start the event loop")?;
         let waker = EventLoop::waker(&poll).context("cannot start the event loop")?;
+        let bodies = Bodies::new(config.workers, config.min_rate, config.rate_window);
         let shared = Shared {
             users,
             storage,
+            bodies: Arc::new(bodies),
             config,
             log: log::Log::default(),
             stop: Arc::new(AtomicBool::new(false)),

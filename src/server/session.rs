@@ -254,13 +254,20 @@ fn dispatch(ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
     command.run(ctx, header)
 }
 
-/// Sends a success reply and drives what follows it.
+/// Sends a success reply and drives what follows it. A body takes its
+/// place among those in flight first, so that `BUSY` can still be the
+/// answer.
 fn respond<S: Stream>(
     conn: &mut Conn<S>,
     fields: Reply,
     then: Option<Then>,
     bytes: &mut u64,
 ) -> Result<(), Error> {
+    match &then {
+        Some(Then::Send(body)) => conn.admit(body.len)?,
+        Some(Then::Receive(upload)) => conn.admit(upload.remaining())?,
+        _ => {}
+    }
     conn.send(&ok_header(fields))?;
     match then {
         None => Ok(()),
@@ -318,6 +325,8 @@ fn absorb<S: Stream>(
     mut one: put::OneGo,
     bytes: &mut u64,
 ) -> Result<put::Checked, Error> {
+    // Refused, the body stays unread: `BUSY` closes the connection.
+    conn.admit(one.len())?;
     conn.begin_body()?;
     let mut consumed = 0;
     let received = one.receive(|chunk| {

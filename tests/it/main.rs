@@ -6,6 +6,7 @@ mod support;
 
 mod abuse;
 mod admin;
+mod bodies;
 mod browser;
 mod cli;
 mod cli_transfer;
