@@ -391,7 +391,6 @@ fn anonymous_guard(ex: &Exchange<'_>) -> Result<()> {
 }
 
 fn login<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> Result<Answer> {
-    use crate::error::ErrorCode;
     anonymous_guard(ex)?;
     let body = json_body(ex, conn)?;
     let (reply, extra) = run(ex, None, "login", body)?;
@@ -402,16 +401,6 @@ fn login<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> Result<Answer>
     }
     let s = match ex.shared.web.create(user, ex.shared.config.web_idle) {
         Ok(s) => s,
-        Err(Refused::Full) => {
-            return Err(Fail::Reply(
-                Response::code(
-                    503,
-                    ErrorCode::Busy,
-                    "too many web sessions; try again later",
-                ),
-                false,
-            ))
-        }
         Err(Refused::NoRandomness) => {
             return Err(Error::Internal("no randomness for a session token".into()).into())
         }

@@ -115,7 +115,10 @@ fn the_rate_floor_cuts_a_reader_slower_than_it_within_seconds() {
         std::thread::sleep(Duration::from_millis(200));
     };
     let log = server.wait_for_log("\"get\" \"big.bin\"");
-    let line = log.lines().find(|l| l.contains("\"get\" \"big.bin\"")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"get\" \"big.bin\""))
+        .unwrap();
     assert!(line.contains("stalled"), "{line}");
     assert!(
         cut < Duration::from_secs(20),
