@@ -20,6 +20,20 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
 }
 
+/// What a head with more than [`MAX_HEADERS`] fields is told (with 431).
+pub const TOO_MANY_HEADERS: &str = "too many request headers";
+
+/// The status for a head [`Request::parse`] refused: 431 when it is too
+/// large (too long, or too many fields), else 400.
+pub fn refusal_status(e: &Error, buffered: usize) -> u16 {
+    let too_many = matches!(e, Error::BadRequest(m) if m == TOO_MANY_HEADERS);
+    if too_many || buffered >= super::MAX_HEAD {
+        431
+    } else {
+        400
+    }
+}
+
 impl Request {
     /// Parses the head at the start of `bytes`: the request and the length
     /// of its head, or `None` if it is not whole yet.
@@ -35,6 +49,9 @@ impl Request {
                 return Err(Error::bad_request("the request head is too long"))
             }
             Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Error::bad_request(TOO_MANY_HEADERS))
+            }
             Err(e) => return Err(Error::bad_request(format!("not an HTTP request: {e}"))),
         };
         if len > super::MAX_HEAD {
@@ -200,5 +217,11 @@ mod tests {
         let old = parse("GET / HTTP/1.0\r\n\r\n");
         assert!(!old.keep_alive());
         assert!(Request::parse(b"\x01\x02 nonsense\r\n\r\n").is_err());
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let head = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        let e = Request::parse(head.as_bytes()).unwrap_err();
+        assert_eq!(refusal_status(&e, head.len()), 431, "{e}");
+        let e = Request::parse(b"\x01\x02 nonsense\r\n\r\n").unwrap_err();
+        assert_eq!(refusal_status(&e, 20), 400);
     }
 }

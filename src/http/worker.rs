@@ -5,7 +5,7 @@
 use std::io::BufRead;
 
 use super::api::{self, Front};
-use super::request::Request;
+use super::request::{refusal_status, Request};
 use super::response::Response;
 use crate::server::conn::{Conn, Stream};
 use crate::server::link::{serve_link, Kind, Link, Serve, SessionState};
@@ -46,11 +46,7 @@ fn run<S: Stream>(shared: &Shared, conn: &mut Conn<S>, front: &Front) -> bool {
             }
             Ok(None) => return true,
             Err(e) => {
-                let status = if conn.buffered().len() >= super::MAX_HEAD {
-                    431
-                } else {
-                    400
-                };
+                let status = refusal_status(&e, conn.buffered().len());
                 let r = Response::code(status, e.code(), &e.public_message());
                 let _ = conn.send_raw(&r.to_bytes(true));
                 api::log(

@@ -17,7 +17,7 @@
 //! build, as before.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use serde::ser::{Serialize, SerializeSeq, SerializeStruct, Serializer};
 
@@ -172,6 +172,10 @@ impl Serialize for Listing {
 pub(super) struct Listings {
     generations: Mutex<HashMap<String, u64>>,
     slots: Mutex<HashMap<SlotKey, Arc<Mutex<Slot>>>>,
+    /// Per user: recursive walks read-lock the tree, moves write-lock it
+    /// for their one `rename(2)`, so that a walk sees a moved folder at
+    /// one place or the other, whole.
+    trees: Mutex<HashMap<String, Arc<RwLock<()>>>>,
 }
 
 /// What a frame lists: (user key, folder path, recursive).
@@ -198,6 +202,11 @@ impl Listings {
     pub(super) fn generation(&self, key: &str) -> u64 {
         lock(&self.generations).get(key).copied().unwrap_or(0)
     }
+
+    /// The lock on `key`'s tree (see [`Listings::trees`]).
+    pub(super) fn tree(&self, key: &str) -> Arc<RwLock<()>> {
+        Arc::clone(lock(&self.trees).entry(key.to_string()).or_default())
+    }
 }
 
 impl Storage {
@@ -210,17 +219,13 @@ impl Storage {
     /// file, or if the folder cannot be read, or holds more than 4 GiB of
     /// names.
     pub fn listing(&self, key: &str, path: &str, recursive: bool) -> Result<Listing, Error> {
-        // A subtree walked while a change went through (a folder moved
-        // under the walk) is walked again, so that it is seen whole.
-        let mut tries = 0;
-        loop {
-            let before = self.listings.generation(key);
-            let listing = self.listing_once(key, path, recursive)?;
-            tries += 1;
-            if !recursive || tries == 8 || self.listings.generation(key) == before {
-                return Ok(listing);
-            }
+        if !recursive {
+            return self.listing_once(key, path, recursive);
         }
+        // No folder moves under the walk.
+        let tree = self.listings.tree(key);
+        let _walk = tree.read().unwrap_or_else(|e| e.into_inner());
+        self.listing_once(key, path, recursive)
     }
 
     fn listing_once(&self, key: &str, path: &str, recursive: bool) -> Result<Listing, Error> {

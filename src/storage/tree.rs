@@ -334,7 +334,12 @@ impl Storage {
                 let trash = self.user_dir(key).join("trash");
                 fs::create_dir_all(&trash)?;
                 let to = unique_in(&trash);
-                match fs::rename(&target, &to) {
+                let tree = self.listings.tree(key);
+                let moved = {
+                    let _move = tree.write().unwrap_or_else(|e| e.into_inner());
+                    fs::rename(&target, &to)
+                };
+                match moved {
                     Ok(()) => {}
                     Err(e) if is_not_found(&e) => return Err(Error::NotFound),
                     Err(e) => return Err(e.into()),
@@ -393,7 +398,11 @@ impl Storage {
         } else {
             Some(self.claim(key, from, 0)?.0)
         };
-        rename_noreplace(&source, &target, folder)?;
+        {
+            let tree = self.listings.tree(key);
+            let _move = tree.write().unwrap_or_else(|e| e.into_inner());
+            rename_noreplace(&source, &target, folder)?;
+        }
         self.changed(key);
         let (a, b) = (source.parent(), target.parent());
         if let Some(a) = a {
