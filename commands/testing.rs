@@ -45,6 +45,7 @@ pub fn config(data: &Path) -> Config {
         registration_open: true,
         register_limit: 10,
         max_staged: 16,
+        max_files: crate::storage::DEFAULT_MAX_FILES,
         web_idle: Duration::from_secs(1800),
     }
 }

@@ -166,6 +166,9 @@ pub enum Error {
         "quota exceeded: {0} unfinished uploads already; finish them, or drop one with `discard`"
     )]
     TooManyStaged(usize),
+    /// The user holds the most files allowed (the number).
+    #[error("quota exceeded: {0} files is the most one user may hold")]
+    TooManyFiles(u64),
     #[error("idle or stalled for too long")]
     Timeout,
     /// The server has no room for this now (no transfer slot, say).
@@ -203,7 +206,9 @@ impl Error {
             Error::NotEmpty => ErrorCode::NotEmpty,
             Error::Locked => ErrorCode::Locked,
             Error::ChecksumMismatch => ErrorCode::ChecksumMismatch,
-            Error::QuotaExceeded | Error::TooManyStaged(_) => ErrorCode::QuotaExceeded,
+            Error::QuotaExceeded | Error::TooManyStaged(_) | Error::TooManyFiles(_) => {
+                ErrorCode::QuotaExceeded
+            }
             Error::Timeout => ErrorCode::Timeout,
             Error::Busy(_) => ErrorCode::Busy,
             Error::Io(_) | Error::Internal(_) | Error::Disconnected(_) => ErrorCode::Internal,

@@ -135,6 +135,11 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = netdisk::storage::DEFAULT_MAX_STAGED as u32,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     max_staged: u32,
+    /// Files one user may hold (stored and unfinished together); an upload
+    /// of a new name beyond that is QUOTA_EXCEEDED.
+    #[arg(long, value_name = "N", default_value_t = netdisk::storage::DEFAULT_MAX_FILES,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_files: u64,
     /// Seconds a web session (the page's sign-in) lives without a
     /// request; signing out ends it at once.
     #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=30 * 86400))]
@@ -272,6 +277,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registration_open: args.registration == Registration::Open,
         register_limit: args.register_limit,
         max_staged: args.max_staged as usize,
+        max_files: args.max_files,
         web_idle: Duration::from_secs(args.web_idle),
     };
     let server = Server::bind(config)?;

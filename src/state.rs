@@ -52,6 +52,8 @@ pub struct Config {
     pub register_limit: u32,
     /// Unfinished uploads one user may hold.
     pub max_staged: usize,
+    /// Files one user may hold.
+    pub max_files: u64,
     /// How long a web session lives without a request.
     pub web_idle: Duration,
 }

@@ -10,6 +10,9 @@ use crate::error::Error;
 
 /// Unfinished uploads a user may hold by default (`serve --max-staged`).
 pub const DEFAULT_MAX_STAGED: usize = 16;
+/// Files one user may hold by default (`serve --max-files`): empty files
+/// cost no quota, but every one costs an inode and a line in `ls`.
+pub const DEFAULT_MAX_FILES: u64 = 1_000_000;
 
 impl Storage {
     /// Claims the right to upload `name` with `size` bytes for this
@@ -35,10 +38,10 @@ impl Storage {
         // PROTOCOL.md "Folders": at step 2, `NOT_A_FOLDER` for a parent
         // that is a file, `IS_A_FOLDER` for a path that is a folder.
         super::tree::check_parents(&self.files_dir(key), name)?;
-        let replaced = match self.kind(key, name)? {
-            super::Kind::File(meta) => meta.len(),
+        let (replaced, replaced_none) = match self.kind(key, name)? {
+            super::Kind::File(meta) => (meta.len(), false),
             super::Kind::Folder(_) => return Err(Error::IsAFolder),
-            super::Kind::Nothing => 0,
+            super::Kind::Nothing => (0, true),
         };
         let (lock, in_flight) = self.claim(key, name, size)?;
         // Read after the claim: an upload that finishes meanwhile shows its
@@ -51,6 +54,12 @@ impl Storage {
         others.remove(name);
         if others.len() >= self.max_staged {
             return Err(Error::TooManyStaged(others.len()));
+        }
+        if replaced_none {
+            let (files, _) = self.usage(key)?;
+            if files.saturating_add(others.len() as u64) >= self.max_files {
+                return Err(Error::TooManyFiles(self.max_files));
+            }
         }
         if let Some(quota) = quota {
             let (_, used) = self.usage(key)?;
@@ -105,6 +114,11 @@ impl Storage {
     /// Sets how many unfinished uploads one user may hold.
     pub fn set_max_staged(&mut self, max: usize) {
         self.max_staged = max;
+    }
+
+    /// Sets how many files (stored and unfinished) one user may hold.
+    pub fn set_max_files(&mut self, max: u64) {
+        self.max_files = max;
     }
 
     pub(super) fn lock_uploads(&self) -> std::sync::MutexGuard<'_, Uploads> {

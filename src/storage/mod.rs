@@ -51,7 +51,7 @@ use crate::error::Error;
 
 pub use datalock::DataLock;
 pub use listing::{FileRef, FolderRef, Folders, Listing};
-pub use lock::{UploadLock, DEFAULT_MAX_STAGED};
+pub use lock::{UploadLock, DEFAULT_MAX_FILES, DEFAULT_MAX_STAGED};
 pub use tree::{Kind, Usage};
 pub use upload::{Upload, Verified};
 
@@ -68,6 +68,8 @@ pub struct Storage {
     uploads: Arc<Mutex<Uploads>>,
     /// Unfinished uploads one user may hold.
     max_staged: usize,
+    /// Files one user may hold (stored and unfinished together).
+    max_files: u64,
     /// Folder generations and shared listing frames.
     listings: Arc<listing::Listings>,
     /// Each user's files and bytes, kept up to date.
@@ -86,6 +88,7 @@ impl Storage {
             root: root.to_path_buf(),
             uploads: Arc::default(),
             max_staged: DEFAULT_MAX_STAGED,
+            max_files: DEFAULT_MAX_FILES,
             listings: Arc::default(),
             usage: Arc::default(),
         })

@@ -302,3 +302,28 @@ fn r8_closed_registration() {
     assert_eq!(server.login("alice").whoami().unwrap().user, "alice");
     assert!(!server.path("users/bob").exists());
 }
+
+#[test]
+fn max_files_caps_new_names_but_never_an_overwrite() {
+    let server = TestServer::with_args(&["--max-files", "3"]);
+    let mut c = server.user("many");
+    put_all(&mut c, "a", b"");
+    put_all(&mut c, "b", b"");
+    // An unfinished upload counts as a file too.
+    put_part_and_hang_up(&server, "many", "c", 10, b"12345");
+    let refused = c.put_begin("d", 0).unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::QuotaExceeded));
+    assert!(
+        refused.to_string().contains("3 files is the most"),
+        "{refused}"
+    );
+    // Replacing a file and finishing the staged one are allowed.
+    put_all(&mut c, "a", b"new");
+    assert_eq!(c.put_begin("c", 10).unwrap(), 5);
+    c.write_body(b"67890").unwrap();
+    c.put_end(&crate::support::md5(b"1234567890")).unwrap();
+    assert_eq!(c.whoami().unwrap().files, 3);
+    c.delete("b").unwrap();
+    put_all(&mut c, "d", b"");
+    assert_eq!(c.whoami().unwrap().files, 3);
+}
