@@ -5,7 +5,7 @@
 //! to `target/bench.json`. Every transferred file's MD5 is checked: a fast
 //! wrong answer is a failure.
 //!
-//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --load]
+//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --load | --attack]
 //! [--delay-ms N]` (after `cargo build --release`); `--quick` shrinks
 //! every size to finish in well under a minute; the latency rows run
 //! through a proxy on loopback that delays every byte by N ms each way
@@ -16,7 +16,9 @@
 //! server's memory while 32 clients list a folder of 45,000 files with
 //! 255-byte names at once; `--load`, only the connection-load run: a fresh
 //! client's latency while 10,000 idle, logged-in connections (half TLS,
-//! from 127.0.0.2–41) wait on a server with 8 workers. Everything lives in a temporary folder under
+//! from 127.0.0.2–41) wait on a server with 8 workers; `--attack`, only
+//! the attack run (benches/attack.rs): an honest client's latency and big
+//! transfers beside an attacker holding bodies open. Everything lives in a temporary folder under
 //! `$TMPDIR`: `TMPDIR=/dev/shm` takes the disk out of the measurement.
 
 use std::fs;
@@ -34,6 +36,7 @@ use netdisk::client::Client;
 use netdisk::protocol::Password;
 use serde_json::json;
 
+mod attack;
 mod load;
 #[path = "../tests/it/serve.rs"]
 mod serve;
@@ -83,6 +86,15 @@ fn main() -> ExitCode {
             .tempdir()
             .expect("temp dir");
         let (rows, targets) = load::connection_load(&binary(), work.path(), idle_count, 200);
+        print_table(&rows, quick);
+        return print_targets(&targets);
+    }
+    if std::env::args().any(|a| a == "--attack") {
+        let work = tempfile::Builder::new()
+            .prefix("netdisk-bench")
+            .tempdir()
+            .expect("temp dir");
+        let (rows, targets) = attack::attacks(&binary(), work.path(), quick);
         print_table(&rows, quick);
         return print_targets(&targets);
     }

@@ -1,0 +1,290 @@
+//! One stranger against everyone (issue 16): an honest client on an idle
+//! server, then the same client while an attacker holds bodies open at
+//! almost no bandwidth, with the server's default flags (`--workers 32`).
+//!
+//! Attacks, each from 8 loopback addresses (127.0.0.10–17), 64 connections
+//! in all, each re-issued as soon as the server cuts it:
+//! - uploads that trickle 1 KiB every 200 ms (5 KB/s each);
+//! - downloads of a 64 MiB file whose reader never reads.
+//!
+//! The honest client, from 127.0.0.2, measures a fresh login + `ls` + 4 KiB
+//! get, the same `ls` + get on a connection already logged in, and a 64
+//! MiB put and get (a big transfer told `BUSY` tries again; the time
+//! counts).
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use md5::Digest;
+use netdisk::client::Client;
+use netdisk::protocol::{md5_hex, Password};
+
+use super::{mib, BenchServer, Row, Target, PASSWORD, USER};
+
+const ATTACKER: &str = "mallory";
+const CONNECTIONS: usize = 64;
+const BIG: usize = 64 << 20;
+
+/// A TCP connection from 127.0.0.N.
+fn connect_from(addr: &str, n: u8) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let target: std::net::SocketAddrV4 = addr.parse().expect("an IPv4 address");
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, n, 0))?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(target))?;
+    Ok(TcpStream::from(fd))
+}
+
+fn login_from(addr: &str, n: u8, user: &str) -> Option<Client> {
+    let mut c = Client::from_stream(connect_from(addr, n).ok()?).ok()?;
+    c.set_timeout(Duration::from_secs(120)).ok()?;
+    c.login(user, &Password::new(PASSWORD)).ok()?;
+    Some(c)
+}
+
+/// The honest client's figures.
+struct Honest {
+    fresh: Vec<f64>,
+    warm: Vec<f64>,
+    put_rate: f64,
+    get_rate: f64,
+}
+
+fn pct(times: &mut [f64], p: f64) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[((times.len() as f64 * p) as usize).min(times.len() - 1)]
+}
+
+fn honest(addr: &str, samples: usize, small: &[u8], big: &[u8]) -> Honest {
+    let mut body = vec![0u8; small.len()];
+    let mut fresh = Vec::with_capacity(samples);
+    let mut warm = Vec::with_capacity(samples);
+    let mut kept = login_from(addr, 2, USER).expect("honest login");
+    for _ in 0..samples {
+        let t = Instant::now();
+        let mut c = login_from(addr, 2, USER).expect("honest login");
+        c.ls().expect("ls");
+        let got = c.get_begin("small.bin", 0).expect("get");
+        assert_eq!(got.size as usize, small.len());
+        c.read_body_exact(&mut body).expect("body");
+        fresh.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        kept.ls().expect("ls");
+        kept.get_begin("small.bin", 0).expect("get");
+        kept.read_body_exact(&mut body).expect("body");
+        warm.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(body, small);
+    }
+    let digest = md5_hex(md5::Md5::digest(big));
+    let t = Instant::now();
+    loop {
+        let mut c = login_from(addr, 2, USER).expect("honest login");
+        match c.put_begin("big-honest.bin", big.len() as u64) {
+            Ok(0) => {
+                c.write_body(big).expect("body");
+                c.put_end(&digest).expect("put end");
+                break;
+            }
+            Ok(n) => panic!("a fresh upload resumed at {n}"),
+            Err(e) if e.code() == Some(netdisk::error::ErrorCode::Busy) => {}
+            Err(e) => panic!("honest put: {e}"),
+        }
+    }
+    let put_rate = big.len() as f64 / t.elapsed().as_secs_f64();
+    let mut down = vec![0u8; big.len()];
+    let t = Instant::now();
+    loop {
+        let mut c = login_from(addr, 2, USER).expect("honest login");
+        match c.get_begin("big-honest.bin", 0) {
+            Ok(_) => {
+                c.read_body_exact(&mut down).expect("body");
+                break;
+            }
+            Err(e) if e.code() == Some(netdisk::error::ErrorCode::Busy) => {}
+            Err(e) => panic!("honest get: {e}"),
+        }
+    }
+    let get_rate = big.len() as f64 / t.elapsed().as_secs_f64();
+    assert!(down == big, "the honest download differs");
+    Honest {
+        fresh,
+        warm,
+        put_rate,
+        get_rate,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Attack {
+    Trickle,
+    NoRead,
+}
+
+/// Runs `attack` on [`CONNECTIONS`] threads until `stop`; returns how many
+/// bodies were started.
+fn attack(addr: &str, attack: Attack, stop: &Arc<AtomicBool>) -> Vec<thread::JoinHandle<usize>> {
+    (0..CONNECTIONS)
+        .map(|i| {
+            let addr = addr.to_string();
+            let stop = Arc::clone(stop);
+            thread::spawn(move || {
+                let from = 10 + (i % 8) as u8;
+                let mut started = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(mut c) = login_from(&addr, from, ATTACKER) else {
+                        thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
+                    match attack {
+                        Attack::Trickle => {
+                            if c.put_begin(&format!("trickle{i}"), 1 << 30).is_err() {
+                                continue;
+                            }
+                            started += 1;
+                            let chunk = [0u8; 1024];
+                            while !stop.load(Ordering::Relaxed) && c.write_body(&chunk).is_ok() {
+                                thread::sleep(Duration::from_millis(200));
+                            }
+                            // Nothing staged stays: each round starts over.
+                            let _ = login_from(&addr, from, ATTACKER)
+                                .map(|mut c| c.discard(&format!("trickle{i}")));
+                        }
+                        Attack::NoRead => {
+                            if c.get_send("big.bin", 0).is_err() {
+                                continue;
+                            }
+                            started += 1;
+                            // Never reads; waits for the server to give up.
+                            while !stop.load(Ordering::Relaxed) && !c.is_stale() {
+                                thread::sleep(Duration::from_millis(200));
+                            }
+                        }
+                    }
+                }
+                started
+            })
+        })
+        .collect()
+}
+
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The bench: rows and targets.
+pub fn attacks(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) {
+    let samples = if quick { 20 } else { 100 };
+    let hold = Duration::from_secs(if quick { 10 } else { 40 });
+    rlimit::increase_nofile_limit(u64::MAX).ok();
+    let server = BenchServer::start_with(bin, &work.join("attack-data"), &[]);
+    let small = vec![7u8; 4096];
+    let big: Vec<u8> = (0..BIG).map(|i| (i * 31 % 251) as u8).collect();
+    for user in [USER, ATTACKER] {
+        let mut c = Client::connect(&server.addr).expect("connect");
+        c.register(user, &Password::new(PASSWORD))
+            .expect("register");
+        c.login(user, &Password::new(PASSWORD)).expect("login");
+        let (name, data) = if user == USER {
+            ("small.bin", &small)
+        } else {
+            ("big.bin", &big)
+        };
+        c.put_begin(name, data.len() as u64).expect("put");
+        c.write_body(data).expect("body");
+        c.put_end(&md5_hex(md5::Md5::digest(data)))
+            .expect("put end");
+    }
+    let idle = honest(&server.addr, samples, &small, &big);
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    let report = |what: &str, mut h: Honest, peak: u64, bodies: usize, rows: &mut Vec<Row>| {
+        let (f50, f99) = (pct(&mut h.fresh, 0.5), pct(&mut h.fresh, 0.99));
+        let (w50, w99) = (pct(&mut h.warm, 0.5), pct(&mut h.warm, 0.99));
+        rows.push(
+            Row::memory(&format!("honest client, {what}"), peak).note(format!(
+                "login+ls+get p50 {f50:.1} ms p99 {f99:.1} ms; ls+get p50 {w50:.1} ms \
+                 p99 {w99:.1} ms; 64 MiB put {:.0} MB/s, get {:.0} MB/s{}",
+                h.put_rate / 1e6,
+                h.get_rate / 1e6,
+                if bodies > 0 {
+                    format!("; {bodies} attacking bodies begun")
+                } else {
+                    String::new()
+                }
+            )),
+        );
+        (f99, w99, h.put_rate, h.get_rate)
+    };
+    let (_, _, solo_put, solo_get) =
+        report("idle server", idle, rss(server.child.id()), 0, &mut rows);
+    for (name, kind) in [
+        ("64 trickling uploads", Attack::Trickle),
+        ("64 downloads never read", Attack::NoRead),
+    ] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = attack(&server.addr, kind, &stop);
+        // Let the attack take hold: every body slot it can get.
+        thread::sleep(hold.min(Duration::from_secs(5)));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let watcher = {
+            let (peak, stop, pid) = (Arc::clone(&peak), Arc::clone(&stop), server.child.id());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss(pid) as usize, Ordering::Relaxed);
+                    thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        let started = Instant::now();
+        let h = honest(&server.addr, samples, &small, &big);
+        if let Some(rest) = hold.checked_sub(started.elapsed()) {
+            thread::sleep(rest);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let bodies: usize = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+        watcher.join().ok();
+        let peak = peak.load(Ordering::Relaxed) as u64;
+        let (f99, w99, put, get) = report(name, h, peak, bodies, &mut rows);
+        targets.push(Target::at_most(
+            &format!("{name}: honest login+ls+get p99 ms"),
+            f99,
+            1000.0,
+        ));
+        targets.push(Target::at_most(
+            &format!("{name}: honest ls+get p99 ms"),
+            w99,
+            1000.0,
+        ));
+        targets.push(Target::at_least(
+            &format!("{name}: honest put / solo"),
+            put / solo_put,
+            0.5,
+        ));
+        targets.push(Target::at_least(
+            &format!("{name}: honest get / solo"),
+            get / solo_get,
+            0.5,
+        ));
+        targets.push(Target::at_most(
+            &format!("{name}: server RSS MiB"),
+            mib(peak),
+            512.0,
+        ));
+    }
+    (rows, targets)
+}
