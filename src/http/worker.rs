@@ -30,18 +30,30 @@ struct Http<'a> {
 }
 
 impl Serve for Http<'_> {
-    fn serve<S: Stream>(&mut self, conn: &mut Conn<S>, _session: &mut SessionState) -> bool {
-        run(self.shared, conn, &self.front)
+    fn serve<S: Stream>(&mut self, conn: &mut Conn<S>, session: &mut SessionState) -> bool {
+        run(self.shared, conn, &self.front, session)
     }
 }
 
 /// Serves requests while whole heads are buffered. Returns whether the
 /// connection stays open.
-fn run<S: Stream>(shared: &Shared, conn: &mut Conn<S>, front: &Front) -> bool {
+fn run<S: Stream>(
+    shared: &Shared,
+    conn: &mut Conn<S>,
+    front: &Front,
+    session: &mut SessionState,
+) -> bool {
     loop {
         let req = match Request::parse(conn.buffered()) {
             Ok(Some((req, len))) => {
                 conn.consume(len);
+                // Whether the connection is signed in, as the event loop
+                // sees it: an anonymous one must sign in within the login
+                // timeout, like any other.
+                session.user = req
+                    .cookie(api::COOKIE)
+                    .and_then(|t| shared.web.get(t, shared.config.web_idle))
+                    .map(|s| s.user);
                 req
             }
             Ok(None) => return true,

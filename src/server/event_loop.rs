@@ -163,7 +163,11 @@ impl EventLoop {
             if tcp.set_nonblocking(true).is_err() || tcp.set_nodelay(true).is_err() {
                 continue;
             }
-            match self.slots.take(peer.ip()) {
+            let mut taken = self.slots.take(peer.ip());
+            if matches!(taken, Err(Full::Total)) && self.evict_anonymous() {
+                taken = self.slots.take(peer.ip());
+            }
+            match taken {
                 Ok(slot) => {
                     let link = Link::new(tcp, peer, slot);
                     self.park(link);
@@ -178,6 +182,37 @@ impl EventLoop {
                 }
             }
         }
+    }
+
+    /// Closes the oldest connection that waits without being logged in
+    /// (and is not in the middle of a header), to make room for a newcomer
+    /// when every connection is taken, as sshd's MaxStartups drops early
+    /// ones. Returns whether one was closed.
+    fn evict_anonymous(&mut self) -> bool {
+        // Connections the workers gave back count too.
+        self.take_back();
+        let oldest = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.as_ref()?)))
+            .filter(|(_, p)| {
+                p.link.session.user.is_none()
+                    && p.linger_until.is_none()
+                    && p.header_since.is_none()
+            })
+            .min_by_key(|(_, p)| p.link.session.opened)
+            .map(|(i, _)| i);
+        let Some(i) = oldest else {
+            return false;
+        };
+        if let Some(p) = &self.conns[i] {
+            let peer = p.link.peer.to_string();
+            self.log_refusal(&peer, "CLOSED", "made room for a newer connection");
+        }
+        // Its slot is released at once; it gets no last word.
+        self.remove(i);
+        true
     }
 
     /// Registers a connection and reads what it already sent (or, for a
@@ -329,10 +364,12 @@ impl EventLoop {
                 .is_some_and(|h| now - h >= config.header_timeout)
             {
                 Some(Some("the request header took too long"))
-            } else if !p.link.http
-                && p.link.session.user.is_none()
+            } else if p.link.session.user.is_none()
                 && now - p.link.session.opened >= config.login_timeout
             {
+                // HTTP too: a connection whose last request carried no
+                // live session (a page that stays open signs in once and
+                // then sends its cookie on every request).
                 Some(Some("not logged in in time"))
             } else if now - p.since >= config.idle_timeout {
                 Some(Some("idle for too long"))
