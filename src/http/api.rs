@@ -736,7 +736,9 @@ pub fn log(
     let peer = &front.peer;
     let key = format!("{peer} {who} {what:?} {name} {bytes} HTTP {status}");
     let line = format!("{peer} {who} {what:?} {name} {bytes} {ms}ms HTTP {status}");
-    shared.log.write(&key, &line);
+    shared
+        .log
+        .request(&front.peer_ip, status >= 400, &key, &line);
 }
 
 #[cfg(test)]

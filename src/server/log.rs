@@ -7,10 +7,23 @@
 //! later ones are counted, and the count goes out as `… last line
 //! repeated N times` when a different line comes, or at most once a second
 //! while the flood lasts.
+//!
+//! A flood of different lines (404s for made-up paths, say) is capped per
+//! address instead: each address may log [`ERRORS_PER_MINUTE`] failed
+//! requests a minute, whatever front end carried them; the rest are
+//! counted, and the count is written when the address logs again in a
+//! later minute.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Failed requests one address may log a minute.
+pub const ERRORS_PER_MINUTE: u32 = 60;
+const MINUTE: Duration = Duration::from_secs(60);
+/// Above this many addresses tracked, those quiet for a minute are dropped.
+const SWEEP_AT: usize = 10_000;
 
 /// Identical lines in a row written out before they are only counted.
 pub const VERBATIM: u64 = 8;
@@ -27,10 +40,18 @@ struct Last {
     since: Option<Instant>,
 }
 
+/// One address's failed requests this minute.
+struct Budget {
+    start: Instant,
+    written: u32,
+    dropped: u64,
+}
+
 /// The log.
 #[derive(Default)]
 pub struct Log {
     last: Mutex<Last>,
+    budgets: Mutex<HashMap<String, Budget>>,
 }
 
 impl Log {
@@ -40,6 +61,56 @@ impl Log {
         let out = self.render(key, line, Instant::now());
         if !out.is_empty() {
             let _ = std::io::stderr().write_all(out.as_bytes());
+        }
+    }
+
+    /// Writes the line of a request from `ip`; a failed one only within
+    /// the address's budget.
+    pub fn request(&self, ip: &str, failed: bool, key: &str, line: &str) {
+        if failed {
+            let (write, note) = self.budget(ip, Instant::now());
+            if let Some(note) = note {
+                self.write(&note, &note);
+            }
+            if !write {
+                return;
+            }
+        }
+        self.write(key, line);
+    }
+
+    /// Whether a failed request from `ip` may be logged at `now`, and the
+    /// note on what was dropped in the minute before, if anything was.
+    fn budget(&self, ip: &str, now: Instant) -> (bool, Option<String>) {
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        if budgets.len() >= SWEEP_AT && !budgets.contains_key(ip) {
+            budgets.retain(|_, b| now.duration_since(b.start) < MINUTE || b.dropped > 0);
+        }
+        let b = budgets.entry(ip.to_string()).or_insert(Budget {
+            start: now,
+            written: 0,
+            dropped: 0,
+        });
+        let mut note = None;
+        if now.duration_since(b.start) >= MINUTE {
+            if b.dropped > 0 {
+                note = Some(format!(
+                    "{ip} … {} more failed requests not logged (over {ERRORS_PER_MINUTE} a minute)",
+                    b.dropped
+                ));
+            }
+            *b = Budget {
+                start: now,
+                written: 0,
+                dropped: 0,
+            };
+        }
+        if b.written < ERRORS_PER_MINUTE {
+            b.written += 1;
+            (true, note)
+        } else {
+            b.dropped += 1;
+            (false, note)
         }
     }
 
@@ -104,5 +175,23 @@ mod tests {
             "… last line repeated 1 times\nb 0ms\n"
         );
         assert_eq!(log.render("c", "c", later), "c\n");
+    }
+
+    #[test]
+    fn failed_requests_are_capped_per_address_and_the_rest_counted() {
+        let log = Log::default();
+        let t = Instant::now();
+        for _ in 0..ERRORS_PER_MINUTE {
+            assert_eq!(log.budget("10.0.0.1", t), (true, None));
+        }
+        assert_eq!(log.budget("10.0.0.1", t), (false, None));
+        assert_eq!(log.budget("10.0.0.1", t), (false, None));
+        assert_eq!(log.budget("10.0.0.2", t), (true, None), "another address");
+        let (write, note) = log.budget("10.0.0.1", t + MINUTE);
+        assert!(write);
+        assert_eq!(
+            note.unwrap(),
+            "10.0.0.1 … 2 more failed requests not logged (over 60 a minute)"
+        );
     }
 }

@@ -377,5 +377,6 @@ fn log(
     };
     let key = format!("{peer} {who} {cmd:?} {name} {bytes} {code}{detail}");
     let line = format!("{peer} {who} {cmd:?} {name} {bytes} {ms}ms {code}{detail}");
-    shared.log.write(&key, &line);
+    let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
+    shared.log.request(ip, outcome.is_err(), &key, &line);
 }

@@ -190,3 +190,50 @@ fn still_answers(server: &TestServer) {
     let mut raw = server.raw();
     assert_code(&raw.call(json!({"cmd": "whoami"})), "NOT_LOGGED_IN");
 }
+
+/// Reads one HTTP response (head and `Content-Length` body); returns the
+/// status line.
+fn http_response(raw: &mut crate::support::Raw) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        raw.stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    raw.stream.read_exact(&mut body).unwrap();
+    head.lines().next().unwrap().to_string()
+}
+
+#[test]
+fn failed_http_requests_of_one_address_are_logged_up_to_a_cap() {
+    let server = TestServer::start();
+    let mut conns: Vec<_> = (0..4).map(|_| server.raw()).collect();
+    // Four connections take turns, each path new: no two lines alike.
+    for i in 0..100 {
+        for (j, raw) in conns.iter_mut().enumerate() {
+            raw.send_bytes(format!("GET /nothing/{i}/{j} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            assert!(http_response(raw).starts_with("HTTP/1.1 404"));
+        }
+    }
+    // A request that succeeds is logged whatever the budget.
+    conns[0].send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(http_response(&mut conns[0]).starts_with("HTTP/1.1 200"));
+    let log = server.wait_for_log("\"GET /\"");
+    let logged = log.lines().filter(|l| l.contains("/nothing/")).count();
+    assert_eq!(
+        logged,
+        netdisk::server::log::ERRORS_PER_MINUTE as usize,
+        "{log}"
+    );
+}
