@@ -134,8 +134,8 @@ impl<T> Drop for Closes<'_, T> {
 /// alone.
 ///
 /// # Errors
-/// The first error of `step`, which ends the copy (`hasher` then holds a
-/// prefix of the bytes), or of a background flush.
+/// The first error of `step`, which ends the copy (`hasher` then holds
+/// exactly the chunks whose `step` succeeded), or of a background flush.
 pub fn hashed_copy<E: From<io::Error>>(
     hasher: &mut Md5,
     len: u64,
@@ -215,8 +215,18 @@ fn move_all<E>(
             }
         };
         let n = left.min(buf.len() as u64) as usize;
+        let mut done = 0;
         for chunk in buf[..n].chunks_mut(CHUNK) {
-            step(chunk)?;
+            let len = chunk.len();
+            if let Err(e) = step(chunk) {
+                // The chunks before the failed one are hashed: the digest
+                // covers every step that succeeded (what a resume needs).
+                if done > 0 {
+                    full.push((buf, done));
+                }
+                return Err(e);
+            }
+            done += len;
         }
         if !full.push((buf, n)) {
             return Ok(());
@@ -243,6 +253,21 @@ pub fn hash_prefix(file: &File, len: u64, hasher: &mut Md5) -> io::Result<()> {
     let mut reader = file;
     reader.seek(SeekFrom::Start(0))?;
     hashed_copy(hasher, len, None, |chunk| reader.read_exact(chunk))
+}
+
+/// Hashes bytes `from..to` of `file` into `hasher`, without moving the
+/// file's position.
+///
+/// # Errors
+/// A read error, or a file shorter than `to`.
+pub fn hash_range(file: &File, from: u64, to: u64, hasher: &mut Md5) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut at = from;
+    hashed_copy(hasher, to.saturating_sub(from), None, |chunk| {
+        file.read_exact_at(chunk, at)?;
+        at += chunk.len() as u64;
+        Ok(())
+    })
 }
 
 #[cfg(test)]

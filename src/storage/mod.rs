@@ -10,6 +10,8 @@
 //! DATA/users/KEY/trash/N/         a folder deleted recursively, being removed
 //! DATA/users/KEY/staging/H.part   an upload in progress, H = md5(PATH)
 //! DATA/users/KEY/staging/H.meta   {"name": PATH, "size": S} of that upload
+//! DATA/users/KEY/staging/H.md5    its running MD5 when it stopped (a resume
+//!                                  hashes no staged byte again)
 //! DATA/users/KEY/digests/INO      the same record of the file with inode INO,
 //!                                 where the filesystem keeps no attributes
 //! DATA/attic/KEY.TIME/            a removed user's leftovers, out of reach

@@ -40,6 +40,51 @@ impl StagedMeta {
     }
 }
 
+/// The running MD5 of a staged upload, kept beside its `.part` as
+/// `H.md5`: the offset it covers, the hasher's state, and a digest of both
+/// (a record torn by a crash is ignored, never trusted). With it, a resume
+/// hashes no staged byte again: only those the record does not cover yet.
+pub(super) struct HashState {
+    pub(super) offset: u64,
+    pub(super) hasher: Md5,
+}
+
+impl HashState {
+    /// The record at `path`, if there is a whole one.
+    pub(super) fn read(path: &Path) -> Option<HashState> {
+        use md5::digest::common::hazmat::{SerializableState, SerializedState};
+        let bytes = fs::read(path).ok()?;
+        let (body, check) = bytes.split_at_checked(bytes.len().checked_sub(16)?)?;
+        if Md5::digest(body).as_slice() != check {
+            return None;
+        }
+        let (offset, state) = body.split_at_checked(8)?;
+        let offset = u64::from_le_bytes(offset.try_into().ok()?);
+        let state = SerializedState::<Md5>::try_from(state).ok()?;
+        let hasher = Md5::deserialize(&state).ok()?;
+        Some(HashState { offset, hasher })
+    }
+
+    /// Writes the record of `hasher` after `offset` bytes at `path`
+    /// (through a temporary file and a rename; not synced: a record lost
+    /// to a crash only costs hashing the staged bytes again).
+    pub(super) fn write(path: &Path, offset: u64, hasher: &Md5) -> io::Result<()> {
+        use md5::digest::common::hazmat::SerializableState;
+        let mut bytes = offset.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&hasher.serialize());
+        let check = Md5::digest(&bytes);
+        bytes.extend_from_slice(&check);
+        let tmp = path.with_extension("md5.tmp");
+        fs::write(&tmp, &bytes)?;
+        fs::rename(&tmp, path)
+    }
+
+    /// The record's path for an upload's `.part`.
+    pub(super) fn path(part: &Path) -> PathBuf {
+        part.with_extension("md5")
+    }
+}
+
 impl Storage {
     /// The staging folder of a user.
     pub(super) fn staging_dir(&self, key: &str) -> PathBuf {
@@ -108,6 +153,7 @@ impl Storage {
     pub fn discard(&self, key: &str, name: &str) -> Result<(), Error> {
         let (_claim, _) = self.claim(key, name, 0)?;
         let (part, meta) = self.staged_paths(key, name);
+        let _ = fs::remove_file(HashState::path(&part));
         let mut found = false;
         for path in [&part, &meta] {
             match fs::remove_file(path) {

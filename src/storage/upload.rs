@@ -13,11 +13,11 @@ use md5::{Digest, Md5};
 
 use super::digest;
 use super::listing::Listings;
-use super::staged::StagedMeta;
+use super::staged::{HashState, StagedMeta};
 use super::tree::{make_parents, UsageTable};
 use super::{open_nofollow, release, sync_dir, Storage, UploadLock, RELEASED_FROM};
 use crate::error::Error;
-use crate::hashcopy::{hash_prefix, hashed_copy};
+use crate::hashcopy::{hash_prefix, hash_range, hashed_copy};
 
 impl Storage {
     /// Opens (or resumes) the staged upload `lock` was claimed for: its
@@ -41,14 +41,25 @@ impl Storage {
             OpenOptions::new().read(true).write(true).create(true),
         )?;
         let mut held = file.metadata()?.len();
+        let state_path = HashState::path(&part);
         if !resumable || held > size {
+            let _ = fs::remove_file(&state_path);
             file.set_len(0)?;
             held = 0;
             wanted.write(&meta_path)?;
         }
         let mut hasher = Md5::new();
         if held > 0 {
-            hash_prefix(&file, held, &mut hasher)?;
+            // The running digest kept when the upload stopped, if it is
+            // whole and covers no more than what is staged; then only the
+            // bytes after it are hashed (none, normally).
+            match HashState::read(&state_path).filter(|s| s.offset <= held) {
+                Some(state) => {
+                    hasher = state.hasher;
+                    hash_range(&file, state.offset, held, &mut hasher)?;
+                }
+                None => hash_prefix(&file, held, &mut hasher)?,
+            }
         }
         file.seek(SeekFrom::Start(held))?;
         Ok(self.upload(lock, file, hasher, held, (part, meta_path)))
@@ -73,6 +84,7 @@ impl Storage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
+        let _ = fs::remove_file(HashState::path(&part));
         let file = open_nofollow(
             &part,
             OpenOptions::new().write(true).create(true).truncate(true),
@@ -140,6 +152,11 @@ impl Storage {
                         }
                         let _ = fs::remove_file(&path);
                         let _ = fs::remove_file(&meta_path);
+                        let _ = fs::remove_file(HashState::path(&path));
+                    }
+                    // A running digest whose upload is gone.
+                    Some("md5") if old && !path.with_extension("part").exists() => {
+                        let _ = fs::remove_file(&path);
                     }
                     // A record whose upload is gone.
                     Some("meta") if old && !path.with_extension("part").exists() => {
@@ -201,13 +218,28 @@ impl Upload {
     ) -> Result<(), Error> {
         let file = &self.file;
         let held = &mut self.held;
-        hashed_copy(&mut self.hasher, self.size - *held, Some(file), |chunk| {
+        // Bytes of the chunk whose step failed: written, not hashed.
+        let mut unhashed = 0;
+        let received = hashed_copy(&mut self.hasher, self.size - *held, Some(file), |chunk| {
             let (got, read) = fill(chunk);
             let mut w = file;
             w.write_all(&chunk[..got])?;
             *held += got as u64;
+            if read.is_err() {
+                unhashed = got as u64;
+            }
             read
-        })
+        });
+        if received.is_err() {
+            // Interrupted: keep the running digest for the resume. It
+            // covers every step that succeeded (hashed_copy's promise).
+            let hashed = self.held - unhashed;
+            let path = HashState::path(&self.part);
+            if hashed > 0 {
+                let _ = HashState::write(&path, hashed, &self.hasher);
+            }
+        }
+        received
     }
 
     /// Drops what this upload staged, and its record.
@@ -215,6 +247,7 @@ impl Upload {
         drop(self.file);
         let _ = fs::remove_file(&self.part);
         let _ = fs::remove_file(&self.meta_path);
+        let _ = fs::remove_file(HashState::path(&self.part));
     }
 
     /// Checks the client's digest; on a match makes the upload durable and
@@ -329,6 +362,7 @@ impl Verified {
         }
         up.changed.0.bump(&up.changed.1);
         let _ = fs::remove_file(&up.meta_path);
+        let _ = fs::remove_file(HashState::path(&up.part));
         Ok((self.md5, dir))
     }
 }
@@ -401,6 +435,67 @@ mod tests {
     fn resume_offset(s: &Storage, name: &str) -> u64 {
         let lock = s.lock_upload("alice", name, 10, None).unwrap();
         s.begin_upload(&lock).unwrap().offset()
+    }
+
+    /// A resume takes the running digest kept when the upload stopped, and
+    /// hashes no staged byte again: bytes changed on disk under it do not
+    /// change the digest (they would if it re-read them).
+    #[test]
+    fn a_resume_reads_no_staged_byte_again() {
+        let (_d, s) = storage();
+        // 3 MiB in all, cut after 1 MiB + 5 (mid-chunk, mid-hand-off).
+        let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+        let cut = (1 << 20) + 5;
+        let lock = s
+            .lock_upload("alice", "big", data.len() as u64, None)
+            .unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
+        assert!(feed(&mut up, &data[..cut]).is_err());
+        drop(up);
+        let part = staged_path(&s, "big");
+        let state = HashState::read(&HashState::path(&part)).unwrap();
+        assert!(
+            state.offset <= cut as u64 && state.offset > 0,
+            "{}",
+            state.offset
+        );
+        // Scribble over the start of the staged bytes.
+        use std::os::unix::fs::FileExt;
+        let f = OpenOptions::new().write(true).open(&part).unwrap();
+        f.write_all_at(b"XXXX", 0).unwrap();
+        drop(f);
+        let mut up = s.begin_upload(&lock).unwrap();
+        assert_eq!(up.offset(), cut as u64);
+        feed(&mut up, &data[cut..]).unwrap();
+        let md5 = crate::protocol::md5_hex(Md5::digest(&data));
+        assert_eq!(up.finish(&md5).unwrap(), md5);
+        assert!(
+            !HashState::path(&part).exists(),
+            "the record goes with the upload"
+        );
+    }
+
+    #[test]
+    fn a_torn_digest_record_is_ignored_and_the_bytes_hashed_again() {
+        let (_d, s) = storage();
+        let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 13 % 253) as u8).collect();
+        let lock = s
+            .lock_upload("alice", "f", data.len() as u64, None)
+            .unwrap();
+        let mut up = s.begin_upload(&lock).unwrap();
+        assert!(feed(&mut up, &data[..700_000]).is_err());
+        drop(up);
+        let path = HashState::path(&staged_path(&s, "f"));
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        assert!(HashState::read(&path).is_none());
+        let mut up = s.begin_upload(&lock).unwrap();
+        assert_eq!(up.offset(), 700_000);
+        feed(&mut up, &data[700_000..]).unwrap();
+        let md5 = crate::protocol::md5_hex(Md5::digest(&data));
+        assert_eq!(up.finish(&md5).unwrap(), md5);
     }
 
     #[test]
