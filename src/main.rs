@@ -10,8 +10,6 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 use netdisk::cli;
-use netdisk::error::Error;
-use netdisk::names::canonical_user;
 use netdisk::server::limits::PeerSet;
 use netdisk::server::{Config, Server};
 use netdisk::storage::{DataLock, Storage};
@@ -36,7 +34,7 @@ enum Command {
     /// Print the server's TLS fingerprint (making its certificate on the
     /// first run), without starting it.
     Fingerprint(FingerprintArgs),
-    /// Manage accounts in a data directory while no server runs on it.
+    /// Manage accounts in a data directory, while its server runs or not.
     #[command(after_help = USER_HELP)]
     User(UserArgs),
     #[command(flatten)]
@@ -156,8 +154,10 @@ enum Registration {
 }
 
 const USER_HELP: &str = "\
-Each subcommand rewrites users.xlsx atomically, and refuses while a server
-runs on the data directory: stop it, make the change, start it again.
+Each subcommand rewrites users.xlsx atomically. While a server runs on the
+data directory, the change goes through that server (its admin.sock, which
+only its own Unix user may use) and applies at once; otherwise it is made
+here. The output is the same either way. The data directory must exist.
 Passwords come from NETDISK_PASSWORD, or are asked twice on a terminal.
 
 Examples:
@@ -199,7 +199,7 @@ enum UserAction {
         #[arg(value_name = "BYTES|none", value_parser = parse_quota)]
         bytes: Quota,
     },
-    /// List the accounts: name, quota, created (Unix seconds).
+    /// List the accounts: name, quota, created (UTC).
     List,
 }
 
@@ -329,73 +329,62 @@ fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {
 
 /// `netdisk user ...`: one change to the accounts, under the data lock.
 fn user(args: UserArgs) -> anyhow::Result<()> {
-    let _lock = DataLock::acquire(&args.data)?;
-    let storage = Storage::open(&args.data)
-        .with_context(|| format!("cannot open data directory {}", args.data.display()))?;
-    let users = UserStore::open(&storage.users_file())
-        .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
-    let mut out = std::io::stdout().lock();
-    match args.action {
+    use netdisk::users::control::{self, Op};
+    // Only `serve` makes a data directory: a mistyped --data must not
+    // silently list an empty new one.
+    if !args.data.is_dir() {
+        bail!(
+            "there is no data directory at {}: pass --data DIR, the directory \
+             `netdisk serve --data DIR` uses",
+            args.data.display()
+        );
+    }
+    let op = match args.action {
         UserAction::Add { name } => {
-            let key = canonical_user(&name).map_err(|e| anyhow!("cannot add {name}: {e}"))?;
-            if users.get(&key).is_some() {
-                bail!("cannot add {name}: {}", Error::UserExists);
-            }
             let password = cli::ask_password(&name, true)?;
-            users
-                .create(&name, &password, |key| storage.create_home(key))
-                .map_err(|e| anyhow!("cannot add {name}: {e}"))?;
-            writeln!(out, "added {name}")?;
+            Op::Add {
+                name,
+                password: password.expose().to_string(),
+            }
         }
         UserAction::Passwd { name } => {
-            if users
-                .get(&canonical_user(&name).map_err(missing(&name))?)
-                .is_none()
-            {
-                bail!("there is no user {name}");
-            }
             let password = cli::ask_password(&name, true)?;
-            let u = users
-                .set_password(&name, &password)
-                .map_err(missing(&name))?;
-            writeln!(out, "changed the password of {}", u.name)?;
-        }
-        UserAction::Del { name } => {
-            let u = users
-                .remove(&name, |key| storage.remove_home(key))
-                .map_err(missing(&name))?;
-            writeln!(
-                out,
-                "removed {}; their files are in {}",
-                u.name,
-                args.data.join("attic").display()
-            )?;
-        }
-        UserAction::Quota { name, bytes } => {
-            let u = users.set_quota(&name, bytes.0).map_err(missing(&name))?;
-            match u.quota {
-                Some(q) => writeln!(out, "quota of {}: {q} bytes", u.name)?,
-                None => writeln!(out, "quota of {}: the server's --quota", u.name)?,
+            Op::Passwd {
+                name,
+                password: password.expose().to_string(),
             }
         }
-        UserAction::List => {
-            writeln!(out, "user\tquota_bytes\tcreated_at")?;
-            for u in users.list() {
-                let quota = u.quota.map_or_else(|| "-".to_string(), |q| q.to_string());
-                writeln!(out, "{}\t{quota}\t{}", u.name, u.created_at)?;
-            }
+        UserAction::Del { name } => Op::Del { name },
+        UserAction::Quota { name, bytes } => Op::Quota {
+            name,
+            bytes: bytes.0,
+        },
+        UserAction::List => Op::List,
+    };
+    // A running server makes the change itself; else it is made here,
+    // under the data directory's lock, the same way.
+    let result = match control::request(&args.data, &op) {
+        Some(answer) => answer,
+        None => {
+            let _lock = DataLock::acquire(&args.data)?;
+            let storage = Storage::open(&args.data)
+                .with_context(|| format!("cannot open data directory {}", args.data.display()))?;
+            let users = UserStore::open(&storage.users_file())
+                .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
+            let target = control::Target {
+                users: &users,
+                storage: &storage,
+                data: &args.data,
+                signed_out: &|_| {},
+            };
+            control::apply(&op, &target)
         }
-    }
+    };
+    let text = result.map_err(|e| anyhow!("{e}"))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
-}
-
-/// An account error in words: `NOT_FOUND` names the user.
-fn missing(name: &str) -> impl Fn(Error) -> anyhow::Error + '_ {
-    move |e| match e {
-        Error::NotFound => anyhow!("there is no user {name}"),
-        e => anyhow!("{e}"),
-    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

@@ -148,6 +148,15 @@ impl Sessions {
         Some(entry.session.clone())
     }
 
+    /// Signs every session of the user `key` out (a new password, a
+    /// removed account).
+    pub fn remove_user(&self, key: &str) {
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        for token in table.by_user.get(key).cloned().unwrap_or_default() {
+            table.remove(&token);
+        }
+    }
+
     /// Ends a session.
     pub fn remove(&self, token: &str) {
         self.table

@@ -31,6 +31,7 @@ use rustls::ServerConfig;
 pub use crate::state::{Config, Shared};
 use crate::storage::{DataLock, Storage};
 use crate::tls::server::Identity;
+use crate::users::control;
 use crate::users::UserStore;
 use bodies::Bodies;
 use event_loop::EventLoop;
@@ -46,9 +47,11 @@ pub struct Server {
     shared: Arc<Shared>,
     tls: Arc<ServerConfig>,
     fingerprint: String,
-    /// Held while serving: `netdisk user` refuses to change accounts
-    /// under a running server (and a second server on the same data).
+    /// Held while serving: a second server on the same data refuses, and
+    /// `netdisk user` goes through the admin socket instead.
     _data_lock: DataLock,
+    /// The admin socket's file, removed when the server goes.
+    _admin: control::SocketFile,
 }
 
 /// Stops a running server from another thread (or a signal handler).
@@ -99,11 +102,27 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             web: Default::default(),
         };
+        let shared = Arc::new(shared);
+        let admin = {
+            let shared = Arc::clone(&shared);
+            control::listen(&shared.config.data.clone(), move |op| {
+                let signed_out = |key: &str| shared.web.remove_user(key);
+                let target = control::Target {
+                    users: &shared.users,
+                    storage: &shared.storage,
+                    data: &shared.config.data,
+                    signed_out: &signed_out,
+                };
+                control::apply(op, &target)
+            })
+        }
+        .with_context(|| "cannot open the admin socket in the data directory".to_string())?;
         Ok(Server {
             listener,
             poll,
             waker,
-            shared: Arc::new(shared),
+            _admin: admin,
+            shared,
             tls,
             fingerprint: identity.fingerprint,
             _data_lock: data_lock,

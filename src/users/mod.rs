@@ -17,6 +17,7 @@
 //! by the pool's size, and half the cores stay free for transfers.
 
 mod admin;
+pub mod control;
 mod known;
 mod sheet;
 

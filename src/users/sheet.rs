@@ -92,12 +92,24 @@ pub(super) fn read_sheet(path: &Path) -> Result<Vec<User>, Error> {
                  (names are compared after NFC normalisation and lowercasing)"
             )));
         }
+        // Blank: not known (0); anything else must be a date (or Unix
+        // seconds, as older sheets have).
+        let created_at = if is_blank(cell(2)) {
+            0
+        } else {
+            cell_time(cell(2)).ok_or_else(|| {
+                bad_row(format!(
+                    "user {name:?}: created_at {} is not a date",
+                    cell(2)
+                ))
+            })?
+        };
         seen.insert(key.clone(), n);
         users.push(User {
             name,
             key,
             password_hash,
-            created_at: cell_time(cell(2)).unwrap_or(0),
+            created_at,
             quota,
         });
     }
@@ -258,7 +270,7 @@ mod tests {
     fn a_bad_row_refuses_to_open_and_keeps_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users.xlsx");
-        let cases: [(&[&str], &str); 7] = [
+        let cases: [(&[&str], &str); 8] = [
             (&[".asa", HASH], "user name \".asa\" is not valid"),
             (&["bob"], "user \"bob\" has no password_hash"),
             (&["bob", "hunter2-plain"], "password_hash is not a PHC"),
@@ -269,6 +281,10 @@ mod tests {
             (
                 &["bob", HASH, "0", "10 GB"],
                 "quota_bytes 10 GB is not a whole number",
+            ),
+            (
+                &["bob", HASH, "last Tuesday"],
+                "created_at last Tuesday is not a date",
             ),
         ];
         for (row, problem) in cases {

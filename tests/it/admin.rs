@@ -1,5 +1,5 @@
-//! `netdisk user`: accounts changed by an admin with the server stopped,
-//! and refused while a server runs on the data directory.
+//! `netdisk user`: accounts changed by an admin, with the server stopped
+//! or through the running server.
 
 use std::fs;
 use std::path::Path;
@@ -11,7 +11,7 @@ use netdisk::users::Password;
 use tempfile::TempDir;
 
 use crate::protocol::{code, put_all};
-use crate::support::{bin, serve_refuses, TestServer, PASSWORD};
+use crate::support::{bin, pw, serve_refuses, TestServer, PASSWORD};
 
 /// Runs `netdisk user ARGS --data DATA` with `password` in
 /// NETDISK_PASSWORD; returns success, stdout and stderr.
@@ -42,29 +42,74 @@ fn refused(r: (bool, String, String), why: &str) {
     assert!(r.2.contains(why), "{}", r.2);
 }
 
-/// Every subcommand refuses while a server runs on the data directory,
-/// and leaves users.xlsx as it was.
+/// While a server runs, every subcommand goes through it and applies at
+/// once; its output is what the same command prints with the server
+/// stopped.
 #[test]
-fn r8_user_commands_refuse_while_a_server_runs() {
+fn r21_user_commands_go_through_a_running_server() {
     let server = TestServer::start();
-    server.user("alice");
+    let mut alice = server.user("alice");
     let data = server.data.path();
-    let before = fs::read(data.join("users.xlsx")).unwrap();
-    let running = "in use by a running netdisk server";
-    refused(admin(data, Some(PASSWORD), &["add", "bob"]), running);
-    refused(
-        admin(data, Some("new password"), &["passwd", "alice"]),
-        running,
+    assert!(data.join("admin.sock").exists());
+    assert_eq!(
+        ok(admin(data, Some(PASSWORD), &["add", "bob"])),
+        "added bob\n"
     );
-    refused(admin(data, None, &["del", "alice"]), running);
-    refused(admin(data, None, &["quota", "alice", "5"]), running);
-    refused(admin(data, None, &["list"]), running);
-    assert_eq!(fs::read(data.join("users.xlsx")).unwrap(), before);
-    assert!(server.user_files("alice").exists());
-    // A second server on the same data is refused too: it exits without
-    // a ready line (were it to start, the line would fail the test, not
-    // hang it).
-    assert!(serve_refuses(data).contains(running));
+    assert_eq!(server.login("bob").whoami().unwrap().user, "bob");
+    refused(admin(data, Some(PASSWORD), &["add", "BOB"]), "taken");
+    assert_eq!(
+        ok(admin(data, Some("a new password"), &["passwd", "alice"])),
+        "changed the password of alice\n"
+    );
+    assert_eq!(
+        code(server.client().login("alice", &Password::new(PASSWORD))),
+        ErrorCode::AuthFailed
+    );
+    server
+        .client()
+        .login("alice", &Password::new("a new password"))
+        .unwrap();
+    // A connection logged in before keeps working.
+    assert_eq!(alice.whoami().unwrap().user, "alice");
+    assert_eq!(
+        ok(admin(data, None, &["quota", "bob", "5"])),
+        "quota of bob: 5 bytes\n"
+    );
+    let mut bob = server.client();
+    bob.login("bob", &pw()).unwrap();
+    assert_eq!(bob.whoami().unwrap().quota, Some(5));
+    refused(admin(data, None, &["del", "carol"]), "no user carol");
+    let live = ok(admin(data, None, &["list"]));
+    let rows: Vec<Vec<&str>> = live.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows[0], ["user", "quota_bytes", "created_at"]);
+    assert_eq!((rows[2][0], rows[2][1]), ("bob", "5"));
+    assert!(
+        rows[1][2].ends_with(" UTC") && rows[1][2].starts_with("20"),
+        "{live}"
+    );
+    // A second server on the same data is still refused.
+    assert!(serve_refuses(data).contains("in use by a running netdisk server"));
+    let dir = Arc::clone(&server.data);
+    drop((alice, bob, server));
+    // Killed, the server left its socket behind: nobody answers on it,
+    // so the change is made here.
+    assert_eq!(
+        ok(admin(dir.path(), None, &["list"])),
+        live,
+        "the same output"
+    );
+}
+
+#[test]
+fn r21_user_commands_never_make_a_data_directory() {
+    let parent = TempDir::new().unwrap();
+    let missing = parent.path().join("netdisk-data");
+    refused(admin(&missing, None, &["list"]), "no data directory at");
+    refused(
+        admin(&missing, Some(PASSWORD), &["add", "x"]),
+        &missing.display().to_string(),
+    );
+    assert!(!missing.exists());
 }
 
 #[test]
