@@ -138,6 +138,11 @@ impl Receive {
         self.upload.remaining()
     }
 
+    /// The MD5 of the bytes received so far (see [`Upload::held_md5`]).
+    pub fn held_md5(&self) -> String {
+        self.upload.held_md5()
+    }
+
     /// Step 3: takes the body. `fill` reads each chunk from the client and
     /// says how many bytes arrived (all, unless it also returns an error).
     ///

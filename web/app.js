@@ -1,6 +1,8 @@
-/* The netdisk page: signs in, lists, uploads in verified pieces that
- * resume at the server's offset, downloads, renames, deletes. It talks
- * only to its own origin (docs/HTTP.md). */
+/* The netdisk page: signs in, walks folders (breadcrumbs, the folder in
+ * the address's #fragment), uploads files and whole folders in verified
+ * pieces that resume at the server's offset, makes folders, downloads,
+ * renames, moves, deletes. It talks only to its own origin
+ * (docs/HTTP.md). */
 (function () {
   'use strict';
 
@@ -13,7 +15,7 @@
   /** Bytes read at a time to hash what the server already holds. */
   var READ = 8 * MIB;
 
-  var state = { user: null, csrf: null, registration: false, files: [], sort: 'name', desc: false };
+  var state = { user: null, csrf: null, registration: false, cwd: '', files: [], folders: [], sort: 'name', desc: false };
   var $ = function (id) { return document.getElementById(id); };
 
   function ApiError(status, code, message, body) {
@@ -61,7 +63,13 @@
     return String(err && err.message || err);
   }
 
-  function path(name) { return encodeURIComponent(name); }
+  /** A path in a URL: each component encoded, the '/'s kept. */
+  function encPath(p) { return p.split('/').map(encodeURIComponent).join('/'); }
+  /** `name` inside folder `dir` ('' is Home). */
+  function join(dir, name) { return dir ? dir + '/' + name : name; }
+  function parentOf(p) { var i = p.lastIndexOf('/'); return i < 0 ? '' : p.slice(0, i); }
+  function leafOf(p) { return p.slice(p.lastIndexOf('/') + 1); }
+  function where(dir) { return dir ? dir : 'Home'; }
 
   function iec(n) {
     if (n < 1024) return n + ' B';
@@ -104,6 +112,7 @@
     $('user-name').textContent = user;
     $('disk').hidden = false;
     $('password').value = '';
+    state.cwd = hashFolder();
     await refresh();
   }
 
@@ -147,16 +156,56 @@
     $('message').className = 'info';
   });
 
-  // --- the list -----------------------------------------------------
+  // --- folders and the list ------------------------------------------
+
+  /** The folder named by the address's fragment (`#/a/b`), if any. */
+  function hashFolder() {
+    var h = window.location.hash;
+    if (h.indexOf('#/') !== 0) return '';
+    try {
+      return h.slice(2).split('/').filter(Boolean).map(decodeURIComponent).join('/');
+    } catch (e) {
+      return '';
+    }
+  }
+
+  /** Opens folder `dir`: lists it and keeps it in the address, so that
+   * reload, back and forward work. */
+  async function open(dir) {
+    state.cwd = dir;
+    var hash = '#/' + encPath(dir);
+    if (window.location.hash !== hash && !(dir === '' && !window.location.hash)) {
+      window.history.pushState(null, '', hash);
+    }
+    $('filter').value = '';
+    closeMove();
+    await refresh();
+  }
+
+  window.addEventListener('popstate', function () {
+    if (!state.user) return;
+    state.cwd = hashFolder();
+    closeMove();
+    refresh();
+  });
 
   async function refresh() {
+    var dir = state.cwd;
     try {
-      var list = await api('GET', '/api/files');
+      var list = await api('GET', '/api/list' + (dir ? '/' + encPath(dir) : ''));
+      if (dir !== state.cwd) return;
       state.files = list.files;
+      state.folders = list.folders || [];
       render();
       await usage();
     } catch (e) {
-      if (state.user) say(describe(e));
+      if (!state.user) return;
+      if (dir && e instanceof ApiError && (e.code === 'NOT_FOUND' || e.code === 'NOT_A_FOLDER')) {
+        say('The folder ' + dir + ' is not there any more; showing ' + where(parentOf(dir)) + '.');
+        await open(parentOf(dir));
+        return;
+      }
+      say(describe(e));
     }
   }
 
@@ -176,15 +225,15 @@
       (quota ? ', of ' + iec(quota) : ', no quota');
   }
 
-  function sorted() {
-    var key = state.sort, dir = state.desc ? -1 : 1;
+  function sorted(list, key) {
+    var dir = state.desc ? -1 : 1;
     var filter = $('filter').value.trim().toLowerCase();
-    return state.files
+    return list
       .filter(function (f) { return !filter || f.name.toLowerCase().indexOf(filter) >= 0; })
       .sort(function (a, b) {
         var x = a[key], y = b[key];
-        if (x === null) x = '';
-        if (y === null) y = '';
+        if (x === null || x === undefined) x = '';
+        if (y === null || y === undefined) y = '';
         if (x < y) return -dir;
         if (x > y) return dir;
         return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
@@ -198,13 +247,66 @@
     return e;
   }
 
+  function button(cls, text, label, onClick) {
+    var b = el('button', cls, text);
+    b.type = 'button';
+    if (label) b.setAttribute('aria-label', label);
+    b.addEventListener('click', onClick);
+    return b;
+  }
+
+  function crumbs() {
+    var ol = $('crumbs');
+    ol.textContent = '';
+    var parts = state.cwd ? state.cwd.split('/') : [];
+    var items = [{ name: 'Home', path: '' }];
+    parts.forEach(function (p, i) { items.push({ name: p, path: parts.slice(0, i + 1).join('/') }); });
+    items.forEach(function (c, i) {
+      var li = el('li');
+      if (i === items.length - 1) {
+        var here = el('span', 'here', c.name);
+        here.setAttribute('aria-current', 'page');
+        li.appendChild(here);
+      } else {
+        li.appendChild(button('crumb', c.name, c.path ? 'Open folder ' + c.path : 'Open Home', function () { open(c.path); }));
+      }
+      ol.appendChild(li);
+    });
+    $('drop-target').textContent = where(state.cwd);
+    $('caption').textContent = 'Files and folders in ' + where(state.cwd);
+    document.title = (state.cwd ? leafOf(state.cwd) + ' — ' : '') + 'netdisk';
+  }
+
   function render() {
+    crumbs();
     var body = document.querySelector('#files tbody');
     body.textContent = '';
-    var shown = sorted();
-    shown.forEach(function (f) {
-      var tr = el('tr');
+    var key = state.sort === 'size' || state.sort === 'md5' ? 'name' : state.sort;
+    var folders = sorted(state.folders, key);
+    var files = sorted(state.files, state.sort);
+    folders.forEach(function (d) {
+      var full = join(state.cwd, d.name);
+      var tr = el('tr', 'folder');
+      tr.dataset.name = d.name;
+      tr.dataset.kind = 'folder';
+      var name = el('td', 'name');
+      name.appendChild(button('open', d.name, 'Open folder ' + d.name, function () { open(full); }));
+      tr.appendChild(name);
+      tr.appendChild(el('td', 'num size', 'folder'));
+      tr.appendChild(el('td', 'time', new Date(d.mtime * 1000).toLocaleString()));
+      tr.appendChild(el('td', 'md5', ''));
+      var actions = el('td', 'actions');
+      actions.appendChild(button('plain rename', 'Rename', 'Rename folder ' + d.name, function () { rename(name, d.name); }));
+      actions.appendChild(button('plain move', 'Move', 'Move folder ' + d.name, function () { startMove(full, true); }));
+      actions.appendChild(button('danger delete', 'Delete', 'Delete folder ' + d.name, function () { removeFolder(full); }));
+      tr.appendChild(actions);
+      body.appendChild(tr);
+    });
+    files.forEach(function (f) {
+      var full = join(state.cwd, f.name);
+      var tr = el('tr', 'file');
       tr.dataset.name = f.name;
+      tr.dataset.kind = 'file';
       var name = el('td', 'name');
       name.appendChild(el('span', 'label', f.name));
       tr.appendChild(name);
@@ -215,26 +317,21 @@
       tr.appendChild(el('td', 'md5', f.md5 || '…'));
       var actions = el('td', 'actions');
       var dl = el('a', 'download', 'Download');
-      dl.href = '/api/files/' + path(f.name);
+      dl.href = '/api/files/' + encPath(full);
       dl.setAttribute('download', f.name);
       dl.setAttribute('aria-label', 'Download ' + f.name);
       actions.appendChild(dl);
-      var rn = el('button', 'plain rename', 'Rename');
-      rn.type = 'button';
-      rn.setAttribute('aria-label', 'Rename ' + f.name);
-      rn.addEventListener('click', function () { rename(tr, name, f.name); });
-      actions.appendChild(rn);
-      var del = el('button', 'danger delete', 'Delete');
-      del.type = 'button';
-      del.setAttribute('aria-label', 'Delete ' + f.name);
-      del.addEventListener('click', function () { remove(f.name); });
-      actions.appendChild(del);
+      actions.appendChild(button('plain rename', 'Rename', 'Rename ' + f.name, function () { rename(name, f.name); }));
+      actions.appendChild(button('plain move', 'Move', 'Move ' + f.name, function () { startMove(full, false); }));
+      actions.appendChild(button('danger delete', 'Delete', 'Delete ' + f.name, function () { remove(full); }));
       tr.appendChild(actions);
       body.appendChild(tr);
     });
-    $('empty').hidden = state.files.length > 0;
-    $('count').textContent = shown.length === state.files.length
-      ? state.files.length + ' files' : shown.length + ' of ' + state.files.length + ' files';
+    var all = state.folders.length + state.files.length;
+    var shown = folders.length + files.length;
+    $('empty').hidden = all > 0;
+    var counts = plural(state.folders.length, 'folder') + ', ' + plural(state.files.length, 'file');
+    $('count').textContent = shown === all ? counts : shown + ' of ' + all + ' shown (' + counts + ')';
     document.querySelectorAll('#files th').forEach(function (th) {
       var b = th.querySelector('button');
       if (!b) return;
@@ -242,6 +339,8 @@
       else th.removeAttribute('aria-sort');
     });
   }
+
+  function plural(n, what) { return n + ' ' + what + (n === 1 ? '' : 's'); }
 
   document.querySelectorAll('#files th button').forEach(function (b) {
     b.addEventListener('click', function () {
@@ -252,7 +351,22 @@
   });
   $('filter').addEventListener('input', render);
 
-  function rename(tr, cell, from) {
+  $('mkdir-form').addEventListener('submit', async function (ev) {
+    ev.preventDefault();
+    var name = $('new-folder').value.trim();
+    if (!name) return;
+    var full = join(state.cwd, name);
+    try {
+      await api('POST', '/api/mkdir', { path: full });
+      $('new-folder').value = '';
+      say('Created folder ' + full + '.', true);
+    } catch (e) {
+      say(describe(e));
+    }
+    await refresh();
+  });
+
+  function rename(cell, from) {
     var input = el('input', 'rename-input');
     input.value = from;
     input.setAttribute('aria-label', 'New name for ' + from);
@@ -267,7 +381,7 @@
       var to = input.value;
       if (!to || to === from) { render(); return; }
       try {
-        await api('POST', '/api/rename', { from: from, to: to });
+        await api('POST', '/api/rename', { from: join(state.cwd, from), to: join(state.cwd, to) });
         say('Renamed ' + from + ' to ' + to + '.', true);
       } catch (e) {
         say(describe(e));
@@ -281,11 +395,89 @@
     input.addEventListener('blur', function () { if (!done) { done = true; render(); } });
   }
 
-  async function remove(name) {
-    if (!window.confirm('Delete ' + name + '? This cannot be undone.')) return;
+  // Moving: a form above the table lists every folder the item can go to.
+  var moving = null;
+
+  async function startMove(full, isFolder) {
+    var all;
     try {
-      await api('DELETE', '/api/files/' + path(name));
-      say('Deleted ' + name + '.', true);
+      all = await api('GET', '/api/list?recursive=true');
+    } catch (e) {
+      say(describe(e));
+      return;
+    }
+    var from = parentOf(full);
+    var targets = [''].concat(all.folders.map(function (d) { return d.name; })).filter(function (d) {
+      if (d === from) return false;
+      return !isFolder || (d !== full && d.indexOf(full + '/') !== 0);
+    });
+    var select = $('move-target');
+    select.textContent = '';
+    targets.forEach(function (d) {
+      var o = el('option', '', d ? d : 'Home');
+      o.value = d;
+      select.appendChild(o);
+    });
+    moving = full;
+    $('move-label').textContent = 'Move ' + (isFolder ? 'folder ' : '') + leafOf(full) + ' to';
+    $('move-button').disabled = targets.length === 0;
+    $('move-form').hidden = false;
+    select.focus();
+    if (!targets.length) say('There is no other folder to move ' + leafOf(full) + ' to; create one first.', true);
+  }
+
+  function closeMove() {
+    moving = null;
+    $('move-form').hidden = true;
+  }
+
+  $('move-cancel').addEventListener('click', closeMove);
+  $('move-form').addEventListener('keydown', function (ev) { if (ev.key === 'Escape') closeMove(); });
+  $('move-form').addEventListener('submit', async function (ev) {
+    ev.preventDefault();
+    if (moving === null) return;
+    var from = moving, dest = $('move-target').value;
+    var to = join(dest, leafOf(from));
+    closeMove();
+    try {
+      await api('POST', '/api/rename', { from: from, to: to });
+      say('Moved ' + from + ' to ' + where(dest) + '.', true);
+    } catch (e) {
+      say(describe(e));
+    }
+    await refresh();
+  });
+
+  async function remove(full) {
+    if (!window.confirm('Delete ' + leafOf(full) + '? This cannot be undone.')) return;
+    try {
+      await api('DELETE', '/api/files/' + encPath(full));
+      say('Deleted ' + full + '.', true);
+    } catch (e) {
+      say(describe(e));
+    }
+    await refresh();
+  }
+
+  /** Deletes a folder after a confirmation that says what goes with it. */
+  async function removeFolder(full) {
+    var inside;
+    try {
+      inside = await api('GET', '/api/list/' + encPath(full) + '?recursive=true');
+    } catch (e) {
+      say(describe(e));
+      await refresh();
+      return;
+    }
+    var files = inside.files.length, folders = (inside.folders || []).length;
+    var bytes = inside.files.reduce(function (n, f) { return n + f.size; }, 0);
+    var what = files === 0 && folders === 0 ? 'It is empty.'
+      : plural(files, 'file') + ' (' + iec(bytes) + ')' + (folders ? ' in ' + plural(folders, 'folder') : '') +
+        ' will be deleted with it.';
+    if (!window.confirm('Delete the folder ' + full + '? ' + what + ' This cannot be undone.')) return;
+    try {
+      await api('DELETE', '/api/files/' + encPath(full) + '?recursive=true');
+      say('Deleted the folder ' + full + (files ? ' and ' + plural(files, 'file') : '') + '.', true);
     } catch (e) {
       say(describe(e));
     }
@@ -296,22 +488,25 @@
 
   var queue = [];
   var busy = false;
+  var done = 0;
 
-  function enqueue(files) {
-    for (var i = 0; i < files.length; i++) {
-      var f = files[i];
+  /** Queues uploads: each `{file, path}`, `path` the whole path on the
+   * disk. */
+  function enqueue(items) {
+    items.forEach(function (it) {
+      var f = it.file;
       var li = el('li', 'upload');
-      li.dataset.name = f.name;
-      li.appendChild(el('div', 'name', f.name));
+      li.dataset.name = it.path;
+      li.appendChild(el('div', 'name', it.path));
       var bar = el('progress');
       bar.max = Math.max(1, f.size);
       bar.value = 0;
-      bar.setAttribute('aria-label', 'upload of ' + f.name);
+      bar.setAttribute('aria-label', 'upload of ' + it.path);
       li.appendChild(bar);
       li.appendChild(el('div', 'status', 'waiting'));
       $('uploads').appendChild(li);
-      queue.push({ file: f, li: li, bar: bar });
-    }
+      queue.push({ file: f, path: it.path, li: li, bar: bar });
+    });
     pump();
   }
 
@@ -325,9 +520,12 @@
       } catch (e) {
         job.li.classList.add('failed');
         status(job, 'failed: ' + describe(e));
-        say(job.file.name + ': ' + describe(e));
+        say(job.path + ': ' + describe(e));
       }
-      await refresh();
+      // Files of the folder shown appear one by one; a deep tree is
+      // listed again every ten files and at its end.
+      done += 1;
+      if (!queue.length || parentOf(job.path) === state.cwd || done % 10 === 0) await refresh();
     }
     busy = false;
   }
@@ -338,14 +536,15 @@
     return new Uint8Array(await blob.arrayBuffer());
   }
 
-  /** Uploads one file: asks where to continue, hashes what the server
-   * holds from the local file, then sends the rest in pieces; the last
-   * carries the MD5, which the server checks before the file appears. */
+  /** Uploads one file: begins (or resumes) its upload, hashes what the
+   * server holds from the local file, then sends the rest in pieces; the
+   * last carries the MD5, which the server checks before the file
+   * appears. */
   async function upload(job) {
-    var file = job.file, size = file.size, name = path(file.name), piece = pieceFor(size);
+    var file = job.file, size = file.size, name = encPath(job.path), piece = pieceFor(size);
     for (var attempt = 0; attempt < 3; attempt++) {
-      var where = await api('GET', '/api/uploads/' + name + '?size=' + size);
-      var offset = where.offset;
+      var began = await api('POST', '/api/uploads/' + name + '?size=' + size);
+      var offset = began.offset;
       var md5 = new window.NetdiskMD5();
       if (offset > 0) {
         job.li.dataset.resumed = String(offset);
@@ -354,7 +553,7 @@
           md5.update(await read(file.slice(p, Math.min(offset, p + READ))));
         }
       }
-      var began = performance.now(), first = offset, pos = offset;
+      var started = performance.now(), first = offset, pos = offset;
       var conflict = false;
       while (true) {
         var end = Math.min(size, pos + piece);
@@ -365,9 +564,9 @@
         var digest = last ? md5.hex() : null;
         if (last) url += '&md5=' + digest;
         var res = await put(url, bytes, function (loaded) {
-          progress(job, pos + loaded, size, first, began, offset);
+          progress(job, pos + loaded, size, first, started, offset);
         });
-        if (res.status === 409) { conflict = true; break; }
+        if (res.status === 409 && res.body && res.body.error === 'BAD_REQUEST') { conflict = true; break; }
         if (res.status === 201) {
           if (res.body.md5 !== digest) throw new Error('the server stored another MD5');
           job.bar.value = job.bar.max;
@@ -417,20 +616,104 @@
     });
   }
 
+  /** Uploads a tree into the current folder: `files` as `{file, rel}`
+   * (`rel` relative to it), `dirs` every folder in it, so that empty ones
+   * are made too. Names the server would refuse (a component that starts
+   * with '.') are left out, and said so. */
+  async function uploadTree(files, dirs) {
+    var dir = state.cwd;
+    var hidden = function (rel) { return rel.split('/').some(function (c) { return c.charAt(0) === '.'; }); };
+    var skipped = files.filter(function (f) { return hidden(f.rel); }).length;
+    files = files.filter(function (f) { return !hidden(f.rel); });
+    dirs = dirs.filter(function (d) { return !hidden(d); });
+    // Folders that hold a file are made when it commits; make the rest.
+    var empty = dirs.filter(function (d) {
+      var under = d + '/';
+      return !files.some(function (f) { return f.rel.indexOf(under) === 0; }) &&
+        !dirs.some(function (o) { return o.indexOf(under) === 0; });
+    });
+    for (var i = 0; i < empty.length; i++) {
+      try {
+        await api('POST', '/api/mkdir', { path: join(dir, empty[i]) });
+      } catch (e) {
+        if (!(e instanceof ApiError && e.code === 'EXISTS')) say(join(dir, empty[i]) + ': ' + describe(e));
+      }
+    }
+    if (skipped) say('Left out ' + plural(skipped, 'hidden file') + ': names may not start with a dot.', true);
+    if (empty.length) await refresh();
+    enqueue(files.map(function (f) { return { file: f.file, path: join(dir, f.rel) }; }));
+  }
+
   $('picker').addEventListener('change', function () {
-    enqueue($('picker').files);
+    var dir = state.cwd;
+    enqueue(Array.prototype.map.call($('picker').files, function (f) { return { file: f, path: join(dir, f.name) }; }));
     $('picker').value = '';
   });
+
+  $('folder-picker').addEventListener('change', function () {
+    var files = Array.prototype.map.call($('folder-picker').files, function (f) {
+      return { file: f, rel: f.webkitRelativePath || f.name };
+    });
+    var dirs = {};
+    files.forEach(function (f) {
+      var d = parentOf(f.rel);
+      while (d) { dirs[d] = true; d = parentOf(d); }
+    });
+    $('folder-picker').value = '';
+    uploadTree(files, Object.keys(dirs));
+  });
+
+  /** Every file and folder under a dropped entry (File System API). */
+  async function walk(entry, prefix, out) {
+    var rel = prefix + entry.name;
+    if (entry.isFile) {
+      var file = await new Promise(function (resolve, reject) { entry.file(resolve, reject); });
+      out.files.push({ file: file, rel: rel });
+    } else if (entry.isDirectory) {
+      out.dirs.push(rel);
+      var reader = entry.createReader();
+      // readEntries answers in batches (of 100 in Chromium) until empty.
+      while (true) {
+        var batch = await new Promise(function (resolve, reject) { reader.readEntries(resolve, reject); });
+        if (!batch.length) break;
+        for (var i = 0; i < batch.length; i++) await walk(batch[i], rel + '/', out);
+      }
+    }
+  }
+
   var drop = $('drop');
-  ['dragenter', 'dragover'].forEach(function (t) {
-    drop.addEventListener(t, function (ev) { ev.preventDefault(); drop.classList.add('over'); });
-  });
-  ['dragleave', 'drop'].forEach(function (t) {
-    drop.addEventListener(t, function () { drop.classList.remove('over'); });
-  });
-  drop.addEventListener('drop', function (ev) {
+  document.addEventListener('dragover', function (ev) {
+    if (!state.user) return;
     ev.preventDefault();
-    if (ev.dataTransfer && ev.dataTransfer.files.length) enqueue(ev.dataTransfer.files);
+    drop.classList.add('over');
+  });
+  document.addEventListener('dragleave', function (ev) {
+    if (ev.relatedTarget === null) drop.classList.remove('over');
+  });
+  document.addEventListener('drop', async function (ev) {
+    drop.classList.remove('over');
+    if (!state.user) return;
+    ev.preventDefault();
+    var dt = ev.dataTransfer;
+    if (!dt) return;
+    // Entries must be taken while the event lasts.
+    var entries = [], loose = [];
+    var items = dt.items || [];
+    for (var i = 0; i < items.length; i++) {
+      if (items[i].kind !== 'file') continue;
+      var entry = items[i].webkitGetAsEntry ? items[i].webkitGetAsEntry() : null;
+      if (entry) entries.push(entry);
+      else if (items[i].getAsFile()) loose.push(items[i].getAsFile());
+    }
+    if (!items.length) loose = Array.prototype.slice.call(dt.files);
+    var out = { files: loose.map(function (f) { return { file: f, rel: f.name }; }), dirs: [] };
+    try {
+      for (var j = 0; j < entries.length; j++) await walk(entries[j], '', out);
+    } catch (e) {
+      say('Could not read what was dropped: ' + describe(e));
+      return;
+    }
+    uploadTree(out.files, out.dirs);
   });
 
   start();

@@ -167,20 +167,6 @@ impl Request {
     }
 }
 
-/// Decodes one path segment (a file name) exactly once.
-///
-/// # Errors
-/// `INVALID_NAME` if the bytes it decodes to are not UTF-8.
-pub fn decode_name(segment: &str) -> Result<String, Error> {
-    let name = percent_decode_str(segment)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| Error::InvalidName("a name must be UTF-8"))?;
-    // One component: a `/`, encoded or not, is never a separator here.
-    crate::names::check_file_name(&name)?;
-    Ok(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,8 +188,6 @@ mod tests {
         assert_eq!(r.cookie("netdisk_session"), Some("abc"));
         assert_eq!(r.content_length().unwrap(), 10);
         assert!(r.keep_alive());
-        assert_eq!(decode_name("%E6%8A%A5%E5%91%8A").unwrap(), "报告");
-        assert!(decode_name("%FF").is_err());
     }
 
     #[test]

@@ -39,11 +39,16 @@ impl Response {
 
     /// The response for `error`: its status and `{"error": CODE, "message": ...}`.
     pub fn error(error: &Error) -> Response {
-        Response::code(
+        let r = Response::code(
             status_of(error.code()),
             error.code(),
             &error.public_message(),
-        )
+        );
+        if error.code() == ErrorCode::Busy {
+            r.with("Retry-After", "5")
+        } else {
+            r
+        }
     }
 
     /// An error response with an explicit status.
@@ -95,7 +100,13 @@ pub fn refusal(code: ErrorCode, why: &str) -> Vec<u8> {
         ErrorCode::TlsRequired => 403,
         c => status_of(c),
     };
-    Response::code(status, code, why).to_bytes(true)
+    let r = Response::code(status, code, why);
+    let r = if code == ErrorCode::Busy {
+        r.with("Retry-After", "5")
+    } else {
+        r
+    };
+    r.to_bytes(true)
 }
 
 /// The HTTP status of each protocol error code (docs/HTTP.md).

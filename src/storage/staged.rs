@@ -145,6 +145,27 @@ impl Storage {
         out
     }
 
+    /// Where an upload of `name` with `size` bytes would continue, found
+    /// by looking only: the bytes staged for that name and size, or 0 when
+    /// none are (a new upload, or one of another size, starts over). It
+    /// claims nothing and writes nothing.
+    pub fn staged_offset(&self, key: &str, name: &str, size: u64) -> u64 {
+        let (part, meta_path) = self.staged_paths(key, name);
+        match StagedMeta::read(&meta_path) {
+            Some(m) if m.name == name && m.size == size => match fs::symlink_metadata(part) {
+                Ok(m) if m.is_file() && m.len() <= size => m.len(),
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    /// Whether a connection is uploading `name` right now.
+    pub fn uploading(&self, key: &str, name: &str) -> bool {
+        self.lock_uploads()
+            .contains_key(&(key.to_string(), name.to_string()))
+    }
+
     /// Drops the unfinished upload of `name`.
     ///
     /// # Errors

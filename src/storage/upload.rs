@@ -203,6 +203,12 @@ impl Upload {
         self.size - self.held
     }
 
+    /// The MD5 of the bytes staged so far: the whole file's once all are
+    /// there (for a front end whose client sent no digest of its own).
+    pub fn held_md5(&self) -> String {
+        crate::protocol::md5_hex(self.hasher.clone().finalize())
+    }
+
     /// Receives the rest of the upload. `fill` reads each chunk from the
     /// client and says how many bytes arrived (all of them, unless it also
     /// returns an error). They are written to the staged file while the

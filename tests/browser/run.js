@@ -169,7 +169,7 @@ async function run(browser) {
   step('the filter and the sort');
   await page.fill('#filter', '报告');
   assert.equal(await page.locator('#files tbody tr').count(), 1);
-  assert.match(await page.textContent('#count'), /1 of 4 files/);
+  assert.match(await page.textContent('#count'), /1 of 4 shown/);
   await page.fill('#filter', '');
   await page.click('th button[data-sort="size"]');
   await page.click('th button[data-sort="size"]');
@@ -188,6 +188,102 @@ async function run(browser) {
   await page.click('button[aria-label="Delete 你好 renamed.txt"]');
   await page.locator('#files tbody tr[data-name="你好 renamed.txt"]').waitFor({ state: 'detached' });
   assert.match(asked, /Delete 你好 renamed\.txt\?/);
+
+  step('a folder is made, opened by keyboard, and the breadcrumbs follow');
+  const album = '相册 photos';
+  await page.fill('#new-folder', album);
+  await page.press('#new-folder', 'Enter');
+  const albumRow = page.locator(`#files tbody tr[data-kind="folder"][data-name="${album}"]`);
+  await albumRow.waitFor();
+  await page.focus(`button[aria-label="Open folder ${album}"]`);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector(`#crumbs [aria-current="page"]:has-text("${album}")`);
+  await page.waitForSelector('#empty', { state: 'visible' });
+  assert.equal(await page.textContent('#drop-target'), album);
+  assert.equal(new globalThis.URL(page.url()).hash, '#/' + encodeURIComponent(album));
+
+  step('a folder picked with the folder picker uploads into the current folder');
+  const local = fs.mkdtempSync(path.join(OUT, 'pick-'));
+  fs.mkdirSync(path.join(local, 'pick', 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(local, 'pick', 'a.txt'), 'picked a\n');
+  fs.writeFileSync(path.join(local, 'pick', 'sub', 'b.txt'), 'picked b\n');
+  await page.setInputFiles('#folder-picker', path.join(local, 'pick'));
+  await page.locator('#uploads li.done', { hasText: album + '/pick/sub/b.txt' }).waitFor();
+  await page.locator('#uploads li.done', { hasText: album + '/pick/a.txt' }).waitFor();
+  await page.locator('#files tbody tr[data-kind="folder"][data-name="pick"]').waitFor();
+  await page.click('button[aria-label="Open folder pick"]');
+  await page.locator('#files tbody tr[data-kind="folder"][data-name="sub"]').waitFor();
+  assert.equal(await page.locator('#files tbody tr[data-name="a.txt"] td.md5').textContent(), md5(Buffer.from('picked a\n')));
+  const crumbs = await page.locator('#crumbs li').allTextContents();
+  assert.deepEqual(crumbs, ['Home', album, 'pick']);
+
+  step('a folder dropped on the page uploads whole, its empty folder too');
+  await page.click(`#crumbs button[aria-label="Open folder ${album}"]`);
+  await page.waitForSelector(`#crumbs [aria-current="page"]:has-text("${album}")`);
+  await page.evaluate(() => {
+    // What Chromium's File System API gives for a dropped folder: entries
+    // read in batches until an empty one.
+    const file = (name, text) => ({ isFile: true, isDirectory: false, name, file: (ok) => ok(new File([text], name)) });
+    const dir = (name, children) => ({
+      isFile: false, isDirectory: true, name,
+      createReader() {
+        const batches = [children.slice(0, 2), children.slice(2), []];
+        return { readEntries: (ok) => setTimeout(() => ok(batches.shift() || []), 0) };
+      },
+    });
+    const tree = dir('dropped 文件夹', [
+      file('one.txt', 'one\n'),
+      dir('empty', []),
+      dir('deeper', [file('two 😀.txt', 'two\n')]),
+      file('.DS_Store', 'hidden'),
+    ]);
+    const dt = new DataTransfer();
+    dt.items.add(new File(['placeholder'], 'dropped 文件夹'));
+    const original = DataTransferItem.prototype.webkitGetAsEntry;
+    DataTransferItem.prototype.webkitGetAsEntry = function () { return tree; };
+    try {
+      document.querySelector('#files').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    } finally {
+      DataTransferItem.prototype.webkitGetAsEntry = original;
+    }
+  });
+  const droppedDir = `${album}/dropped 文件夹`;
+  await page.locator('#uploads li.done', { hasText: droppedDir + '/deeper/two 😀.txt' }).waitFor();
+  await page.locator('#uploads li.done', { hasText: droppedDir + '/one.txt' }).waitFor();
+  await page.waitForSelector('#message:has-text("Left out 1 hidden file")');
+  await page.click('button[aria-label="Open folder dropped 文件夹"]');
+  await page.locator('#files tbody tr[data-kind="folder"][data-name="empty"]').waitFor();
+  await page.locator('#files tbody tr[data-kind="folder"][data-name="deeper"]').waitFor();
+  await page.locator('#files tbody tr[data-kind="file"][data-name="one.txt"]').waitFor();
+  assert.equal(await page.locator('#files tbody tr[data-name=".DS_Store"]').count(), 0);
+  await page.screenshot({ path: path.join(OUT, 'folders.png'), fullPage: true });
+
+  step('a file moves to another folder');
+  await page.click('button[aria-label="Move one.txt"]');
+  await page.waitForSelector('#move-form', { state: 'visible' });
+  assert.equal(await page.textContent('#move-label'), 'Move one.txt to');
+  const options = await page.locator('#move-target option').evaluateAll((os) => os.map((o) => o.value));
+  assert.ok(options.includes(''), 'Home is a target');
+  assert.ok(!options.includes(droppedDir), 'not where it is already');
+  await page.selectOption('#move-target', `${album}/pick/sub`);
+  await page.click('#move-button');
+  await page.locator('#files tbody tr[data-name="one.txt"]').waitFor({ state: 'detached' });
+  await page.waitForSelector('#message:has-text("Moved")');
+  await page.goBack();
+  await page.waitForSelector(`#crumbs [aria-current="page"]:has-text("${album}")`);
+  await page.click('button[aria-label="Open folder pick"]');
+  await page.click('button[aria-label="Open folder sub"]');
+  await page.locator('#files tbody tr[data-name="one.txt"]').waitFor();
+
+  step('a folder is deleted after a confirmation that says how many files go');
+  await page.click(`#crumbs button[aria-label="Open folder ${album}"]`);
+  let warned = '';
+  page.once('dialog', (d) => { warned = d.message(); d.accept(); });
+  await page.click('button[aria-label="Delete folder dropped 文件夹"]');
+  await page.locator('#files tbody tr[data-name="dropped 文件夹"]').waitFor({ state: 'detached' });
+  assert.match(warned, /Delete the folder 相册 photos\/dropped 文件夹\? 1 file \(4 B\) in 2 folders will be deleted with it\./);
+  await page.click('#crumbs button[aria-label="Open Home"]');
+  await page.waitForSelector('#crumbs [aria-current="page"]:has-text("Home")');
 
   step('a quota error is shown');
   await page.setInputFiles('#picker', [{ name: 'too big.bin', mimeType: 'application/octet-stream', buffer: bytes(8 * MIB, 3) }]);

@@ -15,27 +15,27 @@ trait Wire: Read + Write {}
 impl<T: Read + Write> Wire for T {}
 
 /// One HTTP/1.1 connection with a cookie jar of one cookie.
-struct Web {
+pub(crate) struct Web {
     stream: Box<dyn Wire>,
     buf: Vec<u8>,
-    cookie: Option<String>,
-    csrf: Option<String>,
+    pub(crate) cookie: Option<String>,
+    pub(crate) csrf: Option<String>,
 }
 
 #[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -43,7 +43,7 @@ impl Resp {
     }
 
     #[track_caller]
-    fn error(&self, status: u16, code: &str) {
+    pub(crate) fn error(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "{self:?}");
         assert_eq!(self.json()["error"], code, "{self:?}");
         assert!(self.json()["message"].is_string());
@@ -60,13 +60,13 @@ impl Web {
         }
     }
 
-    fn plain(server: &TestServer) -> Web {
+    pub(crate) fn plain(server: &TestServer) -> Web {
         Web::over(Box::new(tcp(TcpStream::connect(&server.addr).unwrap())))
     }
 
     /// HTTP inside TLS, by ALPN `http/1.1`, trusting the server's
     /// fingerprint.
-    fn tls(server: &TestServer) -> Web {
+    pub(crate) fn tls(server: &TestServer) -> Web {
         use netdisk::tls::client::{KnownServers, Verifier};
         let dir = tempfile::tempdir().unwrap();
         let known = KnownServers {
@@ -81,7 +81,7 @@ impl Web {
         Web::over(Box::new(rustls::StreamOwned::new(conn, sock)))
     }
 
-    fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+    pub(crate) fn send(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -99,7 +99,7 @@ impl Web {
         self.stream.flush().unwrap();
     }
 
-    fn read(&mut self, head_only: bool) -> Resp {
+    pub(crate) fn read(&mut self, head_only: bool) -> Resp {
         loop {
             let mut hs = [httparse::EMPTY_HEADER; 64];
             let mut r = httparse::Response::new(&mut hs);
@@ -140,17 +140,23 @@ impl Web {
         self.buf.extend_from_slice(&chunk[..n]);
     }
 
-    fn call(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    pub(crate) fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
         self.send(method, path, headers, body);
         self.read(method == "HEAD")
     }
 
-    fn get(&mut self, path: &str) -> Resp {
+    pub(crate) fn get(&mut self, path: &str) -> Resp {
         self.call("GET", path, &[], b"")
     }
 
     /// A state-changing request with this session's CSRF token.
-    fn change(&mut self, method: &str, path: &str, body: &[u8]) -> Resp {
+    pub(crate) fn change(&mut self, method: &str, path: &str, body: &[u8]) -> Resp {
         let csrf = self.csrf.clone().unwrap_or_else(|| "sign-in".into());
         self.call(
             method,
@@ -163,11 +169,11 @@ impl Web {
         )
     }
 
-    fn post(&mut self, path: &str, v: &Value) -> Resp {
+    pub(crate) fn post(&mut self, path: &str, v: &Value) -> Resp {
         self.change("POST", path, v.to_string().as_bytes())
     }
 
-    fn sign_in(&mut self, user: &str) -> Resp {
+    pub(crate) fn sign_in(&mut self, user: &str) -> Resp {
         let r = self.post("/api/login", &json!({"user": user, "password": PASSWORD}));
         assert_eq!(r.status, 200, "{r:?}");
         let cookie = r.header("set-cookie").unwrap();
@@ -180,7 +186,7 @@ impl Web {
         r
     }
 
-    fn piece(
+    pub(crate) fn piece(
         &mut self,
         name: &str,
         size: u64,
@@ -203,7 +209,7 @@ fn tcp(s: TcpStream) -> TcpStream {
 }
 
 /// A server with `alice` registered, and a signed-in web connection.
-fn alice(args: &[&str]) -> (TestServer, Web) {
+pub(crate) fn alice(args: &[&str]) -> (TestServer, Web) {
     let server = TestServer::with_args(args);
     drop(server.user("alice"));
     let mut web = Web::plain(&server);
@@ -212,7 +218,7 @@ fn alice(args: &[&str]) -> (TestServer, Web) {
 }
 
 /// Percent-encodes every byte but unreserved ASCII.
-fn enc(name: &str) -> String {
+pub(crate) fn enc(name: &str) -> String {
     name.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -570,8 +576,10 @@ fn quotas_locks_and_size_limits_hold_for_the_page_too() {
     let (server, mut web) = alice(&["--quota", "1000"]);
     web.piece("big", 2000, 0, b"", None)
         .error(507, "QUOTA_EXCEEDED");
-    let r = web.get("/api/uploads/big?size=2000");
+    let r = web.change("POST", "/api/uploads/big?size=2000", b"");
     r.error(507, "QUOTA_EXCEEDED");
+    // Asking where to continue is read-only: no quota check, no claim.
+    assert_eq!(web.get("/api/uploads/big?size=2000").json()["offset"], 0);
     // A v1 upload in progress holds the name.
     let mut c = server.login("alice");
     assert_eq!(c.put_begin("held", 100).unwrap(), 0);

@@ -15,6 +15,7 @@ mod exit_codes;
 mod folders;
 mod hostile;
 mod http;
+mod http_folders;
 mod lifecycle;
 mod limits;
 mod ping;
