@@ -33,6 +33,9 @@ impl Command for Login {
 
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
+        // The name tried goes in the log (escaped there), so that an admin
+        // sees whom a run of failures was aimed at.
+        ctx.log_name = Some(args.user.chars().take(64).collect());
         let user = ctx
             .shared
             .users

@@ -22,6 +22,11 @@ use std::time::{Duration, Instant};
 /// The longest a body read or write blocks before it looks whether the
 /// body was cut.
 pub const TICK: Duration = Duration::from_millis(500);
+/// The least a `sendfile` call asks for: what a reader at 4 KiB/s (the
+/// default floor) takes in 16 s, half the default window.
+const SLICE_MIN: usize = 64 * 1024;
+/// The most a `sendfile` call asks for.
+const SLICE_MAX: usize = 8 << 20;
 
 /// Why a body was cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,20 +184,30 @@ impl Timed {
     /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`: the
     /// bytes never enter user space. Counted and cut like any write.
     ///
+    /// One call blocks for as long as the peer keeps taking bytes, and its
+    /// bytes are counted only when it returns; so each call asks for about
+    /// a quarter of a second's worth at the rate the last one went
+    /// ([`SLICE_MIN`] to [`SLICE_MAX`]): a slow reader's bytes are counted
+    /// every few seconds, a fast one pays few system calls.
+    ///
     /// # Errors
     /// A read or write error, no progress within the patience, or a cut.
     pub fn sendfile(&mut self, file: &File, offset: u64, len: u64) -> io::Result<u64> {
         let mut at = offset;
         let end = offset.saturating_add(len);
         let mut since = Instant::now();
+        let mut slice = SLICE_MIN * 4;
         while at < end {
             self.check()?;
-            let want = usize::try_from(end - at).unwrap_or(usize::MAX).min(1 << 30);
+            let want = usize::try_from(end - at).unwrap_or(usize::MAX).min(slice);
+            let began = Instant::now();
             match rustix::fs::sendfile(&self.stream, file, Some(&mut at), want) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.count(n);
                     since = Instant::now();
+                    let rate = n as f64 / began.elapsed().as_secs_f64().max(1e-6);
+                    slice = ((rate / 4.0) as usize).clamp(SLICE_MIN, SLICE_MAX);
                 }
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => {
@@ -246,6 +261,11 @@ impl Read for Timed {
         loop {
             self.check()?;
             match self.stream.read(buf) {
+                // The end a cut made (its socket shut down for reading).
+                Ok(0) if !buf.is_empty() => {
+                    self.check()?;
+                    return Ok(0);
+                }
                 Ok(n) => {
                     self.count(n);
                     return Ok(n);

@@ -24,7 +24,7 @@
 //! blocked read or write gives up within a [`crate::protocol::TICK`].
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,13 @@ pub const WAIT: Duration = Duration::from_secs(3);
 
 struct Entry {
     meter: Arc<Meter>,
+    /// The body's socket (a second descriptor of it), shut down when the
+    /// body is cut, so that a read or `sendfile` blocked on it returns at
+    /// once rather than at the end of its slice.
+    socket: Option<TcpStream>,
+    /// It sends (a download): a cut shuts down both ways, else only the
+    /// reading side, so that the `TIMEOUT` frame can still go out.
+    sends: bool,
     address: IpAddr,
     started: Instant,
     /// Start of the current floor window, and the bytes moved by then.
@@ -53,6 +60,21 @@ struct Entry {
 }
 
 impl Entry {
+    fn cut(&self, why: Cut) {
+        if self.meter.cut().is_some() {
+            return;
+        }
+        self.meter.set_cut(why);
+        if let Some(s) = &self.socket {
+            let how = if self.sends {
+                Shutdown::Both
+            } else {
+                Shutdown::Read
+            };
+            let _ = s.shutdown(how);
+        }
+    }
+
     /// Average rate since it began, in bytes a second.
     fn rate(&self, now: Instant) -> f64 {
         let secs = (now - self.started).as_secs_f64().max(1e-3);
@@ -91,6 +113,13 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// Marks the body as one the server sends.
+    pub fn sends(&self) {
+        if let Some(e) = self.bodies.lock().entries.get_mut(&self.id) {
+            e.sends = true;
+        }
+    }
+
     /// The meter the socket counts this body's bytes on.
     pub fn meter(&self) -> &Arc<Meter> {
         &self.meter
@@ -149,6 +178,19 @@ impl Bodies {
     /// # Errors
     /// `BUSY` when every place is held by bodies that move.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, len: u64) -> Result<Ticket, Error> {
+        self.admit_on(ip, len, None)
+    }
+
+    /// [`Bodies::admit`] for a body on `socket` (see [`Entry::socket`]).
+    ///
+    /// # Errors
+    /// As [`Bodies::admit`].
+    pub fn admit_on(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        len: u64,
+        socket: Option<TcpStream>,
+    ) -> Result<Ticket, Error> {
         let address = address_key(ip);
         let give_up = Instant::now() + WAIT;
         let mut t = self.lock();
@@ -195,6 +237,8 @@ impl Bodies {
             id,
             Entry {
                 meter: Arc::clone(&meter),
+                socket,
+                sends: false,
                 address,
                 started: now,
                 window: (now, 0),
@@ -231,7 +275,7 @@ impl Bodies {
             .filter(|(_, rate, _)| *rate < slow)
             .min_by(|a, b| b.0.cmp(&a.0).then(a.1.total_cmp(&b.1)))?
             .2;
-        victim.meter.set_cut(Cut::Displaced);
+        victim.cut(Cut::Displaced);
         // Its place is the newcomer's now; it leaves within a tick.
         victim.counted = false;
         victim.deadline = Some(now);
@@ -248,7 +292,7 @@ impl Bodies {
                 continue;
             }
             if e.deadline.is_some_and(|d| now >= d) {
-                e.meter.set_cut(Cut::Borrowed);
+                e.cut(Cut::Borrowed);
                 cuts.push(Cut::Borrowed);
                 continue;
             }
@@ -263,7 +307,7 @@ impl Bodies {
             let moved = e.meter.moved();
             let floor = (self.min_rate as f64 * elapsed.as_secs_f64()) as u64;
             if moved.saturating_sub(at) < floor {
-                e.meter.set_cut(Cut::Floor);
+                e.cut(Cut::Floor);
                 cuts.push(Cut::Floor);
             } else {
                 e.window = (now, moved);

@@ -154,7 +154,8 @@ impl<S: Stream> Conn<S> {
             return Ok(());
         }
         if let Some(g) = &self.guard {
-            self.ticket = Some(g.bodies.admit(g.ip, len)?);
+            let socket = self.stream.timed().get_ref().try_clone().ok();
+            self.ticket = Some(g.bodies.admit_on(g.ip, len, socket)?);
         }
         Ok(())
     }
@@ -334,6 +335,9 @@ impl<S: Stream> Conn<S> {
     /// connection. The connection must close after any of them.
     pub fn send_body(&mut self, body: Body) -> Result<u64, Error> {
         self.start_body()?;
+        if let Some(t) = &self.ticket {
+            t.sends();
+        }
         let sent = self
             .stream
             .send_file(&body.file, body.offset, body.len)

@@ -33,6 +33,9 @@ const SUMMARY_EVERY: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct Last {
     key: String,
+    /// The last line counted and not written (written as it is when it
+    /// turns out to be the only repeat: "repeated 1 times" is noise).
+    line: String,
     /// Identical lines after the first, written or not.
     run: u64,
     /// Of those, the ones counted but not written yet.
@@ -60,6 +63,8 @@ impl Log {
     pub fn write(&self, key: &str, line: &str) {
         let out = self.render(key, line, Instant::now());
         if !out.is_empty() {
+            let stamp = timestamp(std::time::SystemTime::now());
+            let out: String = out.lines().map(|l| format!("{stamp} {l}\n")).collect();
             let _ = std::io::stderr().write_all(out.as_bytes());
         }
     }
@@ -124,6 +129,7 @@ impl Log {
                 return format!("{line}\n");
             }
             last.repeats += 1;
+            last.line = line.to_string();
             if last
                 .since
                 .is_some_and(|s| now.duration_since(s) >= SUMMARY_EVERY)
@@ -134,19 +140,34 @@ impl Log {
             }
             return out;
         }
-        if last.repeats > 0 {
+        if last.repeats == 1 {
+            out = format!("{}\n", last.line);
+        } else if last.repeats > 1 {
             out = format!("… last line repeated {} times\n", last.repeats);
         }
         out.push_str(line);
         out.push('\n');
         *last = Last {
             key: key.to_string(),
+            line: String::new(),
             run: 0,
             repeats: 0,
             since: Some(now),
         };
         out
     }
+}
+
+/// `now` in RFC 3339, UTC, to the millisecond: what every log line starts
+/// with.
+pub fn timestamp(now: std::time::SystemTime) -> String {
+    let d = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    // `YYYY-MM-DD HH:MM`, then the seconds.
+    let minute = crate::cli::utc_time(secs).replace(' ', "T");
+    format!("{minute}:{:02}.{:03}Z", secs % 60, d.subsec_millis())
 }
 
 #[cfg(test)]
@@ -170,11 +191,16 @@ mod tests {
             "… last line repeated 1000 times\n"
         );
         assert_eq!(log.render("a", "a 0ms", later), "");
+        // One repeat is written as it was, not summarised.
+        assert_eq!(log.render("b", "b 0ms", later), "a 0ms\nb 0ms\n");
+        for _ in 0..=VERBATIM {
+            log.render("b", "b 1ms", later);
+        }
+        assert_eq!(log.render("c", "c", later), "b 1ms\nc\n");
         assert_eq!(
-            log.render("b", "b 0ms", later),
-            "… last line repeated 1 times\nb 0ms\n"
+            timestamp(std::time::UNIX_EPOCH + Duration::from_millis(1_796_114_563_042)),
+            "2026-12-01T08:42:43.042Z"
         );
-        assert_eq!(log.render("c", "c", later), "c\n");
     }
 
     #[test]
