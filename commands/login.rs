@@ -33,9 +33,14 @@ impl Command for Login {
 
     fn run(&self, ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {
         let args: Args = parse(header)?;
-        // The name tried goes in the log (escaped there), so that an admin
-        // sees whom a run of failures was aimed at.
-        ctx.log_name = Some(args.user.chars().take(64).collect());
+        // The account tried goes in the log (escaped there), so that an
+        // admin sees whom a run of failures was aimed at; a name that is no
+        // account is not written (it may be a password typed in the wrong
+        // field).
+        let known = crate::names::canonical_user(&args.user)
+            .ok()
+            .and_then(|k| ctx.shared.users.get(&k));
+        ctx.log_name = Some(known.map_or_else(|| "(no such user)".to_string(), |u| u.name.clone()));
         let user = ctx
             .shared
             .users

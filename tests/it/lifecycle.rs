@@ -484,12 +484,26 @@ fn the_log_has_one_line_per_request_and_no_password() {
         assert!(!log.contains(s), "password in the log:\n{log}");
     }
     let lines = |port: u16| {
+        // Each line: an RFC 3339 time, then the peer.
         let prefix = format!("127.0.0.1:{port} ");
-        log.lines().filter(|l| l.starts_with(&prefix)).count()
+        log.lines()
+            .filter(|l| {
+                let (time, rest) = l.split_once(' ').unwrap_or_default();
+                time.ends_with('Z') && rest.starts_with(&prefix)
+            })
+            .count()
     };
     // The requests above, then put (one request with its step 4) and quit.
     assert_eq!(lines(port), requests.len() + 2, "{log}");
     assert_eq!(lines(bad_port), 1, "{log}");
+    // A failed login names the account it tried; a name that is no
+    // account is not written.
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"login\" \"alice\"") && l.ends_with("AUTH_FAILED")),
+        "{log}"
+    );
+    assert!(log.contains("\"login\" \"(no such user)\""), "{log}");
 }
 
 #[test]
