@@ -114,6 +114,9 @@ pub struct Conn<S: Stream> {
     guard: Option<Guard>,
     /// The body in flight, if any.
     ticket: Option<Ticket>,
+    /// Bytes the last download put on the socket (for the log of one
+    /// that broke off).
+    sent: u64,
 }
 
 /// Read-ahead buffer of a served connection.
@@ -133,6 +136,7 @@ impl<S: Stream> Conn<S> {
             limits,
             guard: None,
             ticket: None,
+            sent: 0,
         }
     }
 
@@ -191,6 +195,12 @@ impl<S: Stream> Conn<S> {
     /// [`BufRead::consume`] takes them).
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.pos..self.filled]
+    }
+
+    /// Bytes the last download put on the socket, also when it broke off
+    /// (under TLS, with the records' overhead).
+    pub fn sent(&self) -> u64 {
+        self.sent
     }
 
     /// Sends raw bytes and flushes them.
@@ -342,7 +352,7 @@ impl<S: Stream> Conn<S> {
             .stream
             .send_file(&body.file, body.offset, body.len)
             .map_err(net_error);
-        self.ticket = None;
+        self.sent = self.ticket.take().map_or(0, |t| t.meter().moved());
         let sent = sent?;
         if sent != body.len {
             return Err(Error::Internal(format!(

@@ -277,9 +277,10 @@ fn respond<S: Stream>(
             let want = body.len;
             *bytes = 0;
             // A failure inside a body can only be answered by closing.
-            let sent = conn
-                .send_body(body)
-                .map_err(|e| Error::Disconnected(io::Error::other(e.to_string())))?;
+            let sent = conn.send_body(body).map_err(|e| {
+                *bytes = conn.sent();
+                Error::Disconnected(io::Error::other(e.to_string()))
+            })?;
             *bytes = sent;
             debug_assert_eq!(sent, want);
             Ok(())

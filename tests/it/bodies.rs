@@ -120,6 +120,13 @@ fn the_rate_floor_cuts_a_reader_slower_than_it_within_seconds() {
         .find(|l| l.contains("\"get\" \"big.bin\""))
         .unwrap();
     assert!(line.contains("stalled"), "{line}");
+    // The bytes it did send are logged.
+    let logged: u64 = line
+        .split("\"big.bin\" ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(logged >= read as u64, "{line}: {read} read");
     assert!(
         cut < Duration::from_secs(20),
         "cut after {cut:?}, {read} bytes"
