@@ -128,8 +128,10 @@ pub enum Error {
     NotLoggedIn,
     #[error("wrong user name or password")]
     AuthFailed,
-    #[error("too many failed logins; try again later")]
-    RateLimited,
+    /// Too many failed logins: the seconds until the limit that was hit
+    /// starts over.
+    #[error("too many failed logins; try again in {0} s")]
+    RateLimited(u64),
     /// Too many accounts registered from one address lately.
     #[error("too many registrations from this address; try again later")]
     RegisterLimited,
@@ -194,7 +196,7 @@ impl Error {
             Error::UnknownCommand(_) => ErrorCode::UnknownCommand,
             Error::NotLoggedIn => ErrorCode::NotLoggedIn,
             Error::AuthFailed => ErrorCode::AuthFailed,
-            Error::RateLimited | Error::RegisterLimited => ErrorCode::RateLimited,
+            Error::RateLimited(_) | Error::RegisterLimited => ErrorCode::RateLimited,
             Error::RegistrationClosed => ErrorCode::RegistrationClosed,
             Error::UserExists => ErrorCode::UserExists,
             Error::InvalidName(_) => ErrorCode::InvalidName,

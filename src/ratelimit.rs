@@ -109,7 +109,10 @@ impl RateLimiter {
         if !known {
             keys.push(Key::User(user.to_string()));
         }
-        self.reserve(keys, true).map_err(|()| Error::RateLimited)
+        self.reserve(keys, true).map_err(|wait| {
+            // Rounded up: "try again in 0 s" would be refused again.
+            Error::RateLimited(wait.map_or(WINDOW.as_secs(), |w| w.as_secs() + 1))
+        })
     }
 
     /// Takes a slot for a registration from `peer`; it counts only if
@@ -120,7 +123,7 @@ impl RateLimiter {
     /// registered its share this hour.
     pub fn begin_register(&self, peer: &str) -> Result<Slot<'_>, Error> {
         self.reserve(vec![Key::Register(address_key(peer))], false)
-            .map_err(|()| Error::RegisterLimited)
+            .map_err(|_| Error::RegisterLimited)
     }
 
     /// Attempts waiting for the attempts in flight before them.
@@ -137,7 +140,10 @@ impl RateLimiter {
         }
     }
 
-    fn reserve(&self, keys: Vec<Key>, count_on_drop: bool) -> Result<Slot<'_>, ()> {
+    /// Takes a slot on every key, or says how long until the key that is
+    /// over its limit starts a new window (`None`: the attempts in flight
+    /// did not settle in time).
+    fn reserve(&self, keys: Vec<Key>, count_on_drop: bool) -> Result<Slot<'_>, Option<Duration>> {
         let deadline = Instant::now() + MAX_WAIT;
         let mut map = self.lock();
         loop {
@@ -150,7 +156,8 @@ impl RateLimiter {
                 let w = current(&mut map, key, now);
                 let max = self.max(key);
                 if w.counted >= max {
-                    return Err(());
+                    let ends = w.start + window(key);
+                    return Err(Some(ends.saturating_duration_since(now)));
                 }
                 full |= w.counted + w.in_flight >= max;
             }
@@ -165,7 +172,7 @@ impl RateLimiter {
                 });
             }
             let Some(left) = deadline.checked_duration_since(now) else {
-                return Err(());
+                return Err(None);
             };
             self.waiting.fetch_add(1, Ordering::SeqCst);
             map = self
@@ -287,7 +294,7 @@ mod tests {
         }
         assert!(matches!(
             fail(&r, "alice", "10.0.1.1", false),
-            Err(Error::RateLimited)
+            Err(Error::RateLimited(_))
         ));
         // The owner's own address is not locked out by the others...
         let home = r.begin_login("alice", "10.9.9.9", true).unwrap();
@@ -349,7 +356,7 @@ mod tests {
             let waiter = s.spawn(|| fail(&r, "alice", "10.0.0.1", false));
             until_waiting(&r, 1);
             drop(slots);
-            assert!(matches!(waiter.join().unwrap(), Err(Error::RateLimited)));
+            assert!(matches!(waiter.join().unwrap(), Err(Error::RateLimited(_))));
         });
     }
 

@@ -173,7 +173,15 @@ pub fn explain(e: &ClientError) -> String {
             code: Some(ErrorCode::QuotaExceeded),
             message,
             ..
-        } if message.contains("unfinished") => clean(message).into_owned(),
+        } if message.contains("unfinished") || message.contains("most one user") => {
+            clean(message).into_owned()
+        }
+        // A lockout says when to try again.
+        ClientError::Server {
+            code: Some(ErrorCode::RateLimited),
+            message,
+            ..
+        } if message.contains("try again in") => clean(message).into_owned(),
         ClientError::Server {
             code: Some(code), ..
         } => code_words(*code).to_string(),

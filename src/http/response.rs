@@ -44,10 +44,10 @@ impl Response {
             error.code(),
             &error.public_message(),
         );
-        if error.code() == ErrorCode::Busy {
-            r.with("Retry-After", "5")
-        } else {
-            r
+        match error {
+            Error::Busy(_) => r.with("Retry-After", "5"),
+            Error::RateLimited(secs) => r.with("Retry-After", secs.to_string()),
+            _ => r,
         }
     }
 

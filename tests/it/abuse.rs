@@ -206,8 +206,17 @@ fn r8_the_owner_is_not_locked_out_from_a_known_address() {
         assert_eq!(guess(&server, 2), "AUTH_FAILED");
     }
     assert_eq!(guess(&server, 2), "RATE_LIMITED");
-    // The name is now limited for an address alice never used...
-    assert_code(&login_from(&server, 3, "alice", PASSWORD), "RATE_LIMITED");
+    // The name is now limited for an address alice never used, and the
+    // refusal says when to try again (within the minute's window)...
+    let limited = login_from(&server, 3, "alice", PASSWORD);
+    assert_code(&limited, "RATE_LIMITED");
+    let message = limited["message"].as_str().unwrap();
+    let secs: u64 = message
+        .strip_prefix("too many failed logins; try again in ")
+        .and_then(|m| m.strip_suffix(" s"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{message}"));
+    assert!((1..=60).contains(&secs), "{message}");
     // ...but not at home.
     assert_eq!(login_from(&server, 5, "alice", PASSWORD)["user"], "alice");
 
