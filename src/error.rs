@@ -146,6 +146,9 @@ pub enum Error {
     WeakPassword,
     #[error("no such file or folder")]
     NotFound,
+    /// `discard` of a name with no unfinished upload.
+    #[error("there is no unfinished upload of that name")]
+    NothingStaged,
     #[error("a file or folder with that name exists")]
     Exists,
     /// A path goes through a file (`a/b` where `a` is a file), or `ls` of
@@ -201,7 +204,7 @@ impl Error {
             Error::UserExists => ErrorCode::UserExists,
             Error::InvalidName(_) => ErrorCode::InvalidName,
             Error::WeakPassword => ErrorCode::WeakPassword,
-            Error::NotFound => ErrorCode::NotFound,
+            Error::NotFound | Error::NothingStaged => ErrorCode::NotFound,
             Error::Exists => ErrorCode::Exists,
             Error::NotAFolder(_) => ErrorCode::NotAFolder,
             Error::IsAFolder => ErrorCode::IsAFolder,

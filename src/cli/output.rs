@@ -176,6 +176,11 @@ pub fn explain(e: &ClientError) -> String {
         } if message.contains("unfinished") || message.contains("most one user") => {
             clean(message).into_owned()
         }
+        ClientError::Server {
+            code: Some(ErrorCode::NotFound),
+            message,
+            ..
+        } if message.contains("no unfinished upload") => clean(message).into_owned(),
         // A lockout says when to try again.
         ClientError::Server {
             code: Some(ErrorCode::RateLimited),

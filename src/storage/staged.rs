@@ -184,7 +184,7 @@ impl Storage {
             }
         }
         if !found {
-            return Err(Error::NotFound);
+            return Err(Error::NothingStaged);
         }
         Ok(())
     }
