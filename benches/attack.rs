@@ -2,11 +2,13 @@
 //! server, then the same client while an attacker holds bodies open at
 //! almost no bandwidth, with the server's default flags (`--workers 32`).
 //!
-//! Attacks, each from 8 loopback addresses (127.0.0.10–17), 64 connections
-//! in all, each re-issued (after a new login, 2 s later) when the server
-//! cuts it:
-//! - uploads that trickle 1 KiB every 200 ms (5 KB/s each);
-//! - downloads of a 64 MiB file whose reader never reads.
+//! Attacks, each from 8 loopback addresses (127.0.0.10–17) and 4 accounts,
+//! 64 connections in all, each re-issued (after a new login, 2 s later)
+//! when it ends:
+//! - uploads that trickle 1 KiB every 200 ms (5 KB/s each), until the
+//!   server cuts them;
+//! - downloads of a 64 MiB file whose reader never reads a byte, held for
+//!   30 s or until the server cuts them.
 //!
 //! The honest client, from 127.0.0.2, measures a fresh login + `ls` + 4 KiB
 //! get, the same `ls` + get on a connection already logged in, and a 64
@@ -26,7 +28,11 @@ use netdisk::protocol::{md5_hex, Password};
 
 use super::{mib, BenchServer, Row, Target, PASSWORD, USER};
 
-const ATTACKER: &str = "mallory";
+/// The attacker's accounts: four, so that `--max-staged` (16 unfinished
+/// uploads per user) does not stop the trickles before the server has to.
+const ATTACKERS: [&str; 4] = ["mallory0", "mallory1", "mallory2", "mallory3"];
+/// How long a download nobody reads is held before it is re-issued.
+const HOLD_UNREAD: Duration = Duration::from_secs(30);
 const CONNECTIONS: usize = 64;
 const BIG: usize = 64 << 20;
 /// How long an attacking connection waits before it logs in again.
@@ -153,7 +159,8 @@ fn attack(addr: &str, attack: Attack, stop: &Arc<AtomicBool>) -> Vec<thread::Joi
                     if !std::mem::take(&mut first) {
                         thread::sleep(RELOGIN);
                     }
-                    let Some(mut c) = login_from(&addr, from, ATTACKER) else {
+                    let me = ATTACKERS[i % ATTACKERS.len()];
+                    let Some(mut c) = login_from(&addr, from, me) else {
                         continue;
                     };
                     match attack {
@@ -167,7 +174,7 @@ fn attack(addr: &str, attack: Attack, stop: &Arc<AtomicBool>) -> Vec<thread::Joi
                                 thread::sleep(Duration::from_millis(200));
                             }
                             // Nothing staged stays: each round starts over.
-                            let _ = login_from(&addr, from, ATTACKER)
+                            let _ = login_from(&addr, from, me)
                                 .map(|mut c| c.discard(&format!("trickle{i}")));
                         }
                         Attack::NoRead => {
@@ -175,10 +182,12 @@ fn attack(addr: &str, attack: Attack, stop: &Arc<AtomicBool>) -> Vec<thread::Joi
                                 continue;
                             }
                             started += 1;
-                            // Never reads; waits for the server to give up.
-                            while !stop.load(Ordering::Relaxed) && !c.is_stale() {
-                                thread::sleep(Duration::from_millis(200));
+                            // Never reads a byte; gives up after a while.
+                            let held = Instant::now();
+                            while !stop.load(Ordering::Relaxed) && held.elapsed() < HOLD_UNREAD {
+                                thread::sleep(Duration::from_millis(100));
                             }
+                            drop(c);
                         }
                     }
                 }
@@ -205,7 +214,7 @@ pub fn attacks(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
     let server = BenchServer::start_with(bin, &work.join("attack-data"), &[]);
     let small = vec![7u8; 4096];
     let big: Vec<u8> = (0..BIG).map(|i| (i * 31 % 251) as u8).collect();
-    for user in [USER, ATTACKER] {
+    for user in [USER].into_iter().chain(ATTACKERS) {
         let mut c = Client::connect(&server.addr).expect("connect");
         c.register(user, &Password::new(PASSWORD))
             .expect("register");
