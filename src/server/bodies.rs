@@ -53,6 +53,10 @@ struct Entry {
     started: Instant,
     /// Start of the current floor window, and the bytes moved by then.
     window: (Instant, u64),
+    /// Start of the current rate interval, and the bytes moved by then.
+    mark: (Instant, u64),
+    /// The rate over the last whole interval.
+    recent: Option<f64>,
     /// Holds one of the counted slots (else it borrows a reserved worker
     /// until its deadline).
     counted: bool,
@@ -75,10 +79,27 @@ impl Entry {
         }
     }
 
-    /// Average rate since it began, in bytes a second.
+    /// How fast it moves, in bytes a second: over the last whole
+    /// [`GRACE`] the sweep measured (a download's first seconds fill the
+    /// socket buffers at any reader's pace, so its average says little),
+    /// else on average since it began.
     fn rate(&self, now: Instant) -> f64 {
+        if let Some(r) = self.recent {
+            return r;
+        }
         let secs = (now - self.started).as_secs_f64().max(1e-3);
         self.meter.moved() as f64 / secs
+    }
+
+    /// Measures the rate of the interval that ends at `now`, every GRACE.
+    fn mark(&mut self, now: Instant) {
+        let (since, at) = self.mark;
+        let secs = (now - since).as_secs_f64();
+        if now - since >= GRACE {
+            let moved = self.meter.moved();
+            self.recent = Some(moved.saturating_sub(at) as f64 / secs);
+            self.mark = (now, moved);
+        }
     }
 }
 
@@ -242,6 +263,8 @@ impl Bodies {
                 address,
                 started: now,
                 window: (now, 0),
+                mark: (now, 0),
+                recent: None,
                 counted,
                 deadline: (!counted).then_some(now + GRACE),
             },
@@ -291,6 +314,7 @@ impl Bodies {
             if e.meter.cut().is_some() {
                 continue;
             }
+            e.mark(now);
             if e.deadline.is_some_and(|d| now >= d) {
                 e.cut(Cut::Borrowed);
                 cuts.push(Cut::Borrowed);
@@ -337,7 +361,27 @@ mod tests {
         for e in bodies.lock().entries.values_mut() {
             e.started -= by;
             e.window.0 -= by;
+            e.mark.0 -= by;
         }
+    }
+
+    /// A download fills the socket buffers fast and then moves nothing: it
+    /// gives way once the sweep has measured an interval of that.
+    #[test]
+    fn a_burst_then_nothing_gives_way_by_its_recent_rate() {
+        let bodies = Arc::new(Bodies::new(2, 4096, Duration::from_secs(30)));
+        let unread = bodies.admit(ip(2), 1 << 30).unwrap();
+        unread.meter().add(8 << 20);
+        age(&bodies, GRACE);
+        bodies.sweep(Instant::now());
+        assert!(
+            matches!(bodies.admit(ip(3), 1 << 30), Err(Error::Busy(_))),
+            "fast so far"
+        );
+        age(&bodies, GRACE);
+        bodies.sweep(Instant::now());
+        let _newcomer = bodies.admit(ip(3), 1 << 30).unwrap();
+        assert_eq!(unread.meter().cut(), Some(Cut::Displaced));
     }
 
     #[test]
