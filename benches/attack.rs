@@ -67,6 +67,8 @@ struct Honest {
     warm: Vec<f64>,
     put_rate: f64,
     get_rate: f64,
+    /// Steps that did not succeed within the patience.
+    failed: usize,
 }
 
 fn pct(times: &mut [f64], p: f64) -> f64 {
@@ -74,62 +76,81 @@ fn pct(times: &mut [f64], p: f64) -> f64 {
     times[((times.len() as f64 * p) as usize).min(times.len() - 1)]
 }
 
+/// How long the honest client keeps trying one step (a refusal, `BUSY` or
+/// a cut, is tried again on a new connection); past it the step counts as
+/// this long and failed.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `step` until it succeeds or [`PATIENCE`] runs out; returns the
+/// milliseconds it took and whether it succeeded.
+fn timed(mut step: impl FnMut() -> Option<()>) -> (f64, bool) {
+    let t = Instant::now();
+    while t.elapsed() < PATIENCE {
+        if step().is_some() {
+            return (t.elapsed().as_secs_f64() * 1000.0, true);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    (PATIENCE.as_secs_f64() * 1000.0, false)
+}
+
 fn honest(addr: &str, samples: usize, small: &[u8], big: &[u8]) -> Honest {
-    let mut body = vec![0u8; small.len()];
     let mut fresh = Vec::with_capacity(samples);
     let mut warm = Vec::with_capacity(samples);
-    let mut kept = login_from(addr, 2, USER).expect("honest login");
-    for _ in 0..samples {
-        let t = Instant::now();
-        let mut c = login_from(addr, 2, USER).expect("honest login");
-        c.ls().expect("ls");
-        let got = c.get_begin("small.bin", 0).expect("get");
-        assert_eq!(got.size as usize, small.len());
-        c.read_body_exact(&mut body).expect("body");
-        fresh.push(t.elapsed().as_secs_f64() * 1000.0);
-        let t = Instant::now();
-        kept.ls().expect("ls");
-        kept.get_begin("small.bin", 0).expect("get");
-        kept.read_body_exact(&mut body).expect("body");
-        warm.push(t.elapsed().as_secs_f64() * 1000.0);
+    let mut failed = 0;
+    let small_get = |c: &mut Client| -> Option<()> {
+        c.ls().ok()?;
+        let got = c.get_begin("small.bin", 0).ok()?;
+        let mut body = vec![0u8; got.size as usize];
+        c.read_body_exact(&mut body).ok()?;
         assert_eq!(body, small);
+        Some(())
+    };
+    let mut kept: Option<Client> = None;
+    for _ in 0..samples {
+        let (ms, ok) = timed(|| small_get(&mut login_from(addr, 2, USER)?));
+        fresh.push(ms);
+        failed += usize::from(!ok);
+        let (ms, ok) = timed(|| {
+            if kept.is_none() {
+                kept = login_from(addr, 2, USER);
+            }
+            let done = small_get(kept.as_mut()?);
+            if done.is_none() {
+                kept = None;
+            }
+            done
+        });
+        warm.push(ms);
+        failed += usize::from(!ok);
     }
     let digest = md5_hex(md5::Md5::digest(big));
-    let t = Instant::now();
-    loop {
-        let mut c = login_from(addr, 2, USER).expect("honest login");
-        match c.put_begin("big-honest.bin", big.len() as u64) {
-            Ok(0) => {
-                c.write_body(big).expect("body");
-                c.put_end(&digest).expect("put end");
-                break;
-            }
-            Ok(n) => panic!("a fresh upload resumed at {n}"),
-            Err(e) if e.code() == Some(netdisk::error::ErrorCode::Busy) => {}
-            Err(e) => panic!("honest put: {e}"),
-        }
-    }
-    let put_rate = big.len() as f64 / t.elapsed().as_secs_f64();
+    let (put_ms, put_ok) = timed(|| {
+        let mut c = login_from(addr, 2, USER)?;
+        let offset = c.put_begin("big-honest.bin", big.len() as u64).ok()?;
+        c.write_body(&big[offset as usize..]).ok()?;
+        c.put_end(&digest).ok().map(drop)
+    });
     let mut down = vec![0u8; big.len()];
-    let t = Instant::now();
-    loop {
-        let mut c = login_from(addr, 2, USER).expect("honest login");
-        match c.get_begin("big-honest.bin", 0) {
-            Ok(_) => {
-                c.read_body_exact(&mut down).expect("body");
-                break;
-            }
-            Err(e) if e.code() == Some(netdisk::error::ErrorCode::Busy) => {}
-            Err(e) => panic!("honest get: {e}"),
+    let (get_ms, get_ok) = timed(|| {
+        let mut c = login_from(addr, 2, USER)?;
+        c.get_begin("big-honest.bin", 0).ok()?;
+        c.read_body_exact(&mut down).ok()
+    });
+    assert!(!get_ok || down == big, "the honest download differs");
+    let rate = |ms: f64, ok: bool| {
+        if ok {
+            big.len() as f64 / (ms / 1000.0)
+        } else {
+            0.0
         }
-    }
-    let get_rate = big.len() as f64 / t.elapsed().as_secs_f64();
-    assert!(down == big, "the honest download differs");
+    };
     Honest {
         fresh,
         warm,
-        put_rate,
-        get_rate,
+        put_rate: rate(put_ms, put_ok),
+        get_rate: rate(get_ms, get_ok),
+        failed: failed + usize::from(!put_ok) + usize::from(!get_ok),
     }
 }
 
@@ -238,9 +259,10 @@ pub fn attacks(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
         rows.push(
             Row::memory(&format!("honest client, {what}"), peak).note(format!(
                 "login+ls+get p50 {f50:.1} ms p99 {f99:.1} ms; ls+get p50 {w50:.1} ms \
-                 p99 {w99:.1} ms; 64 MiB put {:.0} MB/s, get {:.0} MB/s{}",
+                 p99 {w99:.1} ms; 64 MiB put {:.0} MB/s, get {:.0} MB/s; {} steps failed{}",
                 h.put_rate / 1e6,
                 h.get_rate / 1e6,
+                h.failed,
                 if bodies > 0 {
                     format!("; {bodies} attacking bodies begun")
                 } else {
