@@ -5,7 +5,7 @@
 //! to `target/bench.json`. Every transferred file's MD5 is checked: a fast
 //! wrong answer is a failure.
 //!
-//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --load | --attack]
+//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --tree | --load | --attack]
 //! [--delay-ms N]` (after `cargo build --release`); `--quick` shrinks
 //! every size to finish in well under a minute; the latency rows run
 //! through a proxy on loopback that delays every byte by N ms each way
@@ -16,7 +16,9 @@
 //! server's memory while 32 clients list a folder of 45,000 files with
 //! 255-byte names at once; `--load`, only the connection-load run: a fresh
 //! client's latency while 10,000 idle, logged-in connections (half TLS,
-//! from 127.0.0.2–41) wait on a server with 8 workers; `--attack`, only
+//! from 127.0.0.2–41) wait on a server with 8 workers; `--tree`, only
+//! `put -r`/`get -r` of 10,000 files in 100 folders beside 1,000 in one;
+//! `--attack`, only
 //! the attack run (benches/attack.rs): an honest client's latency and big
 //! transfers beside an attacker holding bodies open. Everything lives in a temporary folder under
 //! `$TMPDIR`: `TMPDIR=/dev/shm` takes the disk out of the measurement.
@@ -87,6 +89,15 @@ fn main() -> ExitCode {
             .expect("temp dir");
         let (rows, targets) = load::connection_load(&binary(), work.path(), idle_count, 200);
         print_table(&rows, quick);
+        return print_targets(&targets);
+    }
+    if std::env::args().any(|a| a == "--tree") {
+        let work = tempfile::Builder::new()
+            .prefix("netdisk-bench")
+            .tempdir()
+            .expect("temp dir");
+        let (rows, targets) = tree::tree_transfer(&binary(), work.path());
+        print_table(&rows, false);
         return print_targets(&targets);
     }
     if std::env::args().any(|a| a == "--attack") {
@@ -352,7 +363,10 @@ fn main() -> ExitCode {
 
     let (listing_rows, listing_targets) = listing_memory(&bin, work.path());
     rows.extend(listing_rows);
-    let (tree_rows, tree_targets) = tree::tree_listing(&bin, work.path());
+    let (mut tree_rows, mut tree_targets) = tree::tree_listing(&bin, work.path());
+    let (moved_rows, moved_targets) = tree::tree_transfer(&bin, work.path());
+    tree_rows.extend(moved_rows);
+    tree_targets.extend(moved_targets);
     rows.extend(tree_rows);
     let (load_rows, load_targets) = load::connection_load(&bin, work.path(), idle_count, 200);
     rows.extend(load_rows);

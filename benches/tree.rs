@@ -148,3 +148,123 @@ pub fn tree_listing(bin: &Path, work: &Path) -> (Vec<Row>, Vec<Target>) {
     ];
     (rows, targets)
 }
+
+/// Folders of the tree that goes up and down whole...
+const TREE_FOLDERS: usize = 100;
+/// ...files in each (10,000 in all)...
+const TREE_PER_FOLDER: usize = 100;
+/// ...of this size; beside a flat folder of this many.
+const TREE_FILE: usize = 4096;
+const FLAT_FILES: usize = 1000;
+
+/// `put -r` and `get -r` of 10,000 files of 4 KiB in 100 folders, beside
+/// `put` and `get` of 1,000 such files in one folder on the same server
+/// in the same run, and beside `rsync -r` of the same tree when rsync is
+/// installed. Target: the tree moves at 0.9× the flat rate or better.
+pub fn tree_transfer(bin: &Path, work: &Path) -> (Vec<Row>, Vec<Target>) {
+    let server = BenchServer::start(bin, &work.join("tree-transfer-data"));
+    let mut c = Client::connect(&server.addr).expect("connect");
+    c.register(USER, &Password::new(PASSWORD))
+        .expect("register");
+    let src = work.join("tree-src");
+    let tree = src.join("tree");
+    let flat = src.join("flat");
+    let mut n = 0u64;
+    let mut content = || {
+        n += 1;
+        let mut data = vec![0u8; TREE_FILE];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (n as usize * 131 + i * 7) as u8;
+        }
+        data
+    };
+    for d in 0..TREE_FOLDERS {
+        let dir = tree.join(format!("d{d:03}"));
+        fs::create_dir_all(&dir).unwrap();
+        for f in 0..TREE_PER_FOLDER {
+            fs::write(dir.join(format!("f{f:03}")), content()).unwrap();
+        }
+    }
+    fs::create_dir_all(&flat).unwrap();
+    let mut flat_args = vec!["put".to_string()];
+    for f in 0..FLAT_FILES {
+        let path = flat.join(format!("f{f:04}"));
+        fs::write(&path, content()).unwrap();
+        flat_args.push(path.display().to_string());
+    }
+    let count = TREE_FOLDERS * TREE_PER_FOLDER;
+    let back = work.join("tree-back");
+    fs::create_dir_all(&back).unwrap();
+
+    let (flat_put, _) = server.client_owned(bin, &flat_args);
+    let mut get_args = vec!["get".to_string()];
+    get_args.extend((0..FLAT_FILES).map(|f| format!("f{f:04}")));
+    get_args.extend(["-o".into(), back.join("flat").display().to_string()]);
+    let (flat_get, _) = server.client_owned(bin, &get_args);
+    let tree_str = tree.display().to_string();
+    let (tree_put, _) = server.client(bin, &["put", "-r", &tree_str, "--as", "tree"]);
+    let back_str = back.join("tree-get").display().to_string();
+    let (tree_get, _) = server.client(bin, &["get", "-r", "tree", "-o", &back_str]);
+    // Every file came back whole.
+    let mut checked = 0;
+    for d in 0..TREE_FOLDERS {
+        for f in 0..TREE_PER_FOLDER {
+            let rel = format!("d{d:03}/f{f:03}");
+            let a = fs::read(tree.join(&rel)).unwrap();
+            let b = fs::read(back.join("tree-get/tree").join(&rel))
+                .unwrap_or_else(|e| panic!("{rel} did not come back: {e}"));
+            assert!(a == b, "{rel} came back different");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, count);
+
+    let flat_rate = (FLAT_FILES as f64 / flat_put, FLAT_FILES as f64 / flat_get);
+    let tree_rate = (count as f64 / tree_put, count as f64 / tree_get);
+    let mut rows = vec![
+        Row::files("put, one folder", FLAT_FILES, TREE_FILE, flat_put),
+        Row::files("get, one folder", FLAT_FILES, TREE_FILE, flat_get),
+        Row::files("put -r, 100 folders", count, TREE_FILE, tree_put).note(format!(
+            "{:.2}x the one-folder rate",
+            tree_rate.0 / flat_rate.0
+        )),
+        Row::files("get -r, 100 folders", count, TREE_FILE, tree_get).note(format!(
+            "{:.2}x the one-folder rate",
+            tree_rate.1 / flat_rate.1
+        )),
+    ];
+    if let Some(rsync) = super::Rsync::start(&work.join("rsync-tree"), std::time::Duration::ZERO) {
+        let url = format!("rsync://{}/bench/tree/", rsync.direct);
+        let put = rsync.run(&format!("{tree_str}/"), &url);
+        let get = rsync.run(&url, &format!("{}/", back.join("rsync").display()));
+        rows.push(Row::files(
+            "rsync -r up, 100 folders",
+            count,
+            TREE_FILE,
+            put,
+        ));
+        rows.push(Row::files(
+            "rsync -r down, 100 folders",
+            count,
+            TREE_FILE,
+            get,
+        ));
+    } else {
+        println!("rsync is not installed: its tree rows are skipped");
+    }
+    let targets = vec![
+        Target::at_least(
+            "put -r tree / one-folder files/s",
+            tree_rate.0 / flat_rate.0,
+            0.9,
+        ),
+        Target::at_least(
+            "get -r tree / one-folder files/s",
+            tree_rate.1 / flat_rate.1,
+            0.9,
+        ),
+    ];
+    fs::remove_dir_all(&src).ok();
+    fs::remove_dir_all(&back).ok();
+    (rows, targets)
+}
