@@ -8,6 +8,7 @@ mod abuse;
 mod admin;
 mod browser;
 mod cli;
+mod cli_folders;
 mod cli_transfer;
 mod concurrency;
 mod exit_codes;
