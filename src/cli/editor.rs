@@ -393,6 +393,38 @@ mod tests {
     }
 
     #[test]
+    fn remote_paths_complete_folder_by_folder() {
+        let lister: Lister = Box::new(|dir: &str| {
+            let entry = |name: &str, folder| Entry {
+                name: name.into(),
+                folder,
+            };
+            match dir {
+                "" => vec![entry("报告", true), entry("报表.txt", false)],
+                "报告/" => vec![entry("2024", true), entry("my file.txt", false)],
+                _ => Vec::new(),
+            }
+        });
+        let helper = Helper {
+            commands: Vec::new(),
+            lister,
+            files: FilenameCompleter::new(),
+        };
+        let done = |line: &str, folders_only| -> Vec<String> {
+            let found = helper.remote(&current_word(line), folders_only);
+            found.into_iter().map(|p| p.replacement).collect()
+        };
+        assert_eq!(done("get 报", false), ["报告/", "报表.txt"]);
+        assert_eq!(done("cd 报", true), ["报告/"]);
+        assert_eq!(
+            done("get 报告/", false),
+            ["报告/2024/", "报告/my\\ file.txt"]
+        );
+        assert_eq!(done("get 报告/m", false), ["报告/my\\ file.txt"]);
+        assert!(done("get nowhere/x", false).is_empty());
+    }
+
+    #[test]
     fn completed_names_read_back_as_one_word() {
         for name in ["报告.txt", "my file.txt", "it's \"q\"", "back\\slash"] {
             let line = format!("get {}", escape(name));
