@@ -7,9 +7,12 @@
 //! at the prompt by mistake) is never stored; passwords asked for by
 //! `login` and `register` never pass through the editor at all.
 //!
-//! Remote names come from the latest listing, which the shell refreshes
-//! after every command that may change it ([`Input::set_names`]), so
-//! completing a name costs no round trip.
+//! Remote paths complete through folders: the word's folder part (`a/b/`
+//! of `a/b/c`, relative to the shell's current folder) is listed when Tab
+//! is pressed, by the shell's [`Lister`], which keeps what it listed until
+//! the next command; folders complete with a trailing `/`, so the next Tab
+//! goes on inside. Local paths complete through local folders the same
+//! way.
 
 use std::borrow::Cow;
 use std::fs;
@@ -29,7 +32,8 @@ use rustyline::{CompletionType, Config, Context, Editor};
 use super::output::clean;
 use super::profile::base_dir;
 
-/// The prompt.
+/// The prompt where the editor cannot run (the shell's own shows its
+/// folder).
 pub const PROMPT: &str = "netdisk> ";
 /// Entries kept in the history file.
 const HISTORY_SIZE: usize = 1000;
@@ -47,8 +51,8 @@ pub enum Input {
 
 impl Input {
     /// The editor on a terminal (plain lines with a prompt if it cannot
-    /// start), else plain lines.
-    pub fn new(terminal: bool, commands: Vec<String>) -> Input {
+    /// start), else plain lines. Remote paths complete from `lister`.
+    pub fn new(terminal: bool, commands: Vec<String>, lister: Lister) -> Input {
         if !terminal {
             return Input::Plain { prompt: false };
         }
@@ -64,7 +68,7 @@ impl Input {
         };
         editor.set_helper(Some(Helper {
             commands,
-            names: Vec::new(),
+            lister,
             files: FilenameCompleter::new(),
         }));
         let history = history_path();
@@ -83,7 +87,7 @@ impl Input {
     ///
     /// # Errors
     /// If the input cannot be read.
-    pub fn read(&mut self) -> anyhow::Result<Option<String>> {
+    pub fn read(&mut self, prompt_text: &str) -> anyhow::Result<Option<String>> {
         match self {
             Input::Plain { prompt } => {
                 if *prompt {
@@ -97,7 +101,7 @@ impl Input {
                 }
                 Ok(Some(line))
             }
-            Input::Editor { editor, .. } => match editor.readline(PROMPT) {
+            Input::Editor { editor, .. } => match editor.readline(prompt_text) {
                 Ok(line) => Ok(Some(line)),
                 Err(ReadlineError::Interrupted) => Ok(Some(String::new())),
                 Err(ReadlineError::Eof) => Ok(None),
@@ -128,20 +132,6 @@ impl Input {
             }
         }
     }
-
-    /// The remote names Tab completes, from the latest listing.
-    pub fn set_names(&mut self, names: Vec<String>) {
-        if let Input::Editor { editor, .. } = self {
-            if let Some(h) = editor.helper_mut() {
-                h.names = names;
-            }
-        }
-    }
-
-    /// Whether this is the line editor (which wants fresh listings).
-    pub fn is_editor(&self) -> bool {
-        matches!(self, Input::Editor { .. })
-    }
 }
 
 /// `$XDG_STATE_HOME/netdisk/history`, else under `~/.local/state`.
@@ -157,12 +147,23 @@ fn keep_in_history(line: &str, secrets: &[&str]) -> bool {
         && !secrets.iter().any(|s| !s.is_empty() && line.contains(s))
 }
 
+/// One entry of a remote folder, for completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub folder: bool,
+}
+
+/// Lists a remote folder for completion: the folder part of the word as
+/// typed (`""` for the current folder, `a/b/`, `/`, `../`); nothing if it
+/// cannot.
+pub type Lister = Box<dyn Fn(&str) -> Vec<Entry>>;
+
 /// Completion for the line editor.
 pub struct Helper {
     /// Command names and aliases.
     commands: Vec<String>,
-    /// Remote file names.
-    names: Vec<String>,
+    lister: Lister,
     files: FilenameCompleter,
 }
 
@@ -170,7 +171,8 @@ pub struct Helper {
 #[derive(Debug, PartialEq, Eq)]
 enum Source {
     Commands,
-    Remote,
+    /// Remote paths; folders only if `true`.
+    Remote(bool),
     Local,
     Nothing,
 }
@@ -200,10 +202,35 @@ impl Completer for Helper {
         };
         match source(&word) {
             Source::Commands => Ok((word.start, from(&self.commands))),
-            Source::Remote => Ok((word.start, from(&self.names))),
+            Source::Remote(folders_only) => Ok((word.start, self.remote(&word, folders_only))),
             Source::Local => self.files.complete_path(line, pos),
             Source::Nothing => Ok((pos, Vec::new())),
         }
+    }
+}
+
+impl Helper {
+    /// The remote paths that complete `word`: the entries of its folder
+    /// part that start with the rest.
+    fn remote(&self, word: &Word, folders_only: bool) -> Vec<Pair> {
+        let (dir, partial) = match word.prefix.rfind('/') {
+            Some(i) => word.prefix.split_at(i + 1),
+            None => ("", word.prefix.as_str()),
+        };
+        let mut found: Vec<Pair> = (self.lister)(dir)
+            .into_iter()
+            .filter(|e| e.name.starts_with(partial) && (e.folder || !folders_only))
+            .map(|e| {
+                let slash = if e.folder { "/" } else { "" };
+                Pair {
+                    display: format!("{}{slash}", clean(&e.name)),
+                    replacement: escape(&format!("{dir}{}{slash}", e.name)).into_owned(),
+                }
+            })
+            .collect();
+        found.sort_by(|a, b| a.replacement.cmp(&b.replacement));
+        found.dedup_by(|a, b| a.replacement == b.replacement);
+        found
     }
 }
 
@@ -280,9 +307,10 @@ fn source(word: &Word) -> Source {
     let previous = word.before.last().map_or("", String::as_str);
     match (command.as_str(), previous) {
         (_, "-o" | "--output") => Source::Local,
-        ("put", "--as") => Source::Remote,
+        ("put", "--as") => Source::Remote(false),
         ("put" | "lls" | "lcd", _) => Source::Local,
-        ("get" | "rm" | "mv", _) => Source::Remote,
+        ("get" | "rm" | "mv" | "ls" | "discard", _) => Source::Remote(false),
+        ("cd" | "mkdir", _) => Source::Remote(true),
         ("help", _) if word.before.len() == 1 => Source::Commands,
         _ => Source::Nothing,
     }
@@ -349,16 +377,51 @@ mod tests {
     fn each_argument_completes_from_its_own_list() {
         let src = |line: &str| source(&current_word(line));
         assert_eq!(src("wh"), Source::Commands);
-        assert_eq!(src("get 报"), Source::Remote);
-        assert_eq!(src("rm a"), Source::Remote);
-        assert_eq!(src("mv a b"), Source::Remote);
+        assert_eq!(src("get 报"), Source::Remote(false));
+        assert_eq!(src("rm a"), Source::Remote(false));
+        assert_eq!(src("mv a b"), Source::Remote(false));
+        assert_eq!(src("ls a/"), Source::Remote(false));
+        assert_eq!(src("cd a/b"), Source::Remote(true));
         assert_eq!(src("put ./x"), Source::Local);
-        assert_eq!(src("put x --as y"), Source::Remote);
+        assert_eq!(src("put -r dir/su"), Source::Local);
+        assert_eq!(src("put x --as y"), Source::Remote(false));
         assert_eq!(src("get x -o d"), Source::Local);
         assert_eq!(src("lcd /t"), Source::Local);
         assert_eq!(src("help g"), Source::Commands);
         assert_eq!(src("get --re"), Source::Nothing);
         assert_eq!(src("whoami x"), Source::Nothing);
+    }
+
+    #[test]
+    fn remote_paths_complete_folder_by_folder() {
+        let lister: Lister = Box::new(|dir: &str| {
+            let entry = |name: &str, folder| Entry {
+                name: name.into(),
+                folder,
+            };
+            match dir {
+                "" => vec![entry("报告", true), entry("报表.txt", false)],
+                "报告/" => vec![entry("2024", true), entry("my file.txt", false)],
+                _ => Vec::new(),
+            }
+        });
+        let helper = Helper {
+            commands: Vec::new(),
+            lister,
+            files: FilenameCompleter::new(),
+        };
+        let done = |line: &str, folders_only| -> Vec<String> {
+            let found = helper.remote(&current_word(line), folders_only);
+            found.into_iter().map(|p| p.replacement).collect()
+        };
+        assert_eq!(done("get 报", false), ["报告/", "报表.txt"]);
+        assert_eq!(done("cd 报", true), ["报告/"]);
+        assert_eq!(
+            done("get 报告/", false),
+            ["报告/2024/", "报告/my\\ file.txt"]
+        );
+        assert_eq!(done("get 报告/m", false), ["报告/my\\ file.txt"]);
+        assert!(done("get nowhere/x", false).is_empty());
     }
 
     #[test]

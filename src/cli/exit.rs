@@ -94,6 +94,17 @@ pub fn code(e: &anyhow::Error) -> Exit {
     Exit::Failure
 }
 
+/// The server's error code in `e`'s chain, if the server refused.
+pub fn refusal(e: &anyhow::Error) -> Option<ErrorCode> {
+    e.chain().find_map(|cause| {
+        let client = cause
+            .downcast_ref::<Plain>()
+            .map(|p| &p.0)
+            .or_else(|| cause.downcast_ref::<ClientError>())?;
+        client.code()
+    })
+}
+
 /// The exit code for a client error.
 pub fn client_code(e: &ClientError) -> Exit {
     match e {

@@ -9,8 +9,12 @@
 //!   trust on first use, and retries while it is busy;
 //! - `pipeline`, `runner`: small files pipelined on one connection, large
 //!   ones resumable over several;
+//! - `paths`: remote paths as typed (relative to the shell's folder, `.`
+//!   and `..`) into the protocol's; `files`: `ls`, `mkdir`, `rm`, `mv`,
+//!   `discard`, `cd`, `pwd`;
 //! - `transfer`, `upload`, `download`: `put` and `get`, resumable and
-//!   MD5-checked, several files in parallel;
+//!   MD5-checked, several files in parallel; `folder`: whole folders
+//!   (`put -r`, `get -r`);
 //! - `progress`: progress bars on stderr, `overall` the line under several;
 //!   `prompt`: questions on a terminal;
 //! - `output`: tables, sizes, times, plain-word errors, cleaning of names;
@@ -24,9 +28,12 @@ mod cancel;
 mod download;
 mod editor;
 pub mod exit;
+mod files;
+mod folder;
 mod local;
 mod output;
 mod overall;
+mod paths;
 mod pipeline;
 mod profile;
 mod progress;
@@ -161,29 +168,58 @@ pub enum Action {
     /// Create an account (asks for the password twice on a terminal).
     #[command(after_help = "Example:\n  NETDISK_PASSWORD=s3cret-pw netdisk register alice")]
     Register(AccountArgs),
-    /// List your files: size, time modified (UTC) and name.
-    #[command(after_help = "Examples:\n  netdisk ls\n  netdisk ls --json")]
+    /// List a folder: its folders (ending in /), then its files.
+    #[command(after_help = "\
+Paths on the server are folders and names joined by /, like 报告/2024/q1.pdf;
+without PATH, the top folder (in the shell: the current folder).
+
+Examples:
+  netdisk ls
+  netdisk ls photos/2024
+  netdisk ls -r --json")]
     Ls(LsArgs),
-    /// Upload files, replacing files of the same name.
+    /// Make a folder on the server, and any missing parents.
+    #[command(after_help = "Example:\n  netdisk mkdir 报告/2024")]
+    Mkdir(MkdirArgs),
+    /// Upload files, or whole folders with -r, replacing files of the same
+    /// path.
     #[command(after_help = "\
 An interrupted upload continues where it stopped the next time the same
-file is put.
+file is put. With -r, each folder goes up whole, empty folders too; run
+again, it skips the files the server already holds with the same MD5.
 
 Examples:
   netdisk put report.pdf
-  netdisk put notes.txt --as 2024-notes.txt
-  netdisk put *.jpg -j 8")]
+  netdisk put notes.txt --as 2024/notes.txt
+  netdisk put *.jpg --as photos -j 8
+  netdisk put -r Camera --as photos/2024")]
     Put(PutArgs),
-    /// Download files and check their MD5.
-    #[command(
-        after_help = "Examples:\n  netdisk get report.pdf\n  netdisk get report.pdf -o ~/Desktop/r.pdf\n  netdisk get a.jpg b.jpg -o photos/\n  netdisk get big.iso --resume"
-    )]
+    /// Download files, or whole folders with -r, and check their MD5.
+    #[command(after_help = "\
+With -r, the folder is made again under -o DIR with all it holds; an
+interrupted download continues, and a file already there with the same MD5
+is skipped.
+
+Examples:
+  netdisk get report.pdf
+  netdisk get 2024/report.pdf -o ~/Desktop/r.pdf
+  netdisk get a.jpg photos/b.jpg -o photos/
+  netdisk get big.iso --resume
+  netdisk get -r photos/2024 -o ~/Pictures")]
     Get(GetArgs),
-    /// Delete a file.
-    #[command(after_help = "Example:\n  netdisk rm old-report.pdf")]
+    /// Delete files, or folders (a full one only with -r).
+    #[command(
+        after_help = "Examples:\n  netdisk rm old-report.pdf draft.txt\n  netdisk rm -r photos/2019"
+    )]
     Rm(RmArgs),
-    /// Rename a file; fails if the new name is taken.
-    #[command(after_help = "Example:\n  netdisk mv draft.txt final.txt")]
+    /// Move or rename a file or folder; into TO if TO is a folder.
+    #[command(after_help = "\
+Fails if TO is taken by a file. A folder moves with all it holds.
+
+Examples:
+  netdisk mv draft.txt final.txt
+  netdisk mv final.txt 报告/2024/
+  netdisk mv photos/2024 archive/photos-2024")]
     Mv(MvArgs),
     /// Drop an unfinished upload, and the space it holds.
     #[command(after_help = "\
@@ -203,17 +239,20 @@ Example:
 }
 
 const SHELL_HELP: &str = "\
-Commands: register, login, ls, put, get, rm, mv, discard, whoami, ping, lls,
-lcd, lpwd, help, quit. They take the same options as the one-shot commands.
-Lines are split into words like a shell does: quote names with spaces
+Commands: register, login, ls, mkdir, put, get, rm, mv, discard, whoami,
+ping, cd, pwd, lls, lcd, lpwd, help, quit. They take the same options as the
+one-shot commands. Paths on the server are relative to the current folder
+(cd, pwd; the prompt shows it) unless they start with /; .. is the folder
+above. Lines are split into words like a shell does: quote names with spaces
 (\"my file.txt\"). On a terminal: line editing, history (kept in
-$XDG_STATE_HOME/netdisk/history), Tab completes commands and file names,
-Ctrl-C cancels a transfer (kept for a later resume) or clears the line,
-Ctrl-D ends. Reads commands from stdin, so it can be scripted; then it
-exits with an error if any command failed.
+$XDG_STATE_HOME/netdisk/history), Tab completes commands, paths on the
+server through their folders, and local paths; Ctrl-C cancels a transfer
+(kept for a later resume) or clears the line, Ctrl-D ends. Reads commands
+from stdin, so it can be scripted; then it exits with an error if any
+command failed.
 
 Example:
-  printf 'put a.txt\\nls\\n' | netdisk shell --user alice";
+  printf 'mkdir docs\\ncd docs\\nput a.txt\\nls\\n' | netdisk shell --user alice";
 
 const LOGIN_HELP: &str = "\
 Asks for what --server, --user, NETDISK_SERVER, NETDISK_USER and the
@@ -235,20 +274,40 @@ pub struct AccountArgs {
 /// `ls`.
 #[derive(Args, Debug)]
 pub struct LsArgs {
-    /// Print JSON for scripts: [{name, size, mtime, md5}].
+    /// The folder to list (default: the top one, or the shell's current).
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
+    /// Everything under the folder, names as paths below it.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Print JSON for scripts: {folders: [{name, mtime}], files: [{name,
+    /// size, mtime, md5}]}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `mkdir`.
+#[derive(Args, Debug)]
+pub struct MkdirArgs {
+    /// The folder to make, like a/b/c.
+    #[arg(value_name = "PATH")]
+    pub path: String,
 }
 
 /// `put`.
 #[derive(Args, Debug)]
 pub struct PutArgs {
-    /// Local files to upload.
+    /// Local files to upload (with -r: folders too).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Name on the server (one FILE only); default: the file's own name.
-    #[arg(long = "as", value_name = "NAME")]
+    /// Path on the server: for one FILE (or folder) its new path, like
+    /// a/b.txt; for several, the folder they go into. Default: their own
+    /// names, in the top (or the shell's current) folder.
+    #[arg(long = "as", value_name = "PATH")]
     pub as_name: Option<String>,
+    /// Upload folders whole: every file and folder under them.
+    #[arg(short, long)]
+    pub recursive: bool,
     /// How many files go up at once, each over its own connection.
     #[arg(short, long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -258,12 +317,12 @@ pub struct PutArgs {
 /// `get`.
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// Files to download.
-    #[arg(required = true, value_name = "NAME")]
+    /// Files to download (with -r: a folder).
+    #[arg(required = true, value_name = "PATH")]
     pub names: Vec<String>,
-    /// Where to save: a file (or an existing folder) for one NAME, a folder
-    /// for several. Default: the current folder.
-    #[arg(short, long, value_name = "PATH")]
+    /// Where to save: a file (or an existing folder) for one PATH, a folder
+    /// for several or with -r. Default: the current folder.
+    #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// If the local file exists, continue it from its length.
     #[arg(long, conflicts_with = "overwrite")]
@@ -271,6 +330,9 @@ pub struct GetArgs {
     /// If the local file exists, download it whole and replace it.
     #[arg(long)]
     pub overwrite: bool,
+    /// Download folders whole, made again under the -o folder.
+    #[arg(short, long)]
+    pub recursive: bool,
     /// How many files come down at once, each over its own connection.
     #[arg(short, long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -288,23 +350,28 @@ pub struct PingArgs {
 /// `rm`.
 #[derive(Args, Debug)]
 pub struct RmArgs {
-    /// The file to delete.
-    pub name: String,
+    /// The files or folders to delete.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Delete folders with all they hold.
+    #[arg(short, long)]
+    pub recursive: bool,
 }
 
 /// `discard`.
 #[derive(Args, Debug)]
 pub struct DiscardArgs {
-    /// The name the unfinished upload was going to have on the server.
+    /// The path the unfinished upload was going to have on the server.
+    #[arg(value_name = "PATH")]
     pub name: String,
 }
 
 /// `mv`.
 #[derive(Args, Debug)]
 pub struct MvArgs {
-    /// The file's current name.
+    /// The file's or folder's path.
     pub from: String,
-    /// Its new name.
+    /// Its new path, or a folder to move it into.
     pub to: String,
 }
 
@@ -319,7 +386,7 @@ pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
     let global = &profile::resolve(global, profile::load()?);
     let mut remote = Remote::new(profile::server(global), global.security()?, global.quiet);
     let action = match cmd {
-        Command::Shell => return shell::run(&mut remote, global),
+        Command::Shell => return shell::run(remote, global),
         Command::Login => unreachable!("handled above"),
         Command::Action(action) => action,
     };
@@ -349,44 +416,13 @@ pub(crate) fn execute(remote: &mut Remote, global: &Global, action: &Action) -> 
                 .with_context(|| format!("cannot register {}", clean(&account.user)))?;
             confirm(remote, &format!("registered {}", clean(&account.user)))
         }
-        Action::Ls(a) => {
-            let files = remote.call(|c| c.ls())?;
-            let text = if a.json {
-                output::ls_json(&files)
-            } else {
-                output::ls_table(&files)
-            };
-            print(&text)
-        }
+        Action::Ls(a) => files::ls(remote, a),
+        Action::Mkdir(a) => files::mkdir(remote, a),
         Action::Put(a) => transfer::put(remote, a),
         Action::Get(a) => transfer::get(remote, a),
-        Action::Rm(a) => {
-            let context = || format!("cannot remove {}", clean(&a.name));
-            check_name(&a.name).with_context(context)?;
-            remote.call(|c| c.delete(&a.name)).with_context(context)?;
-            confirm(remote, &format!("removed {}", clean(&a.name)))
-        }
-        Action::Discard(a) => {
-            let context = || format!("cannot discard the upload of {}", clean(&a.name));
-            check_name(&a.name).with_context(context)?;
-            remote.call(|c| c.discard(&a.name)).with_context(context)?;
-            confirm(
-                remote,
-                &format!("discarded the upload of {}", clean(&a.name)),
-            )
-        }
-        Action::Mv(a) => {
-            let context = || format!("cannot rename {} to {}", clean(&a.from), clean(&a.to));
-            check_name(&a.from).with_context(context)?;
-            check_name(&a.to).with_context(context)?;
-            remote
-                .call(|c| c.rename(&a.from, &a.to))
-                .with_context(context)?;
-            confirm(
-                remote,
-                &format!("renamed {} to {}", clean(&a.from), clean(&a.to)),
-            )
-        }
+        Action::Rm(a) => files::rm(remote, a),
+        Action::Discard(a) => files::discard(remote, a),
+        Action::Mv(a) => files::mv(remote, a),
         Action::Whoami => {
             let me = remote.call(|c| c.whoami())?;
             print(&output::whoami_text(&me))
@@ -423,11 +459,6 @@ fn user_name(arg: Option<&str>, global: &Global) -> anyhow::Result<String> {
             )
             .into()
         })
-}
-
-/// Checks a file name the user typed against PROTOCOL.md's rules.
-fn check_name(name: &str) -> anyhow::Result<()> {
-    crate::names::check_file_name(name).map_err(|e| anyhow!("{e}"))
 }
 
 /// Writes `text` to stdout. A closed pipe (`netdisk ls | head`) comes back

@@ -10,6 +10,7 @@ use std::fmt;
 use std::io;
 
 use crate::client::ClientError;
+use crate::commands::ls::FolderInfo;
 use crate::commands::whoami;
 use crate::error::ErrorCode;
 use crate::protocol::FileInfo;
@@ -84,15 +85,25 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// The `ls` table. The name comes last so that wide characters (Chinese,
-/// emoji) cannot break the alignment of the other columns.
-pub fn ls_table(files: &[FileInfo]) -> String {
-    if files.is_empty() {
+/// The `ls` table: folders first (their names end in `/`, their size is
+/// `-`), then files. The name comes last so that wide characters
+/// (Chinese, emoji) cannot break the alignment of the other columns.
+pub fn ls_table(files: &[FileInfo], folders: &[FolderInfo]) -> String {
+    if files.is_empty() && folders.is_empty() {
         return "no files\n".to_string();
     }
     let sizes: Vec<String> = files.iter().map(|f| human_size(f.size)).collect();
     let width = sizes.iter().map(String::len).max().unwrap_or(0).max(4);
     let mut out = format!("{:>width$}  {:<16}  NAME\n", "SIZE", "MODIFIED (UTC)");
+    for d in folders {
+        let line = format!(
+            "{:>width$}  {}  {}/\n",
+            "-",
+            utc_time(d.mtime),
+            clean(&d.name)
+        );
+        out.push_str(&line);
+    }
     for (f, size) in files.iter().zip(&sizes) {
         let line = format!(
             "{size:>width$}  {}  {}\n",
@@ -102,19 +113,35 @@ pub fn ls_table(files: &[FileInfo]) -> String {
         out.push_str(&line);
     }
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let noun = if files.len() == 1 { "file" } else { "files" };
-    out.push_str(&format!("{} {noun}, {}\n", files.len(), human_size(total)));
+    let count =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if !folders.is_empty() {
+        out.push_str(&count(folders.len(), "folder", "folders"));
+        out.push_str(", ");
+    }
+    out.push_str(&format!(
+        "{}, {}\n",
+        count(files.len(), "file", "files"),
+        human_size(total)
+    ));
     out
 }
 
-/// `ls --json`: the server's listing as a JSON array, one object per file.
-/// Every control character (Unicode Cc) a name carries is written as
-/// `\uXXXX`: serde_json escapes only U+0000–U+001F and leaves DEL and the
-/// C1 controls (CSI is U+009B) raw, and a name from the server must not
-/// drive the terminal of someone who looks at the JSON (issue 3).
-pub fn ls_json(files: &[FileInfo]) -> String {
+/// `ls --json`: `{"folders": [{name, mtime}], "files": [{name, size,
+/// mtime, md5}]}`, as the server listed them. Every control character
+/// (Unicode Cc) a name carries is written as `\uXXXX`: serde_json escapes
+/// only U+0000–U+001F and leaves DEL and the C1 controls (CSI is U+009B)
+/// raw, and a name from the server must not drive the terminal of someone
+/// who looks at the JSON (issue 3).
+pub fn ls_json(files: &[FileInfo], folders: &[FolderInfo]) -> String {
+    #[derive(serde::Serialize)]
+    struct Listing<'a> {
+        folders: &'a [FolderInfo],
+        files: &'a [FileInfo],
+    }
     // Serialising plain structs of strings and integers cannot fail.
-    let json = serde_json::to_string_pretty(files).expect("file list serialises");
+    let json =
+        serde_json::to_string_pretty(&Listing { folders, files }).expect("file list serialises");
     // A raw control character in serde_json's output can only be inside a
     // string, except the layout's own newlines (a newline in a string is
     // already `\n`).
@@ -215,8 +242,8 @@ fn code_words(code: ErrorCode) -> &'static str {
              or contain '/', '\\' or control characters)"
         }
         ErrorCode::WeakPassword => "the password must be 8 to 1024 bytes long",
-        ErrorCode::NotFound => "no such file on the server",
-        ErrorCode::Exists => "a file with that name already exists on the server",
+        ErrorCode::NotFound => "no such file or folder on the server",
+        ErrorCode::Exists => "a file or folder of that name already exists on the server",
         ErrorCode::NotAFolder => "a part of that path is a file, not a folder",
         ErrorCode::IsAFolder => "that is a folder on the server, not a file",
         ErrorCode::NotEmpty => "the folder is not empty (use -r to delete all it holds)",
@@ -283,7 +310,11 @@ mod tests {
                 md5: None,
             })
             .collect();
-        let json = ls_json(&files);
+        let folders = [FolderInfo {
+            name: "dir\u{9b}x".into(),
+            mtime: 3,
+        }];
+        let json = ls_json(&files, &folders);
         let structure = |c: char| c == '\n' || c == ' ';
         assert!(
             !json.chars().any(|c| c.is_control() && !structure(c)),
@@ -295,9 +326,13 @@ mod tests {
             assert!(json.contains(esc), "{esc} missing from {json}");
         }
         // Still the pretty layout, and still the same names.
-        assert!(json.starts_with("[\n  {\n    \"name\": \"plain"), "{json}");
+        assert!(
+            json.starts_with("{\n  \"folders\": [\n    {\n      \"name\": \"dir"),
+            "{json}"
+        );
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let back: Vec<&str> = back
+        assert_eq!(back["folders"][0]["name"], "dir\u{9b}x");
+        let back: Vec<&str> = back["files"]
             .as_array()
             .unwrap()
             .iter()

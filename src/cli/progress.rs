@@ -85,7 +85,10 @@ impl Progress {
     /// A new bar for `name` (its total is set when known).
     pub fn bar(&self, name: &str) -> Bar {
         let Some(board) = &self.board else {
-            return Bar { inner: None };
+            return Bar {
+                inner: None,
+                share: None,
+            };
         };
         let index = board.add_line();
         let line = Line {
@@ -108,8 +111,18 @@ impl Progress {
                 total: 0,
                 done: 0,
                 start: Instant::now(),
-                overall: None,
             }),
+            share: None,
+        }
+    }
+
+    /// A bar with no line of its own: it only counts towards the overall
+    /// line, for transfers of whole folders (one line for thousands of
+    /// files).
+    pub fn hidden_bar(&self) -> Bar {
+        Bar {
+            inner: None,
+            share: None,
         }
     }
 
@@ -127,9 +140,13 @@ impl Progress {
     }
 }
 
-/// One file's bar; does nothing when bars are hidden.
+/// One file's bar; does nothing when bars are hidden. A bar made by
+/// [`Progress::hidden_bar`] has no line of its own and only counts
+/// towards the overall line.
 pub struct Bar {
     inner: Option<Inner>,
+    /// The overall line, and this file's share of it so far.
+    share: Option<Share>,
 }
 
 struct Inner {
@@ -139,25 +156,33 @@ struct Inner {
     done: u64,
     /// Since the count last started from 0, for the rate.
     start: Instant,
-    overall: Option<Arc<Overall>>,
+}
+
+struct Share {
+    overall: Arc<Overall>,
+    total: u64,
+    done: u64,
 }
 
 impl Bar {
     /// The bar, counting towards `progress`'s overall line (made after
     /// the bars, so that it sits under them).
     pub fn counting_towards(mut self, progress: &Progress) -> Bar {
-        if let Some(b) = &mut self.inner {
-            b.overall = progress.overall.clone();
-        }
+        self.share = progress.overall.clone().map(|overall| Share {
+            overall,
+            total: 0,
+            done: 0,
+        });
         self
     }
 
     /// Sets the number of bytes the transfer will move in all.
     pub fn set_total(&mut self, total: u64) {
+        if let Some(s) = &mut self.share {
+            s.overall.set_total(s.total, total);
+            s.total = total;
+        }
         if let Some(b) = &mut self.inner {
-            if let Some(o) = &b.overall {
-                o.set_total(b.total, total);
-            }
             b.total = total;
             b.pb.total = total;
         }
@@ -165,10 +190,11 @@ impl Bar {
 
     /// Sets how many bytes are done (a transfer that starts again sets 0).
     pub fn set(&mut self, done: u64) {
+        if let Some(s) = &mut self.share {
+            s.overall.set_done(s.done, done);
+            s.done = done;
+        }
         if let Some(b) = &mut self.inner {
-            if let Some(o) = &b.overall {
-                o.set_done(b.done, done);
-            }
             if done == 0 {
                 b.start = Instant::now();
             }
@@ -180,10 +206,11 @@ impl Bar {
 
     /// Counts `n` more bytes as done.
     pub fn add(&mut self, n: u64) {
+        if let Some(s) = &mut self.share {
+            s.overall.add(n);
+            s.done += n;
+        }
         if let Some(b) = &mut self.inner {
-            if let Some(o) = &b.overall {
-                o.add(n);
-            }
             b.done += n;
             b.label_counts();
             b.pb.add(n);
@@ -192,10 +219,10 @@ impl Bar {
 
     /// Draws the bar complete.
     pub fn finish(&mut self) {
+        if let Some(s) = &self.share {
+            s.overall.file_done();
+        }
         if let Some(b) = &mut self.inner {
-            if let Some(o) = &b.overall {
-                o.file_done();
-            }
             b.label_counts();
             b.pb.finish();
         }

@@ -41,6 +41,9 @@ pub struct Remote {
     security: Security,
     /// No progress bars or notes.
     pub quiet: bool,
+    /// The folder paths are relative to (the shell's `cd`); `""`, the
+    /// top folder, for one-shot commands.
+    pub cwd: String,
     /// Who new connections log in as; `None` until someone logs in.
     account: Option<Account>,
     client: Option<Client>,
@@ -53,6 +56,7 @@ impl Remote {
             addr: addr.to_string(),
             security,
             quiet,
+            cwd: String::new(),
             account: None,
             client: None,
         }

@@ -36,22 +36,39 @@ impl<J, T, F> Batch<J, T> for F where
 {
 }
 
+/// How a run shows its progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Bars {
+    /// A bar per file, and an overall line under several.
+    PerFile,
+    /// The overall line alone (a whole folder: thousands of files).
+    OverallOnly,
+}
+
 /// Runs every item: those marked `small` pipelined over the session's
 /// connection by `batch`, then the rest by `work`, one after another over
 /// that connection or on up to `parallel` connections at once. Results
 /// come back in the order of `items`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_all<J: Sync + Clone, T: Send>(
     remote: &mut Remote,
     items: &[J],
     name: impl Fn(&J) -> &str + Sync,
+    shown: Bars,
     parallel: u16,
     small: &[bool],
     mut batch: impl Batch<J, T>,
     work: impl Work<J, T>,
 ) -> anyhow::Result<Vec<anyhow::Result<T>>> {
     let mut progress = Progress::new(remote.quiet);
-    let bars: Vec<Bar> = items.iter().map(|i| progress.bar(name(i))).collect();
-    if items.len() > 1 {
+    let bars: Vec<Bar> = items
+        .iter()
+        .map(|i| match shown {
+            Bars::PerFile => progress.bar(name(i)),
+            Bars::OverallOnly => progress.hidden_bar(),
+        })
+        .collect();
+    if items.len() > 1 || shown == Bars::OverallOnly {
         progress.overall(items.len());
     }
     let mut bars: Vec<Option<Bar>> = bars

@@ -8,19 +8,30 @@
 //! end with an error if any command failed. Several files in one `put` or
 //! `get` still go in parallel, on extra connections.
 //!
+//! The session has a current folder on the server (`cd`, `pwd`, shown in
+//! the prompt); every remote path typed is relative to it unless it starts
+//! with `/` (see `paths`).
+//!
 //! On a terminal, lines come from the line editor (`editor`: history,
 //! completion), and Ctrl-C during a `put` or `get` cancels that transfer
-//! only (`cancel`), keeping what it moved for the next try.
+//! only (`cancel`), keeping what it moved for the next try. Completion
+//! lists remote folders over the session's own connection, between
+//! commands; what it listed is kept until the next command.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use anyhow::bail;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use super::cancel;
-use super::editor::{self, Input};
+use super::editor::{self, Entry, Input, Lister};
+use super::files;
 use super::output::clean;
+use super::paths;
 use super::prompt::PASSWORD_ENV;
 use super::remote::{Account, Remote};
 use super::{execute, local, print, prompt, user_name, AccountArgs, Action, Global};
@@ -67,6 +78,21 @@ enum ShellCommand {
     /// Print the local folder.
     #[command(after_help = "Example:\n  lpwd")]
     Lpwd,
+    /// Change the folder on the server that paths are relative to.
+    #[command(after_help = "\
+Without PATH, the top folder. .. is the folder above; a path starting with /
+starts at the top.
+
+Examples:
+  cd 报告/2024
+  cd ..")]
+    Cd {
+        /// The folder (default: the top one).
+        path: Option<String>,
+    },
+    /// Print the folder on the server that paths are relative to.
+    #[command(after_help = "Example:\n  pwd")]
+    Pwd,
     /// End the session.
     #[command(alias = "exit")]
     Quit,
@@ -84,7 +110,7 @@ enum Step {
 ///
 /// # Errors
 /// If stdin cannot be read, or (stdin not a terminal) if a command failed.
-pub fn run(remote: &mut Remote, global: &Global) -> anyhow::Result<()> {
+pub fn run(remote: Remote, global: &Global) -> anyhow::Result<()> {
     let tty = io::stdin().is_terminal();
     if tty {
         cancel::install()?;
@@ -95,50 +121,78 @@ pub fn run(remote: &mut Remote, global: &Global) -> anyhow::Result<()> {
             clean(&remote.addr)
         )?;
     }
-    let mut input = Input::new(tty, editor::command_names::<Line>());
+    let remote = Rc::new(RefCell::new(remote));
+    let listed: Listed = Rc::new(RefCell::new(HashMap::new()));
+    let lister = lister(Rc::clone(&remote), Rc::clone(&listed));
+    let mut input = Input::new(tty, editor::command_names::<Line>(), lister);
     let mut failed = 0;
     if global.user.is_some() {
-        match report(login(remote, global, None)) {
-            Step::Failed => failed += 1,
-            _ => refresh_names(remote, &mut input),
+        if let Step::Failed = report(login(&mut remote.borrow_mut(), global, None)) {
+            failed += 1;
         }
     }
-    while let Some(line) = input.read()? {
+    loop {
+        let prompt_text = format!("netdisk:{}> ", paths::absolute(&remote.borrow().cwd));
+        let Some(line) = input.read(&prompt_text)? else {
+            break;
+        };
         let env_password = std::env::var(PASSWORD_ENV).unwrap_or_default();
-        let secrets = [remote.password().unwrap_or(""), env_password.as_str()];
-        input.remember(&line, &secrets);
-        match step(remote, global, &line, tty) {
+        let step_done = {
+            let mut remote = remote.borrow_mut();
+            let secrets = [remote.password().unwrap_or(""), env_password.as_str()];
+            input.remember(&line, &secrets);
+            step(&mut remote, global, &line, tty)
+        };
+        // Any command may have changed what completion would list.
+        listed.borrow_mut().clear();
+        match step_done {
             Step::Done => {}
             Step::Failed => failed += 1,
             Step::Quit => break,
         }
-        if changes_listing(&line) {
-            refresh_names(remote, &mut input);
-        }
     }
-    remote.close();
+    remote.borrow_mut().close();
     if failed > 0 && !tty {
         bail!("{failed} shell command(s) failed");
     }
     Ok(())
 }
 
-/// Whether the command on `line` may change (or first show) the listing
-/// that Tab completes remote names from.
-fn changes_listing(line: &str) -> bool {
-    let first = split(line).ok().and_then(|w| w.into_iter().next());
-    matches!(first.as_deref(), Some("login" | "ls" | "put" | "rm" | "mv"))
-}
+/// Remote folders listed for completion since the last command, by path.
+type Listed = Rc<RefCell<HashMap<String, Vec<Entry>>>>;
 
-/// Fetches the listing for completion, on the line editor only (a
-/// scripted session needs none); a failure leaves the names as they were.
-fn refresh_names(remote: &mut Remote, input: &mut Input) {
-    if !input.is_editor() || remote.password().is_none() {
-        return;
-    }
-    if let Ok(files) = remote.call(|c| c.ls()) {
-        input.set_names(files.into_iter().map(|f| f.name).collect());
-    }
+/// What completion lists remote folders with: the session's connection,
+/// once per folder between two commands. Nothing while logged out, and
+/// nothing for a folder part that does not resolve or list.
+fn lister(remote: Rc<RefCell<Remote>>, listed: Listed) -> Lister {
+    Box::new(move |typed: &str| {
+        let Ok(mut remote) = remote.try_borrow_mut() else {
+            return Vec::new();
+        };
+        if remote.password().is_none() {
+            return Vec::new();
+        }
+        let Ok(path) = paths::resolve(&remote.cwd, typed) else {
+            return Vec::new();
+        };
+        if let Some(entries) = listed.borrow().get(&path) {
+            return entries.clone();
+        }
+        let Ok(answer) = remote.call(|c| c.list(&path, false)) else {
+            return Vec::new();
+        };
+        let folders = answer.folders.into_iter().map(|f| Entry {
+            name: f.name,
+            folder: true,
+        });
+        let files = answer.files.into_iter().map(|f| Entry {
+            name: f.name,
+            folder: false,
+        });
+        let entries: Vec<Entry> = folders.chain(files).collect();
+        listed.borrow_mut().insert(path, entries.clone());
+        entries
+    })
 }
 
 /// Runs one line; `cancellable`: Ctrl-C cancels a transfer.
@@ -167,6 +221,8 @@ fn step(remote: &mut Remote, global: &Global, line: &str, cancellable: bool) -> 
         ShellCommand::Lls { path } => report(local::lls(path.as_deref()).and_then(|t| print(&t))),
         ShellCommand::Lcd { dir } => report(local::lcd(dir.as_deref())),
         ShellCommand::Lpwd => report(local::lpwd().and_then(|t| print(&t))),
+        ShellCommand::Cd { path } => report(files::cd(remote, path.as_deref())),
+        ShellCommand::Pwd => report(print(&files::pwd(remote))),
         ShellCommand::Action(action) => {
             let transfer = matches!(action, Action::Put(_) | Action::Get(_));
             let _guard = (cancellable && transfer).then(cancel::Transfer::begin);
@@ -311,6 +367,14 @@ mod tests {
             "lls /tmp",
             "lcd",
             "lpwd",
+            "cd 报告/2024",
+            "cd",
+            "pwd",
+            "mkdir a/b",
+            "rm -r a b",
+            "ls -r a --json",
+            "put -r dir --as x/y",
+            "get -r x -o d",
             "quit",
             "exit",
         ] {

@@ -9,8 +9,10 @@
 //! are tried again by the resumable path. `runner` drives both. One
 //! progress bar per file.
 //!
-//! A `get` of several names lists the folder first, for the sizes; a
-//! `get` that continues a local file never goes pipelined.
+//! A `get` of several paths lists their folders first, for the sizes; a
+//! `get` that continues a local file never goes pipelined. A file is saved
+//! under its own name (the path's last part). Whole folders (`-r`) are
+//! planned in `folder` and run here too.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -19,37 +21,31 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail};
 
 use super::cancel;
-use super::download::{self, local_target, GetJob, Mode};
+use super::download::{self, local_target, Downloaded, GetJob, Mode};
 use super::exit::{self, Coded};
+use super::folder;
 use super::output::{clean, clean_path, human_size, io_words};
+use super::paths;
 use super::pipeline;
 use super::progress::Bar;
 use super::prompt::{self, Existing};
 use super::remote::Remote;
-use super::runner::run_all;
-use super::upload;
+use super::runner::{run_all, Bars};
+use super::upload::{self, PutJob, Uploaded};
 use super::{GetArgs, PutArgs};
 use crate::client::Client;
+use crate::error::ErrorCode;
 
-/// `put FILE... [--as NAME] [-j N]`.
+/// `put FILE... [--as PATH] [-r] [-j N]`.
 ///
 /// # Errors
 /// Bad arguments before anything is sent; otherwise the failed uploads.
 pub fn put(remote: &mut Remote, args: &PutArgs) -> anyhow::Result<()> {
-    let jobs = upload::plan(&args.files, args.as_name.as_deref())?;
-    let small: Vec<bool> = jobs
-        .iter()
-        .map(|j| std::fs::metadata(&j.path).is_ok_and(|m| pipeline::fits(m.len())))
-        .collect();
-    let results = run_all(
-        remote,
-        &jobs,
-        |j| &j.name,
-        args.jobs,
-        &small,
-        pipeline::put_all,
-        upload::upload,
-    )?;
+    if args.recursive {
+        return folder::put_tree(remote, args);
+    }
+    let jobs = upload::plan(&args.files, args.as_name.as_deref(), &remote.cwd)?;
+    let results = run_puts(remote, &jobs, Bars::PerFile, args.jobs)?;
     report(
         remote.quiet,
         &jobs,
@@ -65,44 +61,49 @@ pub fn put(remote: &mut Remote, args: &PutArgs) -> anyhow::Result<()> {
     )
 }
 
-/// `get NAME... [-o PATH] [--resume | --overwrite] [-j N]`.
+/// Uploads `jobs`: the small ones pipelined, the rest resumable on up to
+/// `parallel` connections.
+///
+/// # Errors
+/// Only if no transfer could start; each file has its own result.
+pub(super) fn run_puts(
+    remote: &mut Remote,
+    jobs: &[PutJob],
+    shown: Bars,
+    parallel: u16,
+) -> anyhow::Result<Vec<anyhow::Result<Uploaded>>> {
+    let small: Vec<bool> = jobs
+        .iter()
+        .map(|j| std::fs::metadata(&j.path).is_ok_and(|m| pipeline::fits(m.len())))
+        .collect();
+    run_all(
+        remote,
+        jobs,
+        |j| &j.name,
+        shown,
+        parallel,
+        &small,
+        pipeline::put_all,
+        upload::upload,
+    )
+}
+
+/// `get PATH... [-o PATH] [--resume | --overwrite] [-r] [-j N]`.
 ///
 /// # Errors
 /// Bad arguments or a local file in the way, before anything is
 /// downloaded; otherwise the failed downloads.
 pub fn get(remote: &mut Remote, args: &GetArgs) -> anyhow::Result<()> {
-    let jobs = plan_get(args)?;
+    if args.recursive {
+        return folder::get_tree(remote, args);
+    }
+    let jobs = plan_get(args, &remote.cwd)?;
     let sizes = listed_sizes(remote, &jobs)?;
-    let small: Vec<bool> = jobs
-        .iter()
-        .map(|j| {
-            let fresh = j.mode == Mode::ViaPart
-                && std::fs::metadata(download::part_path(&j.target)).map_or(true, |m| m.len() == 0);
-            sizes.as_ref().is_some_and(|s| {
-                // A name not listed is answered NOT_FOUND, also pipelined.
-                fresh && s.get(&j.name).is_none_or(|&size| pipeline::fits(size))
-            })
-        })
+    let results = run_gets(remote, &jobs, sizes.as_ref(), Bars::PerFile, args.jobs)?;
+    let results = results
+        .into_iter()
+        .map(|r| r.map_err(folder_hint))
         .collect();
-    let size_of = |j: &GetJob| {
-        sizes
-            .as_ref()
-            .and_then(|s| s.get(&j.name).copied())
-            .unwrap_or(0)
-    };
-    let pipelined = |c: &mut Client, jobs: &[&GetJob], bars: &mut [Bar]| {
-        let listed: Vec<u64> = jobs.iter().map(|j| size_of(j)).collect();
-        pipeline::get_all(c, jobs, &listed, bars)
-    };
-    let results = run_all(
-        remote,
-        &jobs,
-        |j| &j.name,
-        args.jobs,
-        &small,
-        pipelined,
-        download::download,
-    )?;
     report(
         remote.quiet,
         &jobs,
@@ -121,9 +122,59 @@ pub fn get(remote: &mut Remote, args: &GetArgs) -> anyhow::Result<()> {
     )
 }
 
-/// The listed sizes of the server's files, when several are to be
-/// downloaded (one `ls`); `None` for a single file, which gains nothing
-/// from a pipeline.
+/// A `get` of a folder says how to download one.
+fn folder_hint(e: anyhow::Error) -> anyhow::Error {
+    if exit::refusal(&e) == Some(ErrorCode::IsAFolder) {
+        let words = "that is a folder on the server; `get -r` downloads a folder whole";
+        return Coded::new(exit::code(&e), words).into();
+    }
+    e
+}
+
+/// Downloads `jobs`: fresh small ones (by the listed `sizes`, if known)
+/// pipelined, the rest resumable on up to `parallel` connections.
+///
+/// # Errors
+/// Only if no transfer could start; each file has its own result.
+pub(super) fn run_gets(
+    remote: &mut Remote,
+    jobs: &[GetJob],
+    sizes: Option<&HashMap<String, u64>>,
+    shown: Bars,
+    parallel: u16,
+) -> anyhow::Result<Vec<anyhow::Result<Downloaded>>> {
+    let small: Vec<bool> = jobs
+        .iter()
+        .map(|j| {
+            let fresh = j.mode == Mode::ViaPart
+                && std::fs::metadata(download::part_path(&j.target)).map_or(true, |m| m.len() == 0);
+            sizes.is_some_and(|s| {
+                // A name not listed is answered NOT_FOUND, also pipelined.
+                fresh && s.get(&j.name).is_none_or(|&size| pipeline::fits(size))
+            })
+        })
+        .collect();
+    let size_of = |j: &GetJob| sizes.and_then(|s| s.get(&j.name).copied()).unwrap_or(0);
+    let pipelined = |c: &mut Client, jobs: &[&GetJob], bars: &mut [Bar]| {
+        let listed: Vec<u64> = jobs.iter().map(|j| size_of(j)).collect();
+        pipeline::get_all(c, jobs, &listed, bars)
+    };
+    run_all(
+        remote,
+        jobs,
+        |j| &j.name,
+        shown,
+        parallel,
+        &small,
+        pipelined,
+        download::download,
+    )
+}
+
+/// The listed sizes of the files to download, when there are several (one
+/// `ls` per folder they are in); `None` for a single file, which gains
+/// nothing from a pipeline. A folder that cannot be listed lists nothing:
+/// its files then fail on their own.
 fn listed_sizes(
     remote: &mut Remote,
     jobs: &[GetJob],
@@ -131,18 +182,35 @@ fn listed_sizes(
     if jobs.len() < 2 {
         return Ok(None);
     }
-    let files = remote.call(Client::ls)?;
-    Ok(Some(files.into_iter().map(|f| (f.name, f.size)).collect()))
+    let mut folders: Vec<&str> = jobs.iter().map(|j| paths::parent(&j.name)).collect();
+    folders.sort_unstable();
+    folders.dedup();
+    let mut sizes = HashMap::new();
+    for folder in folders {
+        match remote.call(|c| c.list(folder, false)) {
+            Ok(answer) => sizes.extend(
+                answer
+                    .files
+                    .into_iter()
+                    .map(|f| (paths::join(folder, &f.name), f.size)),
+            ),
+            Err(e) if exit::refusal(&e).is_some() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(sizes))
 }
 
-/// The jobs of a `get`: a target for each name and what to do with a
-/// target that exists. Names the user cancels are left out.
-fn plan_get(args: &GetArgs) -> anyhow::Result<Vec<GetJob>> {
-    let names = &args.names;
-    for (i, n) in names.iter().enumerate() {
-        if names[..i].contains(n) {
-            bail!("{} is named twice", clean(n));
+/// The jobs of a `get`: a target for each path and what to do with a
+/// target that exists. Paths the user cancels are left out.
+fn plan_get(args: &GetArgs, cwd: &str) -> anyhow::Result<Vec<GetJob>> {
+    let mut names: Vec<String> = Vec::with_capacity(args.names.len());
+    for typed in &args.names {
+        let path = paths::resolve_entry(cwd, typed, "downloading")?;
+        if names.contains(&path) {
+            bail!("{} is named twice", paths::shown(&path));
         }
+        names.push(path);
     }
     let folder = match (&args.output, names.len()) {
         (Some(p), 1) if !p.is_dir() => None,
@@ -155,23 +223,28 @@ fn plan_get(args: &GetArgs) -> anyhow::Result<Vec<GetJob>> {
     }
     let mut jobs = Vec::with_capacity(names.len());
     for name in names {
+        let base = paths::base(&name);
+        if let Some(other) = jobs.iter().find(|j: &&GetJob| paths::base(&j.name) == base) {
+            bail!(
+                "{} and {} would both be saved as {}",
+                paths::shown(&other.name),
+                paths::shown(&name),
+                clean(base)
+            );
+        }
         let target = match (&folder, &args.output) {
-            (Some(dir), _) => local_target(dir, name)?,
+            (Some(dir), _) => local_target(dir, base)?,
             (None, Some(file)) => {
-                local_target(Path::new("."), name)?;
+                local_target(Path::new("."), base)?;
                 file.clone()
             }
             (None, None) => unreachable!("no -o means the current folder"),
         };
         match decide(&target, args.resume, args.overwrite)? {
-            Some(mode) => jobs.push(GetJob {
-                name: name.clone(),
-                target,
-                mode,
-            }),
+            Some(mode) => jobs.push(GetJob { name, target, mode }),
             None => {
                 let mut err = io::stderr().lock();
-                writeln!(err, "skipped {}", clean(name))?;
+                writeln!(err, "skipped {}", clean(&name))?;
             }
         }
     }
@@ -211,7 +284,7 @@ fn decide(target: &Path, resume: bool, overwrite: bool) -> anyhow::Result<Option
 /// Prints one line per finished transfer (stdout, unless `-q`) and one per
 /// failure (stderr). One failed file is the command's error; with several,
 /// the error counts them.
-fn report<J, T>(
+pub(super) fn report<J, T>(
     quiet: bool,
     items: &[J],
     name: impl Fn(&J) -> &str,

@@ -15,6 +15,7 @@ use md5::{Digest, Md5};
 
 use super::cancel::{self, Cancelled};
 use super::output::{clean, clean_path, human_size, io_words, Plain};
+use super::paths;
 use super::progress::{Bar, Progress};
 use crate::client::{Client, ClientError};
 use crate::error::ErrorCode;
@@ -25,7 +26,7 @@ use crate::hashcopy::{hash_prefix, hashed_copy};
 pub struct PutJob {
     /// The local file.
     pub path: PathBuf,
-    /// Its name on the server (checked with `names::check_file_name`).
+    /// Its path on the server (checked with `names::check_path`).
     pub name: String,
 }
 
@@ -153,34 +154,54 @@ fn changed(job: &PutJob, e: io::Error) -> anyhow::Error {
     }
 }
 
-/// Checks the arguments of `put` and names each upload.
+/// Checks the arguments of `put` (without `-r`) and gives each upload its
+/// path on the server: `--as` for one file (a folder if it ends in `/`),
+/// the folder they go into for several; by default the file's own name in
+/// `cwd`.
 ///
 /// # Errors
-/// A file that is missing or not regular, a name the protocol does not
-/// allow, `--as` with several files, or two files with one name.
-pub fn plan(files: &[PathBuf], as_name: Option<&str>) -> anyhow::Result<Vec<PutJob>> {
-    if as_name.is_some() && files.len() != 1 {
-        bail!("--as needs exactly one FILE");
-    }
+/// A file that is missing, a folder or not regular, a path the protocol
+/// does not allow, or two files with one path.
+pub fn plan(files: &[PathBuf], as_name: Option<&str>, cwd: &str) -> anyhow::Result<Vec<PutJob>> {
+    let (folder, exact) = match as_name {
+        Some(p) if files.len() == 1 && !p.ends_with('/') => {
+            (None, Some(paths::resolve_entry(cwd, p, "uploading as")?))
+        }
+        Some(p) => (Some(paths::resolve(cwd, p)?), None),
+        None => (Some(cwd.to_string()), None),
+    };
     let mut jobs: Vec<PutJob> = Vec::with_capacity(files.len());
     for path in files {
         let shown = clean_path(path);
         let meta = std::fs::metadata(path).map_err(|e| anyhow!("{shown}: {}", io_words(&e)))?;
+        if meta.is_dir() {
+            bail!("{shown} is a folder; `put -r` uploads a folder whole");
+        }
         if !meta.is_file() {
             bail!("{shown}: not a regular file");
         }
-        let name = match as_name {
-            Some(n) => n.to_string(),
-            None => path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .with_context(|| format!("{shown}: the file name is not UTF-8; use --as NAME"))?
-                .to_string(),
+        let name = match (&exact, &folder) {
+            (Some(p), _) => p.clone(),
+            (None, Some(folder)) => {
+                let own = path.file_name().and_then(|n| n.to_str()).with_context(|| {
+                    format!("{shown}: the file name is not UTF-8; use --as PATH")
+                })?;
+                crate::names::check_file_name(own).map_err(|e| {
+                    anyhow!(
+                        "cannot upload {shown} as {:?}: {e}; use --as PATH",
+                        clean(own)
+                    )
+                })?;
+                let name = paths::join(folder, own);
+                crate::names::check_path(&name).map_err(|e| {
+                    anyhow!("cannot upload {shown} as {}: {e}", paths::shown(&name))
+                })?;
+                name
+            }
+            (None, None) => unreachable!("a folder or an exact path"),
         };
-        crate::names::check_file_name(&name)
-            .map_err(|e| anyhow!("cannot upload as {:?}: {e}", clean(&name)))?;
         if jobs.iter().any(|j| j.name == name) {
-            bail!("two files would be uploaded as {}", clean(&name));
+            bail!("two files would be uploaded as {}", paths::shown(&name));
         }
         jobs.push(PutJob {
             path: path.clone(),

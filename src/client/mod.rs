@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::commands::{self, delete, get, login, ls, ping, put, register, rename, whoami};
+use crate::commands::{self, delete, get, login, ls, mkdir, ping, put, register, rename, whoami};
 use crate::error::ErrorCode;
 use crate::protocol::{
     encode_frame, read_header, FileInfo, FrameError, Header, Password, Timed, MAX_RESPONSE_HEADER,
@@ -387,6 +387,28 @@ impl Client {
         Ok(answer.files)
     }
 
+    /// `ls` of one folder (`""`: the root), or of its whole subtree
+    /// (names then are paths relative to `path`).
+    ///
+    /// # Errors
+    /// `NOT_FOUND`, `NOT_A_FOLDER`, `INVALID_NAME`, `NOT_LOGGED_IN`, I/O.
+    pub fn list(&mut self, path: &str, recursive: bool) -> Result<ls::Answer> {
+        let args = ls::Args {
+            path: (!path.is_empty()).then(|| path.to_string()),
+            recursive: recursive.then_some(true),
+        };
+        self.typed("ls", &args)
+    }
+
+    /// `mkdir`: the folder at `path`, with any missing parents.
+    ///
+    /// # Errors
+    /// `EXISTS`, `NOT_A_FOLDER`, `INVALID_NAME`, I/O.
+    pub fn mkdir(&mut self, path: &str) -> Result<()> {
+        let args = mkdir::Args { path: path.into() };
+        self.call(&commands::request("mkdir", &args)).map(drop)
+    }
+
     /// `whoami`.
     ///
     /// # Errors
@@ -400,9 +422,17 @@ impl Client {
     /// # Errors
     /// `NOT_FOUND`, `INVALID_NAME`, I/O.
     pub fn delete(&mut self, name: &str) -> Result<()> {
+        self.remove(name, false)
+    }
+
+    /// `delete`, of a folder with all it holds if `recursive`.
+    ///
+    /// # Errors
+    /// `NOT_FOUND`, `NOT_EMPTY`, `NOT_A_FOLDER`, `LOCKED`, `INVALID_NAME`, I/O.
+    pub fn remove(&mut self, name: &str, recursive: bool) -> Result<()> {
         let args = delete::Args {
             name: name.into(),
-            recursive: None,
+            recursive: recursive.then_some(true),
         };
         self.call(&commands::request("delete", &args)).map(drop)
     }

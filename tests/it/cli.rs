@@ -368,7 +368,7 @@ fn names_from_the_server_are_cleaned_before_printing() {
             .map(|f| f["name"].clone())
             .collect()
     };
-    assert_eq!(names(&back), names(&files));
+    assert_eq!(names(&back["files"]), names(&files));
 }
 
 #[test]

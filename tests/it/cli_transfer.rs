@@ -250,7 +250,7 @@ fn a_failed_download_leaves_nothing_behind() {
         4,
     );
     assert!(
-        err.contains("cannot download missing.bin: no such file on the server"),
+        err.contains("cannot download missing.bin: no such file or folder on the server"),
         "{err}"
     );
     assert!(err.ends_with("error: 1 of 2 downloads failed\n"), "{err}");

@@ -9,6 +9,7 @@ mod admin;
 mod bodies;
 mod browser;
 mod cli;
+mod cli_folders;
 mod cli_transfer;
 mod concurrency;
 mod exit_codes;

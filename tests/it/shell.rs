@@ -14,7 +14,7 @@ use crate::cli::{netdisk, setup, success, USER};
 use crate::pty::Pty;
 use crate::support::*;
 
-const PROMPT: &str = "netdisk> ";
+const PROMPT: &str = "netdisk:/> ";
 /// What the line editor writes when it starts reading a line.
 const READY: &str = "\x1b[?2004h";
 
