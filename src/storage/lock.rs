@@ -230,7 +230,7 @@ mod tests {
         // Resuming the abandoned one is not counted twice.
         assert!(s.lock_upload("alice", "a", 100, quota).is_ok());
         s.discard("alice", "a").unwrap();
-        assert!(matches!(s.discard("alice", "a"), Err(Error::NotFound)));
+        assert!(matches!(s.discard("alice", "a"), Err(Error::NothingStaged)));
         assert!(s.lock_upload("alice", "b", 100, quota).is_ok());
     }
 
