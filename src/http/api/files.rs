@@ -83,7 +83,7 @@ pub(super) fn upload<S: Stream>(
     let size = ex.body_left;
     let name = fields_of(&[("name", Value::from(path.clone()))]);
     match run(ex, Some(s.user.clone()), "discard", name) {
-        Ok(_) | Err(Error::NotFound) => {}
+        Ok(_) | Err(Error::NotFound | Error::NothingStaged) => {}
         Err(e) => return Err(e.into()),
     }
     let args = commands::put::Args {
