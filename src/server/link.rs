@@ -30,10 +30,29 @@ pub enum Kind {
     Tls(Box<ServerConnection>),
 }
 
+/// A `login` read and handed to the hasher's queue (`logins`).
+pub struct PendingLogin {
+    pub user: String,
+    pub password: crate::protocol::Password,
+    /// When the request was read (for its log line).
+    pub started: Instant,
+}
+
+/// A login the hasher checked, for a worker to answer.
+pub struct LoginDone {
+    pub user: String,
+    pub outcome: Result<Arc<User>, crate::error::Error>,
+    pub started: Instant,
+}
+
 /// What a connection's requests share.
 pub struct SessionState {
     /// The logged-in user, if any.
     pub user: Option<Arc<User>>,
+    /// A login waiting for the hasher: the connection is in its queue.
+    pub login: Option<PendingLogin>,
+    /// A login checked and not answered yet.
+    pub login_done: Option<LoginDone>,
     /// When the connection was accepted (the login timeout counts from it).
     pub opened: Instant,
     /// Error replies in a row.
@@ -69,6 +88,8 @@ impl Link {
             pending: Vec::new(),
             session: SessionState {
                 user: None,
+                login: None,
+                login_done: None,
                 opened: Instant::now(),
                 error_run: 0,
             },

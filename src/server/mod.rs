@@ -15,6 +15,7 @@ pub mod event_loop;
 pub mod limits;
 pub mod link;
 pub mod log;
+pub mod logins;
 pub mod pool;
 pub mod session;
 
@@ -158,12 +159,21 @@ impl Server {
         let config = &self.shared.config;
         let (jobs_tx, jobs_rx) = crossbeam_channel::bounded(config.queue);
         let (back_tx, back_rx) = crossbeam_channel::unbounded();
+        // As many threads as the hasher has: each waits on one hash.
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        let logins = logins::Logins::start(
+            (cores / 2).clamp(1, 4),
+            Arc::clone(&self.shared),
+            jobs_tx.clone(),
+            Arc::clone(&self.waker),
+        )?;
         let pool = pool::Pool::start(
             config.workers,
             jobs_rx,
             back_tx,
             Arc::clone(&self.waker),
             Arc::clone(&self.shared),
+            Arc::clone(&logins),
         )?;
         start_janitor(Arc::clone(&self.shared));
         let grace = config.grace;
@@ -179,6 +189,9 @@ impl Server {
         // The loop has closed the listener and every waiting connection
         // and dropped the job sender: the workers finish what they serve.
         drop(event_loop);
+        // Its threads hold senders of the workers' queue: they must go for
+        // the workers to see the end of it.
+        logins.close();
         if !pool.join(grace) {
             eprintln!("shutdown: requests still running after the grace period were cut off");
         }

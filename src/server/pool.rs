@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mio::Waker;
 
 use super::link::Link;
+use super::logins::Logins;
 use super::session;
 use crate::state::Shared;
 
@@ -37,6 +38,7 @@ impl Pool {
         back: Sender<Link>,
         waker: Arc<Waker>,
         shared: Arc<Shared>,
+        logins: Arc<Logins>,
     ) -> std::io::Result<Pool> {
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let mut workers = Vec::with_capacity(n);
@@ -45,6 +47,7 @@ impl Pool {
             let back = back.clone();
             let waker = Arc::clone(&waker);
             let shared = Arc::clone(&shared);
+            let logins = Arc::clone(&logins);
             let done_tx: Sender<()> = done_tx.clone();
             let handle = thread::Builder::new()
                 .name(format!("worker-{i}"))
@@ -56,14 +59,24 @@ impl Pool {
                         }
                         // A panic ends one connection, not the worker.
                         let served = panic::catch_unwind(AssertUnwindSafe(|| {
-                            if link.http {
+                            let mut link = if link.http {
                                 crate::http::serve(&shared, link)
                             } else {
                                 session::serve(&shared, link)
+                            };
+                            // A login waits for the hasher in its queue,
+                            // not here; refused there, it is answered here.
+                            while link.session.login.is_some() {
+                                match logins.submit(link) {
+                                    None => return None,
+                                    Some(back) => link = session::serve(&shared, back),
+                                }
                             }
+                            Some(link)
                         }));
                         match served {
-                            Ok(link) => {
+                            Ok(None) => {}
+                            Ok(Some(link)) => {
                                 if back.send(link).is_ok() {
                                     let _ = waker.wake();
                                 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::conn::{Conn, Stream};
-use super::link::{serve_link, Link, Serve, SessionState};
+use super::link::{serve_link, Link, LoginDone, PendingLogin, Serve, SessionState};
 use crate::commands::{lookup, put, Ctx, Then};
 use crate::error::Error;
 use crate::protocol::{error_header, ok_header, Header, Reply};
@@ -55,6 +55,16 @@ fn run<S: Stream>(
     state: &mut SessionState,
     peer: &(String, String),
 ) -> bool {
+    if let Some(done) = state.login_done.take() {
+        // Back from the hasher's queue: answer the login, then serve what
+        // is buffered behind it, if anything.
+        if !answer_login(shared, conn, state, &peer.0, done) {
+            return false;
+        }
+        if !conn.request_ready() {
+            return !shared.stopping();
+        }
+    }
     let mut group = Group::default();
     let open = serve_all(shared, conn, state, peer, &mut group);
     // Whatever ended the loop, what was received and checked is kept.
@@ -96,6 +106,22 @@ fn serve_all<S: Stream>(
         }
         let started = Instant::now();
         let cmd = header.get("cmd").and_then(Value::as_str).unwrap_or("-");
+        if cmd == "login" {
+            if let Ok(args) = crate::commands::parse::<crate::commands::register::Args>(&header) {
+                // The password is checked off this worker (`logins`): the
+                // connection leaves with the login pending, and what the
+                // client sent behind it stays buffered.
+                if !answer_group(shared, conn, state, peer, group) {
+                    return false;
+                }
+                state.login = Some(PendingLogin {
+                    user: args.user,
+                    password: args.password,
+                    started,
+                });
+                return true;
+            }
+        }
         let cmd: String = cmd.chars().take(32).collect();
         let mut ctx = Ctx::new(shared, &mut state.user, peer_ip);
         let mut result = dispatch(&mut ctx, &header);
@@ -162,6 +188,39 @@ fn serve_all<S: Stream>(
             return true;
         }
     }
+}
+
+/// Answers a login the hasher checked, as the `login` command would
+/// (commands/login.rs): the user's name as registered, or the error.
+fn answer_login<S: Stream>(
+    shared: &Shared,
+    conn: &mut Conn<S>,
+    state: &mut SessionState,
+    peer: &str,
+    done: LoginDone,
+) -> bool {
+    // The account tried goes in the log; a name that is no account is
+    // not written (it may be a password typed in the wrong field).
+    let known = crate::names::canonical_user(&done.user)
+        .ok()
+        .and_then(|k| shared.users.get(&k));
+    let name = known.map_or_else(|| "(no such user)".to_string(), |u| u.name.clone());
+    let outcome = match done.outcome {
+        Ok(user) => {
+            let mut fields = Reply::new();
+            fields.insert("user".into(), Value::from(user.name.clone()));
+            state.user = Some(user);
+            conn.send(&ok_header(fields))
+        }
+        Err(e) => Err(e),
+    };
+    let entry = Entry {
+        cmd: "login".into(),
+        name: Some(name),
+        bytes: 0,
+        started: done.started,
+    };
+    conclude(shared, conn, state, peer, entry, outcome, false)
 }
 
 /// Commits the group and sends its answers. Returns whether the

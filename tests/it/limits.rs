@@ -237,3 +237,40 @@ fn failed_http_requests_of_one_address_are_logged_up_to_a_cap() {
         "{log}"
     );
 }
+
+/// Whether the server has answered on `raw` (without waiting).
+fn answered(raw: &crate::support::Raw) -> bool {
+    raw.stream.set_nonblocking(true).unwrap();
+    let got = raw.stream.peek(&mut [0u8; 1]);
+    raw.stream.set_nonblocking(false).unwrap();
+    matches!(got, Ok(n) if n > 0)
+}
+
+/// Forty right logins at once from one address, on a server with one
+/// worker: they wait for the hasher in its queue, not on the worker, so a
+/// logged-in client's `ls` is answered at once, and a login from another
+/// address is checked in its turn, before the flood's tail.
+#[test]
+fn logins_waiting_for_the_hasher_hold_no_worker_and_take_turns_by_address() {
+    let server = TestServer::with_args(&["--workers", "1"]);
+    drop(server.user("mallory"));
+    let mut alice = server.user("alice");
+    let login = |user: &str| json!({"cmd": "login", "user": user, "password": PASSWORD});
+    let mut flood: Vec<_> = (0..40).map(|_| server.raw_from(3)).collect();
+    for raw in &mut flood {
+        raw.send(&login("mallory"));
+    }
+    assert!(alice.ls().unwrap().is_empty());
+    let after_ls = flood.iter().filter(|r| answered(r)).count();
+    let mut other = server.raw_from(2);
+    assert_eq!(other.call(login("alice"))["user"], "alice");
+    let after_login = flood.iter().filter(|r| answered(r)).count();
+    assert!(
+        after_ls < flood.len() && after_login < flood.len(),
+        "the flood was answered first: {after_ls} and {after_login} of {}",
+        flood.len()
+    );
+    for raw in &mut flood {
+        assert_eq!(raw.recv()["user"], "mallory");
+    }
+}
