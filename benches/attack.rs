@@ -15,7 +15,6 @@
 //! MiB put and get (a big transfer told `BUSY` tries again; the time
 //! counts).
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,7 +25,8 @@ use md5::Digest;
 use netdisk::client::Client;
 use netdisk::protocol::{md5_hex, Password};
 
-use super::{mib, BenchServer, Row, Target, PASSWORD, USER};
+use super::load::connect_from;
+use super::{current_rss, mib, BenchServer, Row, Target, PASSWORD, USER};
 
 /// The attacker's accounts: four, so that `--max-staged` (16 unfinished
 /// uploads per user) does not stop the trickles before the server has to.
@@ -37,22 +37,6 @@ const CONNECTIONS: usize = 64;
 const BIG: usize = 64 << 20;
 /// How long an attacking connection waits before it logs in again.
 const RELOGIN: Duration = Duration::from_secs(2);
-
-/// A TCP connection from 127.0.0.N.
-fn connect_from(addr: &str, n: u8) -> std::io::Result<TcpStream> {
-    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    use std::os::fd::AsRawFd;
-    let target: std::net::SocketAddrV4 = addr.parse().expect("an IPv4 address");
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, n, 0))?;
-    connect(fd.as_raw_fd(), &SockaddrIn::from(target))?;
-    Ok(TcpStream::from(fd))
-}
 
 fn login_from(addr: &str, n: u8, user: &str) -> Option<Client> {
     let mut c = Client::from_stream(connect_from(addr, n).ok()?).ok()?;
@@ -219,12 +203,7 @@ fn attack(addr: &str, attack: Attack, stop: &Arc<AtomicBool>) -> Vec<thread::Joi
 }
 
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+    current_rss(pid).unwrap_or(0)
 }
 
 /// The bench: rows and targets.

@@ -52,7 +52,7 @@ fn rss(pid: u32) -> u64 {
 }
 
 /// A TCP connection from the loopback address 127.0.0.N to `addr`.
-fn connect_from(addr: &str, n: u8) -> TcpStream {
+pub fn connect_from(addr: &str, n: u8) -> std::io::Result<TcpStream> {
     use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
     use std::os::fd::AsRawFd;
     let target: std::net::SocketAddrV4 = addr.parse().expect("an IPv4 address");
@@ -61,11 +61,10 @@ fn connect_from(addr: &str, n: u8) -> TcpStream {
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )
-    .expect("socket");
-    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, n, 0)).expect("bind 127.0.0.N");
-    connect(fd.as_raw_fd(), &SockaddrIn::from(target)).expect("connect");
-    TcpStream::from(fd)
+    )?;
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, n, 0))?;
+    connect(fd.as_raw_fd(), &SockaddrIn::from(target))?;
+    Ok(TcpStream::from(fd))
 }
 
 /// Opens `count` idle connections, logged in, half of them TLS, spread
@@ -122,7 +121,7 @@ pub fn connection_load(
                         return mine;
                     }
                     let from = 2 + (i % 40) as u8;
-                    let stream = connect_from(&addr, from);
+                    let stream = connect_from(&addr, from).expect("connect");
                     let mut c = Client::over(stream, &addr, i % 2 == 1, &sec).expect("connect");
                     c.login(USER, &Password::new(PASSWORD)).expect("login");
                     mine.push(c);

@@ -27,8 +27,10 @@ use crate::state::Shared;
 /// Logins one address may have waiting for the hasher (as many as it may
 /// have connections by default: a line only ever delays its own address).
 pub const PER_ADDRESS: usize = 128;
-/// Logins that may wait in all.
-pub const IN_ALL: usize = 4096;
+/// Logins that may wait in all: each holds its connection and what the
+/// client pipelined behind the login (at most the 64 KiB read-ahead), so
+/// the queue stays under 64 MiB.
+pub const IN_ALL: usize = 1024;
 
 #[derive(Default)]
 struct Queue {
