@@ -39,9 +39,11 @@ impl Command for Delete {
         check_path(&args.name)?;
         let user = ctx.user()?;
         let recursive = args.recursive.unwrap_or(false);
+        ctx.unlocked(&user, &args.name, true)?;
         ctx.shared
             .storage
             .delete(&user.key, &args.name, recursive)?;
+        ctx.shared.locks.forget(&user.key, &args.name);
         Ok(Reply::new())
     }
 }

@@ -34,6 +34,7 @@ impl Command for Mkdir {
         ctx.log_name = Some(args.path.clone());
         check_path(&args.path)?;
         let user = ctx.user()?;
+        ctx.unlocked(&user, &args.path, false)?;
         ctx.shared.storage.mkdir(&user.key, &args.path)?;
         Ok(Reply::new())
     }

@@ -100,6 +100,9 @@ pub struct Ctx<'a> {
     /// the handler returns (`ls`: a large reply is written once, straight
     /// into its frame, and may be shared between connections).
     pub frame: Option<Arc<Vec<u8>>>,
+    /// The WebDAV lock tokens the request submitted (none for v1 and the
+    /// page): a change to a locked path needs its lock's token.
+    pub lock_tokens: Vec<String>,
 }
 
 /// The rest of an exchange after a command's first reply.
@@ -132,6 +135,7 @@ impl<'a> Ctx<'a> {
             log_bytes: 0,
             then: None,
             frame: None,
+            lock_tokens: Vec::new(),
         }
     }
 }
@@ -149,6 +153,18 @@ impl Ctx<'_> {
     /// The quota that applies to `user`: their own, else the server's.
     pub fn quota(&self, user: &User) -> Option<u64> {
         user.quota.or(self.shared.config.quota)
+    }
+
+    /// Checks that `user` may change `path` (and with `subtree`, what is
+    /// inside it) under the WebDAV locks held.
+    ///
+    /// # Errors
+    /// `LOCKED` when a lock whose token the request did not submit covers
+    /// it.
+    pub fn unlocked(&self, user: &User, path: &str, subtree: bool) -> Result<(), Error> {
+        self.shared
+            .locks
+            .check(&user.key, path, subtree, &self.lock_tokens)
     }
 }
 

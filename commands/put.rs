@@ -103,6 +103,7 @@ impl Command for Put {
         let user = ctx.user()?;
         let storage = &ctx.shared.storage;
         let quota = ctx.quota(&user);
+        ctx.unlocked(&user, &args.name, false)?;
         let lock = storage.lock_upload(&user.key, &args.name, args.size, quota)?;
         let upload = storage.begin_upload(&lock)?;
         let ready = Ready {

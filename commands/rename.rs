@@ -37,7 +37,10 @@ impl Command for Rename {
         check_path(&args.from)?;
         check_path(&args.to)?;
         let user = ctx.user()?;
+        ctx.unlocked(&user, &args.from, true)?;
+        ctx.unlocked(&user, &args.to, true)?;
         ctx.shared.storage.rename(&user.key, &args.from, &args.to)?;
+        ctx.shared.locks.forget(&user.key, &args.from);
         Ok(Reply::new())
     }
 }

@@ -66,6 +66,7 @@ pub fn shared_with(tweak: impl FnOnce(&mut Config)) -> (TempDir, Shared) {
         log: Log::default(),
         stop: Arc::new(AtomicBool::new(false)),
         web: Default::default(),
+        locks: Default::default(),
     };
     (dir, shared)
 }

@@ -27,6 +27,7 @@ pub mod commands;
 pub mod error;
 pub mod hashcopy;
 pub mod http;
+pub mod locks;
 pub mod names;
 pub mod password;
 pub mod protocol;

@@ -75,6 +75,8 @@ pub struct Shared {
     pub web: Sessions,
     /// Bodies in flight: how many workers may wait on the network.
     pub bodies: Arc<Bodies>,
+    /// WebDAV write locks, which every front end honours.
+    pub locks: crate::locks::Locks,
 }
 
 impl Shared {

@@ -41,6 +41,7 @@ fn begin_one_go(ctx: &Ctx<'_>, args: &Args) -> Result<Receive, Error> {
     let user = ctx.user()?;
     let storage = &ctx.shared.storage;
     let quota = ctx.quota(&user);
+    ctx.unlocked(&user, &args.name, false)?;
     let lock = match storage.lock_upload(&user.key, &args.name, args.size, quota) {
         Ok(lock) => lock,
         Err(e) => {

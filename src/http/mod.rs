@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod dav;
 pub mod request;
 pub mod response;
 pub mod sessions;

@@ -47,6 +47,15 @@ fn run<S: Stream>(
         let req = match Request::parse(conn.buffered()) {
             Ok(Some((req, len))) => {
                 conn.consume(len);
+                if super::dav::is_dav(&req.path) {
+                    // WebDAV signs in per request (Basic): it sets the
+                    // user itself.
+                    let open = super::dav::handle(shared, conn, &req, front, session);
+                    if !open || shared.stopping() {
+                        return false;
+                    }
+                    continue;
+                }
                 // Whether the connection is signed in, as the event loop
                 // sees it: an anonymous one must sign in within the login
                 // timeout, like any other.

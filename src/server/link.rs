@@ -57,6 +57,8 @@ pub struct SessionState {
     pub opened: Instant,
     /// Error replies in a row.
     pub error_run: u32,
+    /// The WebDAV credentials this connection verified.
+    pub dav: Option<crate::http::dav::Verified>,
 }
 
 /// One connection, owned by the event loop while it waits and by a
@@ -92,6 +94,7 @@ impl Link {
                 login_done: None,
                 opened: Instant::now(),
                 error_run: 0,
+                dav: None,
             },
             peer,
             peer_ip: peer.ip().to_canonical().to_string(),

@@ -102,12 +102,16 @@ impl Server {
             log: log::Log::default(),
             stop: Arc::new(AtomicBool::new(false)),
             web: Default::default(),
+            locks: Default::default(),
         };
         let shared = Arc::new(shared);
         let admin = {
             let shared = Arc::clone(&shared);
             control::listen(&shared.config.data.clone(), move |op| {
-                let signed_out = |key: &str| shared.web.remove_user(key);
+                let signed_out = |key: &str| {
+                    shared.web.remove_user(key);
+                    shared.locks.forget_user(key);
+                };
                 let target = control::Target {
                     users: &shared.users,
                     storage: &shared.storage,

@@ -118,7 +118,7 @@ pub(super) fn record(file: &File, meta: &Metadata, md5: &str, digests: &Path) ->
 
 /// Whether an error from setting an attribute means that this filesystem
 /// (or its mount) keeps no user attributes.
-fn no_attributes(e: &io::Error) -> bool {
+pub(super) fn no_attributes(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EPERM))
 }
 

@@ -30,6 +30,7 @@
 //! reservations, `upload` the staged uploads and their sweep, `digest` the
 //! cached digests.
 
+mod attrs;
 mod datalock;
 mod digest;
 mod listing;
@@ -51,6 +52,7 @@ use crossbeam_channel::Sender;
 
 use crate::error::Error;
 
+pub use attrs::{Prop, MAX_PROPS, MAX_PROPS_BYTES};
 pub use datalock::DataLock;
 pub use listing::{FileRef, FolderRef, Folders, Listing};
 pub use lock::{UploadLock, DEFAULT_MAX_FILES, DEFAULT_MAX_STAGED};

@@ -174,7 +174,7 @@ pub(super) fn download<S: Stream>(
 
 /// A single `bytes=` range of a file of `size` bytes: `None` to send the
 /// whole file (no usable range), `Some(Err)` when it cannot be satisfied.
-fn parse_range(value: &str, size: u64) -> Option<std::result::Result<(u64, u64), ()>> {
+pub(crate) fn parse_range(value: &str, size: u64) -> Option<std::result::Result<(u64, u64), ()>> {
     let spec = value.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;

@@ -27,7 +27,7 @@ use crate::state::Shared;
 use crate::users::User;
 
 mod account;
-mod files;
+pub(crate) mod files;
 pub mod paths;
 mod uploads;
 

@@ -1,0 +1,106 @@
+//! HTTP Basic authentication (RFC 7617) with the netdisk user name and
+//! password, checked by the same login limiter as `login`: a failure
+//! counts as a failed login, the owner's known address is exempt as
+//! there. A connection remembers the credentials it verified (a SHA-256
+//! of the header, beside the account's password hash as it was), so that
+//! keep-alive requests do not hash the password again; a changed password
+//! or a removed account no longer matches and the next request is
+//! checked afresh.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use ring::digest::{digest, SHA256};
+
+use super::Front;
+use crate::error::Error;
+use crate::http::request::Request;
+use crate::protocol::Password;
+use crate::server::link::SessionState;
+use crate::state::Shared;
+use crate::users::User;
+
+/// The challenge of every `401`.
+pub const CHALLENGE: &str = "Basic realm=\"netdisk\", charset=\"UTF-8\"";
+
+/// Credentials a connection verified.
+pub struct Verified {
+    /// SHA-256 of the `Authorization` header's value.
+    header: [u8; 32],
+    user: Arc<User>,
+}
+
+fn fingerprint(value: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, value.as_bytes()).as_ref());
+    out
+}
+
+/// The user a request's `Authorization: Basic` names.
+///
+/// # Errors
+/// `NOT_LOGGED_IN` without credentials, `BAD_REQUEST` for malformed
+/// ones, and whatever `login` answers (`AUTH_FAILED`, `RATE_LIMITED`).
+pub fn authenticate(
+    shared: &Shared,
+    front: &Front,
+    req: &Request,
+    session: &mut SessionState,
+) -> Result<Arc<User>, Error> {
+    let Some(value) = req.header("authorization") else {
+        return Err(Error::NotLoggedIn);
+    };
+    let print = fingerprint(value);
+    if let Some(v) = &session.dav {
+        if v.header == print {
+            if let Some(now) = shared.users.get(&v.user.key) {
+                if now.password_hash == v.user.password_hash {
+                    return Ok(now);
+                }
+            }
+        }
+    }
+    session.dav = None;
+    let (name, password) = decode(value)?;
+    let user = shared
+        .users
+        .login(&name, &Password::new(password), &front.peer_ip)?;
+    session.dav = Some(Verified {
+        header: print,
+        user: Arc::clone(&user),
+    });
+    Ok(user)
+}
+
+/// `(user, password)` of a `Basic` header value.
+fn decode(value: &str) -> Result<(String, String), Error> {
+    let (scheme, token) = value.split_once(' ').ok_or(Error::NotLoggedIn)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(Error::NotLoggedIn);
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| Error::bad_request("the Basic credentials are not base64"))?;
+    let text = String::from_utf8(raw)
+        .map_err(|_| Error::bad_request("the Basic credentials are not UTF-8"))?;
+    let (user, password) = text
+        .split_once(':')
+        .ok_or_else(|| Error::bad_request("the Basic credentials have no ':'"))?;
+    Ok((user.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_decode() {
+        assert_eq!(
+            decode("Basic YW5uOnNlIGNyZXQ6eA==").unwrap(),
+            ("ann".into(), "se cret:x".into())
+        );
+        assert!(matches!(decode("Bearer x"), Err(Error::NotLoggedIn)));
+        assert!(matches!(decode("Basic !!"), Err(Error::BadRequest(_))));
+        assert!(matches!(decode("Basic YW5u"), Err(Error::BadRequest(_))));
+    }
+}

@@ -1,0 +1,471 @@
+//! WebDAV (RFC 4918, classes 1 and 2) under `/dav/`, the root of the
+//! signed-in user's disk, on the server's one port (docs/HTTP.md,
+//! "WebDAV").
+//!
+//! Each method runs the same commands as protocol v1 and the page
+//! (`put`, `get`, `delete`, `mkdir`, `rename`), so that paths, quotas,
+//! staging, verified atomic uploads, `LOCKED` and the jail follow one set
+//! of rules; WebDAV adds what only it has: properties, locks ([`crate::locks`],
+//! which the other front ends honour too) and copies.
+//!
+//! - [`auth`]: HTTP Basic through the login limiter, cached per connection.
+//! - [`props`]: `PROPFIND` and `PROPPATCH`.
+//! - [`read`]: `GET` and `HEAD`.
+//! - [`write`]: `PUT`, `DELETE` and `MKCOL`; [`copy`]: `COPY` and `MOVE`.
+//! - [`lock`]: `LOCK`, `UNLOCK` and the `If` header.
+//! - [`xml`]: request bodies in, escaping out.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::api::{self, paths, Front};
+use super::request::Request;
+use super::response::{head, Response};
+use crate::commands::{lookup, Ctx, Then};
+use crate::error::{Error, ErrorCode};
+use crate::protocol::{Header, Reply};
+use crate::server::conn::{Conn, Stream};
+use crate::server::link::SessionState;
+use crate::state::Shared;
+use crate::users::User;
+
+mod auth;
+mod copy;
+mod lock;
+mod props;
+mod read;
+mod write;
+pub mod xml;
+
+pub use auth::Verified;
+
+/// Where the disk is mounted in the URL space.
+pub const PREFIX: &str = "/dav";
+
+/// The methods served, for `Allow`.
+const ALLOW: &str =
+    "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK";
+
+/// Whether a request path is WebDAV's.
+pub fn is_dav(path: &str) -> bool {
+    path == PREFIX || path.starts_with("/dav/")
+}
+
+/// A request in progress.
+pub(super) struct Dav<'a> {
+    shared: &'a Shared,
+    front: &'a Front,
+    req: &'a Request,
+    user: Arc<User>,
+    /// The path the request URL names (`""`: the root).
+    path: String,
+    /// Body bytes not read yet.
+    body_left: u64,
+    /// Lock tokens the `If` header submitted.
+    tokens: Vec<String>,
+    log_name: Option<String>,
+    bytes: u64,
+}
+
+/// What a method did.
+pub(super) enum Answer {
+    Send(Response),
+    /// A response already sent, with its status.
+    Sent(u16),
+}
+
+/// Why a method stopped.
+pub(super) enum Fail {
+    /// Answer this, and close after it if `.1`.
+    Reply(Response, bool),
+    /// The connection is broken: close without a word.
+    Close,
+}
+
+pub(super) type Result<T> = std::result::Result<T, Fail>;
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Fail {
+        match e {
+            Error::Disconnected(_) => Fail::Close,
+            e => {
+                let close = e.code().closes_connection();
+                Fail::Reply(error_response(&e), close)
+            }
+        }
+    }
+}
+
+/// The WebDAV status of an error.
+fn status_of(e: &Error) -> u16 {
+    match e.code() {
+        ErrorCode::Exists | ErrorCode::IsAFolder => 405,
+        ErrorCode::ChecksumMismatch => 400,
+        code => super::response::status_of(code),
+    }
+}
+
+/// A plain-text error response, with the headers its status calls for.
+pub(super) fn error_response(e: &Error) -> Response {
+    let r = text(status_of(e), &e.public_message());
+    match e {
+        Error::NotLoggedIn | Error::AuthFailed => r.with("WWW-Authenticate", auth::CHALLENGE),
+        Error::Busy(_) => r.with("Retry-After", "5"),
+        Error::RateLimited(secs) => r.with("Retry-After", secs.to_string()),
+        _ => r,
+    }
+}
+
+/// A plain-text response.
+pub(super) fn text(status: u16, message: &str) -> Response {
+    Response {
+        status,
+        headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
+        body: format!("{message}\n").into_bytes(),
+    }
+}
+
+/// A response with no body.
+pub(super) fn empty(status: u16) -> Response {
+    Response {
+        status,
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
+}
+
+/// An XML response (`207 Multi-Status`, a `LOCK` answer).
+pub(super) fn xml_response(status: u16, body: String) -> Response {
+    Response {
+        status,
+        headers: vec![("Content-Type", "application/xml; charset=utf-8".into())],
+        body: body.into_bytes(),
+    }
+}
+
+/// A failure with a status of its own.
+pub(super) fn refuse(status: u16, message: &str) -> Fail {
+    Fail::Reply(text(status, message), false)
+}
+
+/// The URL of `path` (a folder's ends in `/`), each component encoded.
+pub(super) fn href(path: &str, folder: bool) -> String {
+    const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let mut s = String::from("/dav/");
+    for (i, part) in path.split('/').filter(|p| !p.is_empty()).enumerate() {
+        if i > 0 {
+            s.push('/');
+        }
+        s.extend(utf8_percent_encode(part, COMPONENT));
+    }
+    if folder && !path.is_empty() {
+        s.push('/');
+    }
+    s
+}
+
+/// The path a URL path names: `/dav/a/b` and `/dav/a/b/` are `a/b`,
+/// `/dav` and `/dav/` the root.
+///
+/// # Errors
+/// `INVALID_NAME` for a path outside the rules (`..`, `%2F`, ...), as the
+/// page's URLs ([`paths::decode_path`]).
+pub(super) fn decode(url_path: &str) -> std::result::Result<String, Error> {
+    let tail = url_path
+        .strip_prefix("/dav")
+        .ok_or(Error::InvalidName("outside /dav/"))?;
+    if tail.is_empty() || tail == "/" {
+        return Ok(String::new());
+    }
+    let tail = tail
+        .strip_prefix('/')
+        .ok_or(Error::InvalidName("outside /dav/"))?;
+    paths::decode_path(tail.strip_suffix('/').unwrap_or(tail))
+}
+
+/// A file's or folder's modification time in Unix seconds.
+pub(super) fn mtime_of(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    u64::try_from(meta.mtime()).unwrap_or(0)
+}
+
+/// The path a URL in a header names (`Destination`, an `If` tag): an
+/// absolute URL of this host or an absolute path, under `/dav/`.
+///
+/// # Errors
+/// `502` for another host, `403` for anything outside `/dav/` or outside
+/// the path rules.
+pub(super) fn url_path(d: &Dav<'_>, value: &str) -> Result<String> {
+    let value = value.trim();
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"));
+    let path = match rest {
+        Some(r) => {
+            let (authority, path) = r.split_at(r.find('/').unwrap_or(r.len()));
+            let host = d.req.header("host").unwrap_or("");
+            if !authority.eq_ignore_ascii_case(host) {
+                return Err(refuse(502, "the destination is on another server"));
+            }
+            path
+        }
+        None => value,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    if !is_dav(path) {
+        return Err(refuse(403, "the destination is outside /dav/"));
+    }
+    decode(path).map_err(|e| refuse(403, &e.public_message()))
+}
+
+/// The parent folder of `path` (`""` for the root's children).
+pub(super) fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+impl Dav<'_> {
+    /// Runs command `cmd` with `fields` as this user, with the request's
+    /// lock tokens: its reply and what follows.
+    fn run(
+        &mut self,
+        cmd: &str,
+        mut fields: Header,
+    ) -> std::result::Result<(Reply, Option<Then>), Error> {
+        let command = lookup(cmd).ok_or_else(|| Error::UnknownCommand(cmd.into()))?;
+        fields.insert("cmd".into(), serde_json::Value::from(cmd));
+        let mut user = Some(Arc::clone(&self.user));
+        let mut ctx = Ctx::new(self.shared, &mut user, &self.front.peer_ip);
+        ctx.lock_tokens = self.tokens.clone();
+        let reply = command.run(&mut ctx, &fields);
+        let then = ctx.then.take();
+        Ok((reply?, then))
+    }
+
+    /// The user's key.
+    fn key(&self) -> &str {
+        &self.user.key
+    }
+
+    /// Whether `path` may be changed (with `subtree`, all under it too)
+    /// with the tokens this request submitted.
+    fn unlocked(&self, path: &str, subtree: bool) -> std::result::Result<(), Error> {
+        self.shared
+            .locks
+            .check(self.key(), path, subtree, &self.tokens)
+    }
+
+    /// Reads the request's XML body, if it has one.
+    fn xml_body<S: Stream>(&mut self, conn: &mut Conn<S>) -> Result<Option<xml::Elem>> {
+        if self.body_left == 0 {
+            return Ok(None);
+        }
+        if self.body_left > xml::MAX_XML {
+            return Err(Fail::Reply(text(413, "the XML body is too large"), true));
+        }
+        let mut buf = vec![0u8; self.body_left as usize];
+        conn.admit(self.body_left)?;
+        conn.begin_body()?;
+        let (_, read) = conn.read_body(&mut buf);
+        read?;
+        self.body_left = 0;
+        Ok(xml::parse(&buf)?)
+    }
+}
+
+/// Answers one WebDAV request whose head was read; returns whether the
+/// connection stays open.
+pub fn handle<S: Stream>(
+    shared: &Shared,
+    conn: &mut Conn<S>,
+    req: &Request,
+    front: &Front,
+    session: &mut SessionState,
+) -> bool {
+    let started = Instant::now();
+    let body_left = match req.content_length() {
+        Ok(n) => n,
+        Err(e) => {
+            let r = error_response(&e);
+            let _ = conn.send_raw(&r.to_bytes(true));
+            api::log(shared, front, None, &what(req), None, r.status, 0, started);
+            return false;
+        }
+    };
+    let mut user_name = None;
+    let mut log_name = None;
+    let mut bytes = 0;
+    let mut left = body_left;
+    let outcome = match auth::authenticate(shared, front, req, session) {
+        Err(e) if req.method == "OPTIONS" && matches!(e, Error::NotLoggedIn) => {
+            Ok(Answer::Send(options()))
+        }
+        Err(e) => Err(Fail::from(e)),
+        Ok(user) => {
+            user_name = Some(user.name.clone());
+            session.user = Some(Arc::clone(&user));
+            continue_if_asked(conn, req, body_left);
+            match decode(&req.path) {
+                Err(e) => Err(Fail::from(e)),
+                Ok(path) => {
+                    let mut d = Dav {
+                        shared,
+                        front,
+                        req,
+                        user,
+                        path,
+                        body_left,
+                        tokens: Vec::new(),
+                        log_name: None,
+                        bytes: 0,
+                    };
+                    d.log_name = Some(d.path.clone());
+                    let out = route(&mut d, conn);
+                    log_name = d.log_name.take();
+                    bytes = d.bytes;
+                    left = d.body_left;
+                    out
+                }
+            }
+        }
+    };
+    let mut open = req.keep_alive();
+    // A client still waiting for `100 Continue` sends no body: answer and
+    // close rather than wait for it (RFC 9110 §10.1.1).
+    if left > 0 && expects_continue(req) && user_name.is_none() {
+        open = false;
+    }
+    let status = match outcome {
+        Ok(Answer::Sent(status)) => status,
+        Ok(Answer::Send(r)) => {
+            open = open && finish_body(conn, left);
+            open &= conn.send_raw(&bytes_of(req, &r, !open)).is_ok();
+            r.status
+        }
+        Err(Fail::Reply(r, close)) => {
+            open = open && !close && finish_body(conn, left);
+            open &= conn.send_raw(&bytes_of(req, &r, !open)).is_ok();
+            r.status
+        }
+        Err(Fail::Close) => {
+            open = false;
+            0
+        }
+    };
+    api::log(
+        shared,
+        front,
+        user_name.as_deref(),
+        &what(req),
+        log_name.as_deref(),
+        status,
+        bytes,
+        started,
+    );
+    open
+}
+
+fn expects_continue(req: &Request) -> bool {
+    req.header("expect")
+        .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+}
+
+fn continue_if_asked<S: Stream>(conn: &mut Conn<S>, req: &Request, body_left: u64) {
+    if body_left > 0 && expects_continue(req) {
+        let _ = conn.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+}
+
+/// Takes a body nobody read, so that the next request can be read;
+/// `false` if the connection must close instead.
+fn finish_body<S: Stream>(conn: &mut Conn<S>, left: u64) -> bool {
+    if left == 0 {
+        return true;
+    }
+    if left > api::MAX_PIECE || conn.begin_body().is_err() {
+        return false;
+    }
+    conn.discard_body(left).is_ok()
+}
+
+/// A response's bytes: only its head for `HEAD`.
+fn bytes_of(req: &Request, r: &Response, close: bool) -> Vec<u8> {
+    if req.method == "HEAD" {
+        head(r.status, &r.headers, r.body.len() as u64, close)
+    } else {
+        r.to_bytes(close)
+    }
+}
+
+/// `METHOD path` of a request for its log line, cut short.
+fn what(req: &Request) -> String {
+    let mut s = format!("{} {}", req.method, req.path);
+    if s.len() > 80 {
+        let mut cut = 80;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+fn options() -> Response {
+    empty(200)
+        .with("DAV", "1, 2")
+        .with("MS-Author-Via", "DAV")
+        .with("Allow", ALLOW)
+        .with("Accept-Ranges", "bytes")
+}
+
+fn route<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Answer> {
+    if d.req.method != "OPTIONS" {
+        lock::check_if(d)?;
+    }
+    match d.req.method.as_str() {
+        "OPTIONS" => Ok(Answer::Send(options())),
+        "PROPFIND" => props::propfind(d, conn),
+        "PROPPATCH" => props::proppatch(d, conn),
+        "GET" | "HEAD" => read::get(d, conn),
+        "PUT" => write::put(d, conn),
+        "DELETE" => write::delete(d),
+        "MKCOL" => write::mkcol(d),
+        "COPY" => copy::copy_or_move(d, false),
+        "MOVE" => copy::copy_or_move(d, true),
+        "LOCK" => lock::lock(d, conn),
+        "UNLOCK" => lock::unlock(d),
+        _ => Err(Fail::Reply(
+            text(405, "method not allowed").with("Allow", ALLOW),
+            false,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_decode_once_and_encode_back() {
+        assert_eq!(decode("/dav").unwrap(), "");
+        assert_eq!(decode("/dav/").unwrap(), "");
+        assert_eq!(decode("/dav/a/b%20c/").unwrap(), "a/b c");
+        assert_eq!(decode("/dav/%E6%8A%A5").unwrap(), "报");
+        assert!(decode("/dav/a%2Fb").is_err());
+        assert!(decode("/dav/%2e%2e/x").is_err());
+        assert!(decode("/dav/../x").is_err());
+        assert!(decode("/dav//x").is_err());
+        assert!(decode("/davx").is_err());
+        assert_eq!(href("", true), "/dav/");
+        assert_eq!(href("a b/报&%", true), "/dav/a%20b/%E6%8A%A5%26%25/");
+        assert_eq!(href("x.txt", false), "/dav/x.txt");
+        assert_eq!(decode(&href("a b/报&%", true)).unwrap(), "a b/报&%");
+        assert_eq!(parent("a/b/c"), "a/b");
+        assert_eq!(parent("a"), "");
+    }
+}
