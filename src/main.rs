@@ -290,6 +290,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = server.local_addr()?;
     eprintln!("tls fingerprint {}", server.fingerprint());
     eprintln!("web on https://{}/", web_host(addr));
+    eprintln!(
+        "webdav on https://{0}/dav/ (file managers: davs://{0}/dav/)",
+        web_host(addr)
+    );
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
     out.flush()?;

@@ -15,7 +15,7 @@ use crate::support::{bin, pw, serve_refuses, TestServer, PASSWORD};
 
 /// Runs `netdisk user ARGS --data DATA` with `password` in
 /// NETDISK_PASSWORD; returns success, stdout and stderr.
-fn admin(data: &Path, password: Option<&str>, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn admin(data: &Path, password: Option<&str>, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(bin());
     cmd.arg("user").args(args).arg("--data").arg(data);
     cmd.env_remove("NETDISK_PASSWORD");

@@ -60,6 +60,10 @@ impl Web {
         }
     }
 
+    pub(crate) fn over_tcp(stream: TcpStream) -> Web {
+        Web::over(Box::new(tcp(stream)))
+    }
+
     pub(crate) fn plain(server: &TestServer) -> Web {
         Web::over(Box::new(tcp(TcpStream::connect(&server.addr).unwrap())))
     }
@@ -117,6 +121,18 @@ impl Web {
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
                     .map_or(0, |(_, v)| v.parse().unwrap());
+                let chunked = headers.iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+                });
+                if chunked && !head_only {
+                    self.buf.drain(..n);
+                    let body = self.read_chunks();
+                    return Resp {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
                 let len = if head_only { 0 } else { len };
                 while self.buf.len() < n + len {
                     self.fill();
@@ -130,6 +146,32 @@ impl Web {
                 };
             }
             self.fill();
+        }
+    }
+
+    /// A chunked body (RFC 9112 §7.1), without trailers.
+    fn read_chunks(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                self.fill();
+            };
+            let size_line = String::from_utf8(self.buf[..line_end].to_vec()).unwrap();
+            let size =
+                usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).unwrap();
+            self.buf.drain(..line_end + 2);
+            while self.buf.len() < size + 2 {
+                self.fill();
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            assert_eq!(&self.buf[size..size + 2], b"\r\n", "a chunk ends in CRLF");
+            self.buf.drain(..size + 2);
+            if size == 0 {
+                return body;
+            }
         }
     }
 

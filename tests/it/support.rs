@@ -124,6 +124,17 @@ impl TestServer {
         self.data.path().join("users").join(key).join("files")
     }
 
+    /// The server's peak resident memory so far, in bytes (Linux).
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
     /// What the server logged so far.
     pub fn log(&self) -> String {
         self.log.0.lock().unwrap().clone()
