@@ -9,7 +9,7 @@
 //! which the other front ends honour too) and copies.
 //!
 //! - [`auth`]: HTTP Basic through the login limiter, cached per connection.
-//! - [`props`]: `PROPFIND` and `PROPPATCH`.
+//! - [`props`]: `PROPFIND`; [`patch`]: `PROPPATCH`.
 //! - [`read`]: `GET` and `HEAD`.
 //! - [`write`]: `PUT`, `DELETE` and `MKCOL`; [`copy`]: `COPY` and `MOVE`.
 //! - [`lock`]: `LOCK`, `UNLOCK` and the `If` header.
@@ -18,28 +18,33 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-
-use super::api::{self, paths, Front};
+use super::api::{self, Front};
 use super::request::Request;
 use super::response::{head, Response};
 use crate::commands::{lookup, Ctx, Then};
-use crate::error::{Error, ErrorCode};
+use crate::error::Error;
 use crate::protocol::{Header, Reply};
 use crate::server::conn::{Conn, Stream};
 use crate::server::link::SessionState;
 use crate::state::Shared;
 use crate::users::User;
 
+mod answer;
 mod auth;
 mod copy;
 mod lock;
+mod patch;
 mod props;
 mod read;
+mod urls;
 mod write;
 pub mod xml;
 
 pub use auth::Verified;
+
+use answer::error_response;
+use answer::{empty, refuse, text, xml_response};
+use urls::{decode, href, mtime_of, parent, url_path};
 
 /// Where the disk is mounted in the URL space.
 pub const PREFIX: &str = "/dav";
@@ -96,137 +101,6 @@ impl From<Error> for Fail {
             }
         }
     }
-}
-
-/// The WebDAV status of an error.
-fn status_of(e: &Error) -> u16 {
-    match e.code() {
-        ErrorCode::Exists | ErrorCode::IsAFolder => 405,
-        ErrorCode::ChecksumMismatch => 400,
-        code => super::response::status_of(code),
-    }
-}
-
-/// A plain-text error response, with the headers its status calls for.
-pub(super) fn error_response(e: &Error) -> Response {
-    let r = text(status_of(e), &e.public_message());
-    match e {
-        Error::NotLoggedIn | Error::AuthFailed => r.with("WWW-Authenticate", auth::CHALLENGE),
-        Error::Busy(_) => r.with("Retry-After", "5"),
-        Error::RateLimited(secs) => r.with("Retry-After", secs.to_string()),
-        _ => r,
-    }
-}
-
-/// A plain-text response.
-pub(super) fn text(status: u16, message: &str) -> Response {
-    Response {
-        status,
-        headers: vec![("Content-Type", "text/plain; charset=utf-8".into())],
-        body: format!("{message}\n").into_bytes(),
-    }
-}
-
-/// A response with no body.
-pub(super) fn empty(status: u16) -> Response {
-    Response {
-        status,
-        headers: Vec::new(),
-        body: Vec::new(),
-    }
-}
-
-/// An XML response (`207 Multi-Status`, a `LOCK` answer).
-pub(super) fn xml_response(status: u16, body: String) -> Response {
-    Response {
-        status,
-        headers: vec![("Content-Type", "application/xml; charset=utf-8".into())],
-        body: body.into_bytes(),
-    }
-}
-
-/// A failure with a status of its own.
-pub(super) fn refuse(status: u16, message: &str) -> Fail {
-    Fail::Reply(text(status, message), false)
-}
-
-/// The URL of `path` (a folder's ends in `/`), each component encoded.
-pub(super) fn href(path: &str, folder: bool) -> String {
-    const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    let mut s = String::from("/dav/");
-    for (i, part) in path.split('/').filter(|p| !p.is_empty()).enumerate() {
-        if i > 0 {
-            s.push('/');
-        }
-        s.extend(utf8_percent_encode(part, COMPONENT));
-    }
-    if folder && !path.is_empty() {
-        s.push('/');
-    }
-    s
-}
-
-/// The path a URL path names: `/dav/a/b` and `/dav/a/b/` are `a/b`,
-/// `/dav` and `/dav/` the root.
-///
-/// # Errors
-/// `INVALID_NAME` for a path outside the rules (`..`, `%2F`, ...), as the
-/// page's URLs ([`paths::decode_path`]).
-pub(super) fn decode(url_path: &str) -> std::result::Result<String, Error> {
-    let tail = url_path
-        .strip_prefix("/dav")
-        .ok_or(Error::InvalidName("outside /dav/"))?;
-    if tail.is_empty() || tail == "/" {
-        return Ok(String::new());
-    }
-    let tail = tail
-        .strip_prefix('/')
-        .ok_or(Error::InvalidName("outside /dav/"))?;
-    paths::decode_path(tail.strip_suffix('/').unwrap_or(tail))
-}
-
-/// A file's or folder's modification time in Unix seconds.
-pub(super) fn mtime_of(meta: &std::fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    u64::try_from(meta.mtime()).unwrap_or(0)
-}
-
-/// The path a URL in a header names (`Destination`, an `If` tag): an
-/// absolute URL of this host or an absolute path, under `/dav/`.
-///
-/// # Errors
-/// `502` for another host, `403` for anything outside `/dav/` or outside
-/// the path rules.
-pub(super) fn url_path(d: &Dav<'_>, value: &str) -> Result<String> {
-    let value = value.trim();
-    let rest = value
-        .strip_prefix("http://")
-        .or_else(|| value.strip_prefix("https://"));
-    let path = match rest {
-        Some(r) => {
-            let (authority, path) = r.split_at(r.find('/').unwrap_or(r.len()));
-            let host = d.req.header("host").unwrap_or("");
-            if !authority.eq_ignore_ascii_case(host) {
-                return Err(refuse(502, "the destination is on another server"));
-            }
-            path
-        }
-        None => value,
-    };
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    if !is_dav(path) {
-        return Err(refuse(403, "the destination is outside /dav/"));
-    }
-    decode(path).map_err(|e| refuse(403, &e.public_message()))
-}
-
-/// The parent folder of `path` (`""` for the root's children).
-pub(super) fn parent(path: &str) -> &str {
-    path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
 impl Dav<'_> {
@@ -430,7 +304,7 @@ fn route<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Answer> {
     match d.req.method.as_str() {
         "OPTIONS" => Ok(Answer::Send(options())),
         "PROPFIND" => props::propfind(d, conn),
-        "PROPPATCH" => props::proppatch(d, conn),
+        "PROPPATCH" => patch::proppatch(d, conn),
         "GET" | "HEAD" => read::get(d, conn),
         "PUT" => write::put(d, conn),
         "DELETE" => write::delete(d),
@@ -443,29 +317,5 @@ fn route<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Answer> {
             text(405, "method not allowed").with("Allow", ALLOW),
             false,
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_decode_once_and_encode_back() {
-        assert_eq!(decode("/dav").unwrap(), "");
-        assert_eq!(decode("/dav/").unwrap(), "");
-        assert_eq!(decode("/dav/a/b%20c/").unwrap(), "a/b c");
-        assert_eq!(decode("/dav/%E6%8A%A5").unwrap(), "报");
-        assert!(decode("/dav/a%2Fb").is_err());
-        assert!(decode("/dav/%2e%2e/x").is_err());
-        assert!(decode("/dav/../x").is_err());
-        assert!(decode("/dav//x").is_err());
-        assert!(decode("/davx").is_err());
-        assert_eq!(href("", true), "/dav/");
-        assert_eq!(href("a b/报&%", true), "/dav/a%20b/%E6%8A%A5%26%25/");
-        assert_eq!(href("x.txt", false), "/dav/x.txt");
-        assert_eq!(decode(&href("a b/报&%", true)).unwrap(), "a b/报&%");
-        assert_eq!(parent("a/b/c"), "a/b");
-        assert_eq!(parent("a"), "");
     }
 }

@@ -1,5 +1,5 @@
 //! `PROPFIND` (Depth 0 and 1; infinity is refused with
-//! `propfind-finite-depth`) and `PROPPATCH`.
+//! `propfind-finite-depth`); `PROPPATCH` is in `patch`.
 //!
 //! Live properties come from the file itself: size, modification time,
 //! the MD5 as ETag and as ownCloud's `oc:checksums`, locks, and the
@@ -10,7 +10,7 @@
 
 use super::lock::activelock;
 use super::xml::{escape, Elem, DAV, OC};
-use super::{href, read::content_type, refuse, xml, xml_response, Answer, Dav, Fail, Result};
+use super::{href, read::content_type, xml, xml_response, Answer, Dav, Fail, Result};
 use crate::error::Error;
 use crate::http::response::CSP;
 use crate::server::conn::{Conn, Stream};
@@ -43,14 +43,14 @@ enum Want {
 }
 
 /// Whether `{ns}name` is a property the server computes.
-fn is_live(ns: &str, name: &str) -> bool {
+pub(super) fn is_live(ns: &str, name: &str) -> bool {
     ns == DAV && LIVE.contains(&name) || ns == OC && name == "checksums"
 }
 
 /// One file or folder to describe.
-struct Entry {
-    path: String,
-    folder: bool,
+pub(super) struct Entry {
+    pub(super) path: String,
+    pub(super) folder: bool,
     size: u64,
     mtime: u64,
     md5: Option<String>,
@@ -66,7 +66,7 @@ fn open_tag(ns: &str, name: &str) -> (String, String) {
     }
 }
 
-fn element(ns: &str, name: &str, value: &str) -> String {
+pub(super) fn element(ns: &str, name: &str, value: &str) -> String {
     let (tag, decl) = open_tag(ns, name);
     if value.is_empty() {
         format!("<{tag}{decl}/>")
@@ -214,7 +214,7 @@ impl Dav<'_> {
     }
 }
 
-const HEAD: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+pub(super) const HEAD: &str = "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
 <D:multistatus xmlns:D=\"DAV:\" xmlns:oc=\"http://owncloud.org/ns\">\n";
 
 fn names_in(prop: &Elem) -> Vec<(String, String)> {
@@ -224,7 +224,7 @@ fn names_in(prop: &Elem) -> Vec<(String, String)> {
 }
 
 /// The entry of `path`, or `None` if nothing is there.
-fn entry_of(d: &Dav<'_>, path: &str) -> std::result::Result<Option<Entry>, Error> {
+pub(super) fn entry_of(d: &Dav<'_>, path: &str) -> std::result::Result<Option<Entry>, Error> {
     let storage = &d.shared.storage;
     Ok(match storage.kind(d.key(), path)? {
         Kind::Nothing => None,
@@ -334,14 +334,8 @@ pub(super) fn propfind<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result
     };
     let streamed = list_into(d, &mut sink, &me, &want, &first, depth1);
     if let Err(e) = streamed {
-        if chunked {
-            // The head is gone: a broken body is all that can say it.
-            return Err(match e {
-                Error::Disconnected(_) => Fail::Close,
-                _ => Fail::Close,
-            });
-        }
-        return Err(e.into());
+        // Once the head is gone, a broken body is all that can say it.
+        return Err(if chunked { Fail::Close } else { e.into() });
     }
     if chunked {
         sink.flush()?;
@@ -398,73 +392,4 @@ fn list_into<S: Stream>(
         }
     }
     sink.push("</D:multistatus>\n")
-}
-
-pub(super) fn proppatch<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Answer> {
-    let Some(root) = d.xml_body(conn)? else {
-        return Err(Error::bad_request("PROPPATCH needs a DAV:propertyupdate body").into());
-    };
-    if !root.is(DAV, "propertyupdate") {
-        return Err(Error::bad_request("a PROPPATCH body is a DAV:propertyupdate").into());
-    }
-    let path = d.path.clone();
-    let Some(me) = entry_of(d, &path)? else {
-        return Err(Error::NotFound.into());
-    };
-    d.unlocked(&path, false)?;
-    let mut props = d.shared.storage.props(d.key(), &path)?;
-    // (ns, name, protected) in the order asked.
-    let mut asked: Vec<(String, String, bool)> = Vec::new();
-    for op in root.elems() {
-        let set = op.is(DAV, "set");
-        if !set && !op.is(DAV, "remove") {
-            continue;
-        }
-        for p in op.child("prop").into_iter().flat_map(Elem::elems) {
-            let protected = is_live(&p.ns, &p.name);
-            asked.push((p.ns.clone(), p.name.clone(), protected));
-            if protected {
-                continue;
-            }
-            props.retain(|q| !(q.ns == p.ns && q.name == p.name));
-            if set {
-                props.push(Prop {
-                    ns: p.ns.clone(),
-                    name: p.name.clone(),
-                    value: p.inner_xml(),
-                });
-            }
-        }
-    }
-    let refused = asked.iter().any(|a| a.2);
-    let stored = if refused {
-        Ok(())
-    } else {
-        d.shared.storage.set_props(d.key(), &path, &props)
-    };
-    let status = |protected: bool| match (&stored, refused) {
-        (_, true) if protected => "403 Forbidden",
-        (_, true) => "424 Failed Dependency",
-        (Err(Error::QuotaExceeded), _) => "507 Insufficient Storage",
-        (Err(_), _) => "500 Internal Server Error",
-        (Ok(()), _) => "200 OK",
-    };
-    let mut out = format!(
-        "{HEAD}<D:response><D:href>{}</D:href>",
-        escape(&href(&me.path, me.folder))
-    );
-    for (ns, name, protected) in &asked {
-        out.push_str(&format!(
-            "<D:propstat><D:prop>{}</D:prop><D:status>HTTP/1.1 {}</D:status></D:propstat>",
-            element(ns, name, ""),
-            status(*protected)
-        ));
-    }
-    out.push_str("</D:response></D:multistatus>\n");
-    if let Err(e) = &stored {
-        if !matches!(e, Error::QuotaExceeded) {
-            return Err(refuse(500, &e.public_message()));
-        }
-    }
-    Ok(Answer::Send(xml_response(207, out)))
 }
