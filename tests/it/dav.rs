@@ -379,3 +379,35 @@ fn r18_a_huge_folder_is_listed_in_chunks_and_xml_bombs_are_refused() {
     let mut again = Dav::new(&server, "alice");
     assert_eq!(again.propfind("/dav/", "0", "").status, 207);
 }
+
+/// macOS Finder sends uploads in chunks, with their length in
+/// `X-Expected-Entity-Length`.
+#[test]
+fn r18_chunked_puts_with_a_declared_length_are_taken() {
+    use std::io::Write;
+    let server = TestServer::start();
+    server.user("alice");
+    let put = |headers: &str, body: &[u8]| {
+        let mut s = std::net::TcpStream::connect(&server.addr).unwrap();
+        let head = format!(
+            "PUT /dav/f.txt HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\
+             Transfer-Encoding: chunked\r\n{headers}\r\n",
+            basic("alice", PASSWORD)
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body).unwrap();
+        let mut web = Web::over_tcp(s);
+        web.read(false)
+    };
+    let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n";
+    let r = put("X-Expected-Entity-Length: 11\r\n", body);
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let mut d = Dav::new(&server, "alice");
+    assert_eq!(d.call("GET", "/dav/f.txt", &[], b"").body, b"hello world");
+    // Without a declared length, or with a wrong one: refused, nothing
+    // replaced.
+    assert_eq!(put("", body).status, 400);
+    assert_eq!(put("X-Expected-Entity-Length: 12\r\n", body).status, 400);
+    assert_eq!(put("X-Expected-Entity-Length: 10\r\n", body).status, 400);
+    assert_eq!(d.call("GET", "/dav/f.txt", &[], b"").body, b"hello world");
+}

@@ -68,6 +68,9 @@ pub(super) struct Dav<'a> {
     path: String,
     /// Body bytes not read yet.
     body_left: u64,
+    /// Whether the body comes in chunks (a `PUT` that declared its length
+    /// in `X-Expected-Entity-Length`, as macOS Finder sends them).
+    chunked: bool,
     /// Lock tokens the `If` header submitted.
     tokens: Vec<String>,
     log_name: Option<String>,
@@ -162,7 +165,13 @@ pub fn handle<S: Stream>(
     session: &mut SessionState,
 ) -> bool {
     let started = Instant::now();
-    let body_left = match req.content_length() {
+    let chunked = write::is_chunked(req);
+    let length = if chunked {
+        write::expected_length(req)
+    } else {
+        req.content_length()
+    };
+    let body_left = match length {
         Ok(n) => n,
         Err(e) => {
             let r = error_response(&e);
@@ -194,6 +203,7 @@ pub fn handle<S: Stream>(
                         user,
                         path,
                         body_left,
+                        chunked,
                         tokens: Vec::new(),
                         log_name: None,
                         bytes: 0,
@@ -211,7 +221,7 @@ pub fn handle<S: Stream>(
     let mut open = req.keep_alive();
     // A client still waiting for `100 Continue` sends no body: answer and
     // close rather than wait for it (RFC 9110 §10.1.1).
-    if left > 0 && expects_continue(req) && user_name.is_none() {
+    if left > 0 && (chunked || expects_continue(req) && user_name.is_none()) {
         open = false;
     }
     let status = match outcome {

@@ -17,6 +17,7 @@ use super::read::lists_etag;
 use super::{empty, parent, refuse, Answer, Dav, Fail, Result};
 use crate::commands::{self, put::Receive, Then};
 use crate::error::Error;
+use crate::http::request::Request;
 use crate::protocol::{is_md5_hex, Header};
 use crate::server::conn::{Conn, Stream};
 use crate::storage::Kind;
@@ -51,6 +52,120 @@ fn named_digests(d: &Dav<'_>) -> Result<(Option<String>, Option<String>)> {
         }
     }
     Ok((md5, sha1))
+}
+
+/// Whether a request's body comes with `Transfer-Encoding: chunked`.
+pub(super) fn is_chunked(req: &Request) -> bool {
+    req.header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+}
+
+/// The length a chunked `PUT` declares (`X-Expected-Entity-Length`, or
+/// ownCloud's `OC-Total-Length`): the upload's size, known up front for
+/// the quota.
+///
+/// # Errors
+/// `BAD_REQUEST` (`411` is not in the error codes) without one, or for
+/// any other method.
+pub(super) fn expected_length(req: &Request) -> std::result::Result<u64, Error> {
+    let declared = req
+        .header("x-expected-entity-length")
+        .or_else(|| req.header("oc-total-length"));
+    match declared.map(|v| v.trim().parse::<u64>()) {
+        Some(Ok(n)) if req.method == "PUT" && req.header("content-length").is_none() => Ok(n),
+        _ => Err(Error::bad_request(
+            "a chunked body needs X-Expected-Entity-Length (PUT only); else send Content-Length",
+        )),
+    }
+}
+
+/// Reads a chunked body's bytes (RFC 9112 §7.1) until `buf` is full.
+struct Chunks {
+    /// Bytes left in the current chunk.
+    left: u64,
+    /// Whether the current chunk's data is followed by a CRLF to take.
+    open: bool,
+}
+
+/// One line of a chunked body's framing, at most 4 KiB.
+fn framing_line<S: Stream>(conn: &mut Conn<S>) -> std::result::Result<String, Error> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 4096 {
+        let (_, read) = conn.read_body(&mut b);
+        read?;
+        if b[0] == b'\n' {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return String::from_utf8(line).map_err(|_| bad_chunks());
+        }
+        line.push(b[0]);
+    }
+    Err(bad_chunks())
+}
+
+fn bad_chunks() -> Error {
+    Error::bad_request("the chunked body is malformed")
+}
+
+impl Chunks {
+    fn fill<S: Stream>(
+        &mut self,
+        conn: &mut Conn<S>,
+        buf: &mut [u8],
+    ) -> (usize, std::result::Result<(), Error>) {
+        let mut got = 0;
+        while got < buf.len() {
+            if self.left == 0 {
+                if let Err(e) = self.next(conn) {
+                    return (got, Err(e));
+                }
+                if self.left == 0 {
+                    return (
+                        got,
+                        Err(Error::bad_request("the body is shorter than declared")),
+                    );
+                }
+            }
+            let want = (buf.len() - got).min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            let (n, read) = conn.read_body(&mut buf[got..got + want]);
+            got += n;
+            self.left -= n as u64;
+            if read.is_err() {
+                return (got, read);
+            }
+        }
+        (got, Ok(()))
+    }
+
+    /// Takes the framing up to the next chunk's data; `left` stays 0 at
+    /// the last chunk, whose trailer is taken too.
+    fn next<S: Stream>(&mut self, conn: &mut Conn<S>) -> std::result::Result<(), Error> {
+        if self.open && !framing_line(conn)?.is_empty() {
+            return Err(bad_chunks());
+        }
+        let line = framing_line(conn)?;
+        let size = line.split(';').next().unwrap_or("").trim();
+        self.left = u64::from_str_radix(size, 16).map_err(|_| bad_chunks())?;
+        self.open = self.left > 0;
+        if self.left == 0 {
+            while !framing_line(conn)?.is_empty() {}
+        }
+        Ok(())
+    }
+
+    /// After the declared bytes: the body must end there.
+    fn end<S: Stream>(&mut self, conn: &mut Conn<S>) -> std::result::Result<(), Error> {
+        if self.left > 0 {
+            return Err(Error::bad_request("the body is longer than declared"));
+        }
+        self.next(conn)?;
+        if self.left > 0 {
+            return Err(Error::bad_request("the body is longer than declared"));
+        }
+        Ok(())
+    }
 }
 
 /// Refuses a change whose parent folder is missing.
@@ -163,9 +278,16 @@ fn receive<S: Stream>(
         conn.begin_body()?;
     }
     let mut left = len;
+    let mut chunks = d.chunked.then_some(Chunks {
+        left: 0,
+        open: false,
+    });
     let received = up.receive(|chunk| {
         let want = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let (got, read) = conn.read_body(&mut chunk[..want]);
+        let (got, read) = match chunks.as_mut() {
+            Some(c) => c.fill(conn, &mut chunk[..want]),
+            None => conn.read_body(&mut chunk[..want]),
+        };
         if let Some(h) = sha1.as_deref_mut() {
             h.update(&chunk[..got]);
         }
@@ -174,6 +296,14 @@ fn receive<S: Stream>(
     });
     d.bytes = len - left;
     d.body_left = left;
+    let received = match (received, chunks.as_mut()) {
+        (Ok(()), Some(c)) => c.end(conn).map_err(|e| {
+            // The rest cannot be skipped: close after the answer.
+            d.body_left = 1;
+            e
+        }),
+        (r, _) => r,
+    };
     match received {
         Ok(()) => Ok(()),
         Err(e @ (Error::Timeout | Error::Disconnected(_))) => Err(match Fail::from(e) {
