@@ -297,10 +297,9 @@ fn receive<S: Stream>(
     d.bytes = len - left;
     d.body_left = left;
     let received = match (received, chunks.as_mut()) {
-        (Ok(()), Some(c)) => c.end(conn).map_err(|e| {
+        (Ok(()), Some(c)) => c.end(conn).inspect_err(|_| {
             // The rest cannot be skipped: close after the answer.
             d.body_left = 1;
-            e
         }),
         (r, _) => r,
     };
