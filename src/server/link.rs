@@ -1,6 +1,7 @@
 //! A connection between the event loop and the workers: its socket (and
 //! TLS state), the bytes read ahead, and its session.
 
+use std::any::Any;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,12 +31,15 @@ pub enum Kind {
     Tls(Box<ServerConnection>),
 }
 
-/// A `login` read and handed to the hasher's queue (`logins`).
+/// A login read and handed to the hasher's queue (`logins`).
 pub struct PendingLogin {
     pub user: String,
     pub password: crate::protocol::Password,
     /// When the request was read (for its log line).
     pub started: Instant,
+    /// What the front end that read it keeps to answer it when it comes
+    /// back (the web API: the request's cookie and keep-alive).
+    pub resume: Option<Box<dyn Any + Send>>,
 }
 
 /// A login the hasher checked, for a worker to answer.
@@ -43,6 +47,8 @@ pub struct LoginDone {
     pub user: String,
     pub outcome: Result<Arc<User>, crate::error::Error>,
     pub started: Instant,
+    /// [`PendingLogin::resume`], given back.
+    pub resume: Option<Box<dyn Any + Send>>,
 }
 
 /// What a connection's requests share.

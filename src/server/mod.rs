@@ -89,6 +89,7 @@ impl Server {
         let identity = Identity::load(&config.tls)?;
         let tls = identity.server_config()?;
         users.set_register_limit(config.register_limit);
+        users.set_login_pace(config.login_burst, config.login_rate);
         let listener = TcpListener::bind(&config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let poll = Poll::new().context("cannot start the event loop")?;

@@ -118,6 +118,7 @@ fn serve_all<S: Stream>(
                     user: args.user,
                     password: args.password,
                     started,
+                    resume: None,
                 });
                 return true;
             }
