@@ -12,7 +12,7 @@ use super::bodies::Bodies;
 use super::conn::{Conn, Limits, Stream};
 use super::limits::Slot;
 use crate::protocol::{Timed, TICK};
-use crate::state::Shared;
+use crate::state::{Shared, MAX_ERROR_RUN};
 use crate::users::User;
 
 /// The socket and what speaks over it.
@@ -63,6 +63,28 @@ pub struct SessionState {
     pub opened: Instant,
     /// Error replies in a row.
     pub error_run: u32,
+}
+
+impl SessionState {
+    /// Counts a reply in the connection's run of errors (every front end
+    /// alike: v1 error frames, HTTP statuses of 400 and above). Returns
+    /// whether the connection may go on: after [`MAX_ERROR_RUN`] error
+    /// replies in a row it is closed, and the log says so.
+    pub fn count_reply(&mut self, shared: &Shared, peer: &str, failed: bool) -> bool {
+        if !failed {
+            self.error_run = 0;
+            return true;
+        }
+        self.error_run += 1;
+        if self.error_run < MAX_ERROR_RUN {
+            return true;
+        }
+        shared.log.write(
+            &format!("{peer} error run"),
+            &format!("{peer} closed after {MAX_ERROR_RUN} error replies in a row"),
+        );
+        false
+    }
 }
 
 /// One connection, owned by the event loop while it waits and by a

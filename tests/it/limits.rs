@@ -306,3 +306,29 @@ fn r16_a_refused_http_client_gets_503_with_retry_after() {
     assert_eq!(first.whoami().unwrap().user, "owner");
     assert_eq!(second.whoami().unwrap().user, "owner");
 }
+
+/// HTTP has v1's run-of-errors cut: 1,000 error responses in a row close
+/// the connection; a success in between starts the run again.
+#[test]
+fn r16_a_long_run_of_http_errors_closes_the_connection() {
+    let server = TestServer::start();
+    let mut raw = server.raw();
+    let burst: String = (0..1100)
+        .map(|i| format!("GET /nothing/{i} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .collect();
+    raw.send_bytes(burst.as_bytes());
+    for _ in 0..1000 {
+        assert!(http_response(&mut raw).starts_with("HTTP/1.1 404"));
+    }
+    assert!(closed(&mut raw));
+    server.wait_for_log("closed after 1000 error replies in a row");
+    let mut ok = server.raw();
+    for round in 0..2 {
+        for i in 0..600 {
+            ok.send_bytes(format!("GET /no/{round}/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            assert!(http_response(&mut ok).starts_with("HTTP/1.1 404"));
+        }
+        ok.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(http_response(&mut ok).starts_with("HTTP/1.1 200"));
+    }
+}

@@ -128,7 +128,7 @@ pub fn answer_login<S: Stream>(
         0,
         done.started,
     );
-    sent && !close
+    session.count_reply(shared, &front.peer, r.status >= 400) && sent && !close
 }
 
 pub(super) fn register<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> Result<Answer> {

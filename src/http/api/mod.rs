@@ -173,7 +173,8 @@ pub fn handle<S: Stream>(
         ex.bytes,
         started,
     );
-    open
+    // The same run-of-errors cut as v1's (`SessionState::count_reply`).
+    session.count_reply(shared, &front.peer, status >= 400) && open
 }
 
 /// A response's bytes: only its head for `HEAD`.
