@@ -50,6 +50,7 @@ pub fn config(data: &Path) -> Config {
         login_burst: crate::users::pace::DEFAULT_BURST,
         login_rate: crate::users::pace::DEFAULT_RATE,
         login_wait: Duration::from_secs(10),
+        listing_memory: crate::storage::budget::DEFAULT_BYTES,
     }
 }
 

@@ -140,6 +140,11 @@ struct ServeArgs {
     /// workers) before it gets RATE_LIMITED.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=300))]
     login_wait: u64,
+    /// Bytes of memory that listings being built or sent may hold
+    /// together; beyond that a listing waits for its turn.
+    #[arg(long, value_name = "BYTES", default_value_t = netdisk::storage::budget::DEFAULT_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    listing_memory: u64,
     /// Unfinished uploads one user may hold at once; a put of another name
     /// beyond that is QUOTA_EXCEEDED.
     #[arg(long, value_name = "N", default_value_t = netdisk::storage::DEFAULT_MAX_STAGED as u32,
@@ -294,6 +299,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         login_burst: args.login_burst,
         login_rate: args.login_rate,
         login_wait: Duration::from_secs(args.login_wait),
+        listing_memory: usize::try_from(args.listing_memory).unwrap_or(usize::MAX),
     };
     let server = Server::bind(config)?;
     let stopper = server.stopper();

@@ -57,6 +57,8 @@ pub struct Config {
     /// How long a login over that pace may wait for its turn in the login
     /// queue before it is `RATE_LIMITED`.
     pub login_wait: Duration,
+    /// Memory that listings being built or sent may hold together.
+    pub listing_memory: usize,
     /// Unfinished uploads one user may hold.
     pub max_staged: usize,
     /// Files one user may hold.

@@ -85,6 +85,7 @@ impl Server {
             .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
         storage.set_max_staged(config.max_staged);
         storage.set_max_files(config.max_files);
+        storage.set_listing_memory(config.listing_memory);
         let mut users = UserStore::open(&storage.users_file())
             .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
         let identity = Identity::load(&config.tls)?;

@@ -8,6 +8,7 @@ mod abuse;
 mod admin;
 mod bodies;
 mod browser;
+mod budget;
 mod cli;
 mod cli_folders;
 mod cli_transfer;
