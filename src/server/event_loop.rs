@@ -408,7 +408,10 @@ impl EventLoop {
 
     fn log_refusal(&self, peer: &str, code: &str, why: &str) {
         let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
-        self.shared.log.write(
+        // Within the address's budget of failed lines, as its requests.
+        self.shared.log.request(
+            ip,
+            true,
             &format!("{ip} - - - 0 {code} {why}"),
             &format!("{peer} - - - 0 0ms {code} ({why})"),
         );

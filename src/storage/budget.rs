@@ -13,6 +13,10 @@
 //! is given back. So however many users list at once, the listings
 //! never hold more than the budget together (and one listing at most its
 //! own size beyond it).
+//!
+//! A big listing (past [`BIG`]) also takes one of a few places to be
+//! built in, one per core: building one is all CPU, and sixteen at once
+//! would take every core from everyone else. Small listings need none.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,8 @@ pub const DEFAULT_BYTES: usize = 128 << 20;
 /// Bytes a listing needs per entry beside its name: a row, and the JSON
 /// fields of its entry in the frame.
 const PER_ENTRY: usize = 48 + 112;
+/// A listing estimated past this needs a place to be built in.
+pub const BIG: usize = 256 << 10;
 /// How long a listing waits for its share before `BUSY`.
 const PATIENCE: Duration = Duration::from_secs(30);
 /// How often a waiting listing looks again (a frame dropped by a worker
@@ -41,11 +47,15 @@ struct State {
     frames: Vec<(Weak<Vec<u8>>, usize)>,
     /// The most ever reserved at once.
     high: usize,
+    /// Big listings being built.
+    building: usize,
 }
 
 /// The budget.
 pub struct Budget {
     total: usize,
+    /// Big listings that may be built at once.
+    places: usize,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -59,8 +69,10 @@ impl Default for Budget {
 impl Budget {
     /// A budget of `total` bytes (at least 1).
     pub fn new(total: usize) -> Budget {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Budget {
             total: total.max(1),
+            places: cores,
             state: Mutex::default(),
             freed: Condvar::new(),
         }
@@ -72,17 +84,20 @@ impl Budget {
     /// # Errors
     /// `BUSY` if they did not in time.
     pub fn reserve(&self, want: usize) -> Result<Charge<'_>, Error> {
+        let place = want > BIG;
         let want = want.min(self.total);
         let deadline = Instant::now() + PATIENCE;
         let mut s = self.lock();
         loop {
             prune(&mut s);
-            if s.used + want <= self.total {
+            if s.used + want <= self.total && (!place || s.building < self.places) {
                 s.used += want;
                 s.high = s.high.max(s.used);
+                s.building += usize::from(place);
                 return Ok(Charge {
                     budget: self,
                     bytes: want,
+                    place,
                 });
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -109,9 +124,10 @@ impl Budget {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn release(&self, bytes: usize) {
+    fn release(&self, bytes: usize, place: bool) {
         let mut s = self.lock();
         s.used = s.used.saturating_sub(bytes);
+        s.building -= usize::from(place && s.building > 0);
         drop(s);
         self.freed.notify_all();
     }
@@ -134,6 +150,8 @@ fn prune(s: &mut State) {
 pub struct Charge<'a> {
     budget: &'a Budget,
     bytes: usize,
+    /// It holds a place to be built in.
+    place: bool,
 }
 
 impl Charge<'_> {
@@ -146,13 +164,18 @@ impl Charge<'_> {
         s.frames.push((Arc::downgrade(frame), kept));
         drop(s);
         self.bytes -= kept;
+        // Built: the place goes to the next (the rest of the bytes too).
+        let (bytes, place) = (self.bytes, self.place);
+        self.bytes = 0;
+        self.place = false;
+        self.budget.release(bytes, place);
     }
 }
 
 impl Drop for Charge<'_> {
     fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.budget.release(self.bytes);
+        if self.bytes > 0 || self.place {
+            self.budget.release(self.bytes, self.place);
         }
     }
 }
@@ -213,6 +236,24 @@ mod tests {
         assert_eq!(b.high_water(), 100);
         drop(frame);
         drop(b.reserve(100).unwrap());
+    }
+
+    #[test]
+    fn big_listings_take_turns_for_a_place_small_ones_need_none() {
+        let b = Budget {
+            places: 1,
+            ..Budget::new(100 * BIG)
+        };
+        let first = b.reserve(2 * BIG).unwrap();
+        // A small one goes beside it at once.
+        drop(b.reserve(BIG).unwrap());
+        thread::scope(|s| {
+            let second = s.spawn(|| b.reserve(2 * BIG).map(drop));
+            first.keep(&Arc::new(Vec::new()));
+            second.join().unwrap().unwrap();
+        });
+        // Never two big ones at once: at most 2 + 1 places' worth.
+        assert!(b.high_water() <= 3 * BIG, "{}", b.high_water());
     }
 
     #[test]
