@@ -39,6 +39,7 @@ use netdisk::protocol::Password;
 use serde_json::json;
 
 mod attack;
+mod flood;
 mod load;
 #[path = "../tests/it/serve.rs"]
 mod serve;

@@ -47,6 +47,10 @@ pub fn config(data: &Path) -> Config {
         max_staged: 16,
         max_files: crate::storage::DEFAULT_MAX_FILES,
         web_idle: Duration::from_secs(1800),
+        login_burst: crate::users::pace::DEFAULT_BURST,
+        login_rate: crate::users::pace::DEFAULT_RATE,
+        login_wait: Duration::from_secs(10),
+        listing_memory: crate::storage::budget::DEFAULT_BYTES,
     }
 }
 

@@ -132,6 +132,10 @@ pub enum Error {
     /// starts over.
     #[error("too many failed logins; try again in {0} s")]
     RateLimited(u64),
+    /// Logins that get in faster than the server's pace: the seconds until
+    /// the next may.
+    #[error("too many logins at once; try again in {0} s")]
+    LoginsTooFast(u64),
     /// Too many accounts registered from one address lately.
     #[error("too many registrations from this address; try again later")]
     RegisterLimited,
@@ -199,7 +203,9 @@ impl Error {
             Error::UnknownCommand(_) => ErrorCode::UnknownCommand,
             Error::NotLoggedIn => ErrorCode::NotLoggedIn,
             Error::AuthFailed => ErrorCode::AuthFailed,
-            Error::RateLimited(_) | Error::RegisterLimited => ErrorCode::RateLimited,
+            Error::RateLimited(_) | Error::LoginsTooFast(_) | Error::RegisterLimited => {
+                ErrorCode::RateLimited
+            }
             Error::RegistrationClosed => ErrorCode::RegistrationClosed,
             Error::UserExists => ErrorCode::UserExists,
             Error::InvalidName(_) => ErrorCode::InvalidName,

@@ -128,6 +128,23 @@ struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = netdisk::ratelimit::DEFAULT_REGISTER_LIMIT,
           value_parser = clap::value_parser!(u32).range(1..))]
     register_limit: u32,
+    /// Logins that get in at once for one user; then --login-rate a
+    /// second. An address gets four times both.
+    #[arg(long, value_name = "N", default_value_t = netdisk::users::pace::DEFAULT_BURST,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    login_burst: u32,
+    /// Logins a second for one user after a burst (fractions allowed).
+    #[arg(long, value_name = "PER_SEC", default_value_t = netdisk::users::pace::DEFAULT_RATE)]
+    login_rate: f64,
+    /// Seconds a login beyond that pace may wait for its turn (off the
+    /// workers) before it gets RATE_LIMITED.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=300))]
+    login_wait: u64,
+    /// Bytes of memory that listings being built or sent may hold
+    /// together; beyond that a listing waits for its turn.
+    #[arg(long, value_name = "BYTES", default_value_t = netdisk::storage::budget::DEFAULT_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    listing_memory: u64,
     /// Unfinished uploads one user may hold at once; a put of another name
     /// beyond that is QUOTA_EXCEEDED.
     #[arg(long, value_name = "N", default_value_t = netdisk::storage::DEFAULT_MAX_STAGED as u32,
@@ -279,6 +296,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_staged: args.max_staged as usize,
         max_files: args.max_files,
         web_idle: Duration::from_secs(args.web_idle),
+        login_burst: args.login_burst,
+        login_rate: args.login_rate,
+        login_wait: Duration::from_secs(args.login_wait),
+        listing_memory: usize::try_from(args.listing_memory).unwrap_or(usize::MAX),
     };
     let server = Server::bind(config)?;
     let stopper = server.stopper();

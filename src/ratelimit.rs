@@ -262,7 +262,7 @@ fn current<'m>(map: &'m mut HashMap<Key, Window>, key: &Key, now: Instant) -> &'
 
 /// The address an address limit counts by: an IPv4 address, or an IPv6
 /// address's /64 (one host usually holds a whole /64).
-fn address_key(peer: &str) -> String {
+pub(crate) fn address_key(peer: &str) -> String {
     match peer.parse::<IpAddr>() {
         Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();

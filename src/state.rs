@@ -50,6 +50,15 @@ pub struct Config {
     pub registration_open: bool,
     /// Successful registrations allowed per address per hour.
     pub register_limit: u32,
+    /// Logins that get in at once per user (an address: four times).
+    pub login_burst: u32,
+    /// Logins a second per user after a burst (an address: four times).
+    pub login_rate: f64,
+    /// How long a login over that pace may wait for its turn in the login
+    /// queue before it is `RATE_LIMITED`.
+    pub login_wait: Duration,
+    /// Memory that listings being built or sent may hold together.
+    pub listing_memory: usize,
     /// Unfinished uploads one user may hold.
     pub max_staged: usize,
     /// Files one user may hold.

@@ -46,7 +46,9 @@ impl Response {
         );
         match error {
             Error::Busy(_) => r.with("Retry-After", "5"),
-            Error::RateLimited(secs) => r.with("Retry-After", secs.to_string()),
+            Error::RateLimited(secs) | Error::LoginsTooFast(secs) => {
+                r.with("Retry-After", secs.to_string())
+            }
             _ => r,
         }
     }

@@ -43,6 +43,13 @@ fn run<S: Stream>(
     front: &Front,
     session: &mut SessionState,
 ) -> bool {
+    if let Some(done) = session.login_done.take() {
+        // Back from the login queue: answer the login, then what is
+        // buffered behind it.
+        if !api::answer_login(shared, conn, front, session, done) {
+            return false;
+        }
+    }
     loop {
         let req = match Request::parse(conn.buffered()) {
             Ok(Some((req, len))) => {
@@ -83,9 +90,12 @@ fn run<S: Stream>(
                 return false;
             }
         };
-        let open = api::handle(shared, conn, &req, front);
+        let open = api::handle(shared, conn, &req, front, session);
         if !open || shared.stopping() {
             return false;
+        }
+        if session.login.is_some() {
+            return true; // to the login queue (see `server::pool`)
         }
     }
 }

@@ -23,6 +23,7 @@ use rustls::{ServerConfig, ServerConnection};
 use super::conn::frame_ready;
 use super::limits::{Full, Slots};
 use super::link::{Kind, Link};
+use super::refused::Refused;
 use crate::error::ErrorCode;
 use crate::protocol::{encode_frame, error_header, MAX_REQUEST_HEADER};
 use crate::state::Shared;
@@ -67,6 +68,8 @@ pub struct EventLoop {
     shared: Arc<Shared>,
     slots: Slots,
     tls: Arc<ServerConfig>,
+    /// Connections refused at accept, waiting to be answered.
+    refused: Refused,
 }
 
 impl EventLoop {
@@ -100,6 +103,7 @@ impl EventLoop {
             shared,
             slots,
             tls,
+            refused: Refused::default(),
         })
     }
 
@@ -177,7 +181,8 @@ impl EventLoop {
                         Full::Total => "the server has too many connections; try again later",
                         Full::Address => "too many connections from your address",
                     };
-                    refuse_now(&tcp, why);
+                    // Answered in its own words once it speaks (`refused`).
+                    self.refused.add(tcp, why, Instant::now());
                     self.log_refusal(&peer.to_string(), "BUSY", why);
                 }
             }
@@ -353,6 +358,7 @@ impl EventLoop {
 
     fn sweep(&mut self, now: Instant) {
         self.shared.bodies.sweep(now);
+        self.refused.sweep(now);
         let config = &self.shared.config;
         let mut due = Vec::new();
         for (i, c) in self.conns.iter().enumerate() {
@@ -402,7 +408,10 @@ impl EventLoop {
 
     fn log_refusal(&self, peer: &str, code: &str, why: &str) {
         let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
-        self.shared.log.write(
+        // Within the address's budget of failed lines, as its requests.
+        self.shared.log.request(
+            ip,
+            true,
             &format!("{ip} - - - 0 {code} {why}"),
             &format!("{peer} - - - 0 0ms {code} ({why})"),
         );
@@ -630,10 +639,4 @@ fn drain(tcp: &TcpStream) -> bool {
             Err(_) => return true,
         }
     }
-}
-
-/// Answers `BUSY` on a connection that gets no slot, without waiting.
-fn refuse_now(tcp: &TcpStream, why: &str) {
-    let frame = encode_frame(&error_header(ErrorCode::Busy, why));
-    let _ = (&*tcp).write(&frame);
 }

@@ -1,6 +1,7 @@
 //! A connection between the event loop and the workers: its socket (and
 //! TLS state), the bytes read ahead, and its session.
 
+use std::any::Any;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use super::bodies::Bodies;
 use super::conn::{Conn, Limits, Stream};
 use super::limits::Slot;
 use crate::protocol::{Timed, TICK};
-use crate::state::Shared;
+use crate::state::{Shared, MAX_ERROR_RUN};
 use crate::users::User;
 
 /// The socket and what speaks over it.
@@ -30,12 +31,15 @@ pub enum Kind {
     Tls(Box<ServerConnection>),
 }
 
-/// A `login` read and handed to the hasher's queue (`logins`).
+/// A login read and handed to the hasher's queue (`logins`).
 pub struct PendingLogin {
     pub user: String,
     pub password: crate::protocol::Password,
     /// When the request was read (for its log line).
     pub started: Instant,
+    /// What the front end that read it keeps to answer it when it comes
+    /// back (the web API: the request's cookie and keep-alive).
+    pub resume: Option<Box<dyn Any + Send>>,
 }
 
 /// A login the hasher checked, for a worker to answer.
@@ -43,6 +47,8 @@ pub struct LoginDone {
     pub user: String,
     pub outcome: Result<Arc<User>, crate::error::Error>,
     pub started: Instant,
+    /// [`PendingLogin::resume`], given back.
+    pub resume: Option<Box<dyn Any + Send>>,
 }
 
 /// What a connection's requests share.
@@ -59,6 +65,28 @@ pub struct SessionState {
     pub error_run: u32,
     /// The WebDAV credentials this connection verified.
     pub dav: Option<crate::http::dav::Verified>,
+}
+
+impl SessionState {
+    /// Counts a reply in the connection's run of errors (every front end
+    /// alike: v1 error frames, HTTP statuses of 400 and above). Returns
+    /// whether the connection may go on: after [`MAX_ERROR_RUN`] error
+    /// replies in a row it is closed, and the log says so.
+    pub fn count_reply(&mut self, shared: &Shared, peer: &str, failed: bool) -> bool {
+        if !failed {
+            self.error_run = 0;
+            return true;
+        }
+        self.error_run += 1;
+        if self.error_run < MAX_ERROR_RUN {
+            return true;
+        }
+        shared.log.write(
+            &format!("{peer} error run"),
+            &format!("{peer} closed after {MAX_ERROR_RUN} error replies in a row"),
+        );
+        false
+    }
 }
 
 /// One connection, owned by the event loop while it waits and by a

@@ -17,6 +17,7 @@ pub mod link;
 pub mod log;
 pub mod logins;
 pub mod pool;
+pub mod refused;
 pub mod session;
 
 use std::io;
@@ -84,11 +85,13 @@ impl Server {
             .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
         storage.set_max_staged(config.max_staged);
         storage.set_max_files(config.max_files);
+        storage.set_listing_memory(config.listing_memory);
         let mut users = UserStore::open(&storage.users_file())
             .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
         let identity = Identity::load(&config.tls)?;
         let tls = identity.server_config()?;
         users.set_register_limit(config.register_limit);
+        users.set_login_pace(config.login_burst, config.login_rate);
         let listener = TcpListener::bind(&config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
         let poll = Poll::new().context("cannot start the event loop")?;

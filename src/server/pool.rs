@@ -59,17 +59,20 @@ impl Pool {
                         }
                         // A panic ends one connection, not the worker.
                         let served = panic::catch_unwind(AssertUnwindSafe(|| {
-                            let mut link = if link.http {
-                                crate::http::serve(&shared, link)
-                            } else {
-                                session::serve(&shared, link)
+                            let serve = |link: Link| {
+                                if link.http {
+                                    crate::http::serve(&shared, link)
+                                } else {
+                                    session::serve(&shared, link)
+                                }
                             };
+                            let mut link = serve(link);
                             // A login waits for the hasher in its queue,
                             // not here; refused there, it is answered here.
                             while link.session.login.is_some() {
                                 match logins.submit(link) {
                                     None => return None,
-                                    Some(back) => link = session::serve(&shared, back),
+                                    Some(back) => link = serve(back),
                                 }
                             }
                             Some(link)

@@ -16,7 +16,7 @@ use super::link::{serve_link, Link, LoginDone, PendingLogin, Serve, SessionState
 use crate::commands::{lookup, put, Ctx, Then};
 use crate::error::Error;
 use crate::protocol::{error_header, ok_header, Header, Reply};
-use crate::state::{Shared, MAX_ERROR_RUN};
+use crate::state::Shared;
 use crate::users::User;
 use group::{Entry, Group};
 
@@ -118,6 +118,7 @@ fn serve_all<S: Stream>(
                     user: args.user,
                     password: args.password,
                     started,
+                    resume: None,
                 });
                 return true;
             }
@@ -276,27 +277,11 @@ fn conclude<S: Stream>(
         entry.started,
         &outcome.as_ref().map(|_| ()),
     );
-    let fatal = match &outcome {
-        Ok(()) => {
-            state.error_run = 0;
-            false
-        }
-        Err(e) => {
-            state.error_run += 1;
-            matches!(e, Error::Disconnected(_)) || e.code().closes_connection()
-        }
-    };
-    if fatal {
-        return false;
-    }
-    if state.error_run >= MAX_ERROR_RUN {
-        shared.log.write(
-            &format!("{peer} error run"),
-            &format!("{peer} closed after {MAX_ERROR_RUN} error replies in a row"),
-        );
-        return false;
-    }
-    true
+    let fatal = outcome
+        .as_ref()
+        .is_err_and(|e| matches!(e, Error::Disconnected(_)) || e.code().closes_connection());
+    // The run of errors is the session's, shared with HTTP.
+    state.count_reply(shared, peer, outcome.is_err()) && !fatal
 }
 
 fn dispatch(ctx: &mut Ctx<'_>, header: &Header) -> Result<Reply, Error> {

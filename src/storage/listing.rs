@@ -286,10 +286,11 @@ impl Storage {
     /// A reply frame for the listing of `key`'s folder `path`, `encode`d
     /// from a fresh [`Listing`], or shared with other requests when no
     /// change came through the server since this one arrived (see the
-    /// module comment). At most one frame per folder is built at a time.
+    /// module comment). At most one frame per folder is built at a time,
+    /// and all of them within the listings' memory budget (`budget`).
     ///
     /// # Errors
-    /// The listing's or `encode`'s.
+    /// The listing's or `encode`'s; `BUSY` if the budget stayed taken.
     pub fn shared_listing(
         &self,
         key: &str,
@@ -313,7 +314,11 @@ impl Storage {
             }
         }
         let generation = self.listings.generation(key);
+        // Its share of the listings' memory first (see `budget`).
+        let want = super::budget::estimate(&self.folder(key, path)?, recursive);
+        let charge = self.listing_budget.reserve(want)?;
         let frame = Arc::new(encode(&self.listing(key, path, recursive)?)?);
+        charge.keep(&frame);
         *slot = Slot {
             generation,
             frame: Arc::downgrade(&frame),

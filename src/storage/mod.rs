@@ -31,6 +31,7 @@
 //! cached digests.
 
 mod attrs;
+pub mod budget;
 mod datalock;
 mod digest;
 mod listing;
@@ -76,6 +77,8 @@ pub struct Storage {
     max_files: u64,
     /// Folder generations and shared listing frames.
     listings: Arc<listing::Listings>,
+    /// The memory listings being built or sent may hold together.
+    listing_budget: Arc<budget::Budget>,
     /// Each user's files and bytes, kept up to date.
     usage: Arc<tree::UsageTable>,
 }
@@ -94,8 +97,19 @@ impl Storage {
             max_staged: DEFAULT_MAX_STAGED,
             max_files: DEFAULT_MAX_FILES,
             listings: Arc::default(),
+            listing_budget: Arc::default(),
             usage: Arc::default(),
         })
+    }
+
+    /// Sets the memory listings may hold together (see `budget`).
+    pub fn set_listing_memory(&mut self, bytes: usize) {
+        self.listing_budget = Arc::new(budget::Budget::new(bytes));
+    }
+
+    /// The most memory listings have held together so far.
+    pub fn listing_memory_high_water(&self) -> usize {
+        self.listing_budget.high_water()
     }
 
     /// Path of `users.xlsx`.

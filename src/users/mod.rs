@@ -19,19 +19,21 @@
 mod admin;
 pub mod control;
 mod known;
+pub mod pace;
 mod sheet;
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
 use crate::names;
 use crate::password;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{address_key, RateLimiter};
 use known::KnownAddresses;
+use pace::Pace;
 use sheet::{read_sheet, write_sheet};
 
 pub use known::{KNOWN_FILE, KNOWN_FOR};
@@ -68,6 +70,8 @@ pub struct UserStore {
     state: Mutex<State>,
     write: Mutex<()>,
     limiter: RateLimiter,
+    /// The pace of logins that get in.
+    pace: Pace,
     /// Where each user logged in from lately.
     known: KnownAddresses,
     /// Where passwords are hashed and checked (see the module comment).
@@ -97,6 +101,7 @@ impl UserStore {
             state: Mutex::new(State::default()),
             write: Mutex::new(()),
             limiter: RateLimiter::default(),
+            pace: Pace::default(),
             known: KnownAddresses::open(&path.with_file_name(KNOWN_FILE)),
             hashers,
         };
@@ -118,6 +123,13 @@ impl UserStore {
     /// Sets the successful registrations allowed per address per hour.
     pub fn set_register_limit(&mut self, per_hour: u32) {
         self.limiter.set_register_limit(per_hour);
+    }
+
+    /// Sets the pace of logins that get in: `burst` at once per user,
+    /// then `rate` a second (an address: [`pace::ADDRESS_SHARE`] times
+    /// both).
+    pub fn set_login_pace(&mut self, burst: u32, rate: f64) {
+        self.pace = Pace::new(burst, rate);
     }
 
     /// Number of accounts.
@@ -197,20 +209,47 @@ impl UserStore {
         Ok(user)
     }
 
-    /// Checks a login from `peer`. The attempt holds its place in the
-    /// limits while it hashes (see `ratelimit`); a success makes `peer` a
-    /// known address of the user.
+    /// Takes the tokens a login as `name` from `peer` needs before it may
+    /// hash (see `pace`), without waiting: a front end that can let the
+    /// login wait off its worker (the login queue, `server::logins`) asks
+    /// again later.
+    ///
+    /// # Errors
+    /// How long until the tokens are there (`Duration::MAX`: never).
+    pub fn login_pass(&self, name: &str, peer: &str) -> Result<LoginPass<'_>, pace::Short> {
+        self.pace.take(&limit_key(name), &address_key(peer))
+    }
+
+    /// Checks a login from `peer` now, or refuses it if it would go faster
+    /// than the pace allows ([`UserStore::login_pass`] and
+    /// [`UserStore::login_with`] in one).
+    ///
+    /// # Errors
+    /// `RATE_LIMITED` (too fast, or too many failures), `AUTH_FAILED`.
+    pub fn login(&self, name: &str, password: &Password, peer: &str) -> Result<Arc<User>, Error> {
+        let pass = self
+            .login_pass(name, peer)
+            .map_err(|short| Error::LoginsTooFast(retry_after(short.wait)))?;
+        self.login_with(pass, name, password, peer)
+    }
+
+    /// Checks a login from `peer` that holds its tokens. The attempt holds
+    /// its place in the failure limits while it hashes (see `ratelimit`); a
+    /// success spends the tokens and makes `peer` a known address of the
+    /// user, a failure gives the user's token back.
     ///
     /// # Errors
     /// `RATE_LIMITED` after too many failures for this name or address,
     /// otherwise `AUTH_FAILED` for any kind of wrong credentials.
-    pub fn login(&self, name: &str, password: &Password, peer: &str) -> Result<Arc<User>, Error> {
+    pub fn login_with(
+        &self,
+        pass: LoginPass<'_>,
+        name: &str,
+        password: &Password,
+        peer: &str,
+    ) -> Result<Arc<User>, Error> {
         let key = names::canonical_user(name);
-        let limit_key = match &key {
-            Ok(k) => k.clone(),
-            // An impossible name still counts against itself, bounded in size.
-            Err(_) => name.chars().take(64).collect::<String>().to_lowercase(),
-        };
+        let limit_key = limit_key(name);
         let known = self.known.is_known(&limit_key, peer);
         let slot = self.limiter.begin_login(&limit_key, peer, known)?;
         let user = key.ok().and_then(|k| self.get(&k));
@@ -224,6 +263,7 @@ impl UserStore {
         match user {
             Some(user) if valid => {
                 slot.forgive();
+                pass.spend();
                 if let Err(e) = self.known.record(&user.key, peer) {
                     // The login stands; only the exemption may not outlive
                     // a restart.
@@ -231,7 +271,8 @@ impl UserStore {
                 }
                 Ok(user)
             }
-            // Dropping the slot counts the failure.
+            // Dropping the slot counts the failure, dropping the pass gives
+            // the user's token back.
             _ => Err(Error::AuthFailed),
         }
     }
@@ -245,6 +286,27 @@ impl UserStore {
         // A panic elsewhere cannot leave `State` half-updated: every
         // mutation is a single insert/push pair after all fallible work.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The tokens of a login (see `pace`).
+pub type LoginPass<'a> = pace::Pass<'a>;
+
+/// What a login's limits count a name by: its canonical form, or, for a
+/// name that could never be valid, its first 64 characters lowercased.
+fn limit_key(name: &str) -> String {
+    names::canonical_user(name)
+        .unwrap_or_else(|_| name.chars().take(64).collect::<String>().to_lowercase())
+}
+
+/// Whole seconds to wait, rounded up ("try again in 0 s" would be refused
+/// again), for a `RATE_LIMITED` reply.
+pub fn retry_after(wait: Duration) -> u64 {
+    let secs = wait.as_secs_f64().ceil();
+    if secs >= 86_400.0 {
+        86_400
+    } else {
+        (secs as u64).max(1)
     }
 }
 

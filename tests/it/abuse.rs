@@ -168,7 +168,9 @@ fn count(codes: &[String], code: &str) -> usize {
 /// checked: the rest are refused without a hash.
 #[test]
 fn r8_simultaneous_wrong_logins_are_checked_at_most_to_the_limit() {
-    let server = TestServer::start();
+    // A burst of right logins as large as the last step's, which is about
+    // the failure limits, not the pace of logins (tests/it/logins.rs).
+    let server = TestServer::with_args(&["--login-burst", "24"]);
     server.user("alice");
     let codes = logins_at_once(&server, 2, "alice", "wrong password", 32);
     assert_eq!(

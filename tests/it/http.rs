@@ -68,6 +68,11 @@ impl Web {
         Web::over(Box::new(tcp(TcpStream::connect(&server.addr).unwrap())))
     }
 
+    /// Plain HTTP from the loopback address `127.0.0.N`.
+    pub(crate) fn plain_from(server: &TestServer, n: u8) -> Web {
+        Web::over(Box::new(tcp(connect_from(&server.addr, n))))
+    }
+
     /// HTTP inside TLS, by ALPN `http/1.1`, trusting the server's
     /// fingerprint.
     pub(crate) fn tls(server: &TestServer) -> Web {

@@ -252,7 +252,9 @@ fn answered(raw: &crate::support::Raw) -> bool {
 /// address is checked in its turn, before the flood's tail.
 #[test]
 fn logins_waiting_for_the_hasher_hold_no_worker_and_take_turns_by_address() {
-    let server = TestServer::with_args(&["--workers", "1"]);
+    // A burst as large as the flood: this is about the hasher's queue, not
+    // the pace of logins (tests/it/logins.rs).
+    let server = TestServer::with_args(&["--workers", "1", "--login-burst", "40"]);
     drop(server.user("mallory"));
     let mut alice = server.user("alice");
     let login = |user: &str| json!({"cmd": "login", "user": user, "password": PASSWORD});
@@ -272,5 +274,61 @@ fn logins_waiting_for_the_hasher_hold_no_worker_and_take_turns_by_address() {
     );
     for raw in &mut flood {
         assert_eq!(raw.recv()["user"], "mallory");
+    }
+}
+
+/// An HTTP client refused at accept (the table full of logged-in
+/// connections, or its address over the cap) gets `503` with
+/// `Retry-After`, in HTTP; a v1 client still gets its `BUSY` frame.
+#[test]
+fn r16_a_refused_http_client_gets_503_with_retry_after() {
+    let server = TestServer::with_args(&["--max-connections", "2", "--max-per-address", "1"]);
+    let mut first = server.user("owner");
+    let mut second = server.client_from(2);
+    second.login("owner", &pw()).unwrap();
+    let refused_http = |n: u8| {
+        let mut raw = server.raw_from(n);
+        raw.send_bytes(b"GET /api/session HTTP/1.1\r\nHost: netdisk\r\n\r\n");
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut raw.stream, &mut all).unwrap();
+        String::from_utf8_lossy(&all).into_owned()
+    };
+    for n in [3, 1] {
+        let text = refused_http(n);
+        assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+        assert!(text.contains("\r\nRetry-After: "), "{text}");
+        assert!(text.contains("\"BUSY\""), "{text}");
+    }
+    let mut v1 = server.raw_from(3);
+    v1.send(&json!({"cmd": "ping"}));
+    assert_code(&v1.recv(), "BUSY");
+    assert!(closed(&mut v1));
+    assert_eq!(first.whoami().unwrap().user, "owner");
+    assert_eq!(second.whoami().unwrap().user, "owner");
+}
+
+/// HTTP has v1's run-of-errors cut: 1,000 error responses in a row close
+/// the connection; a success in between starts the run again.
+#[test]
+fn r16_a_long_run_of_http_errors_closes_the_connection() {
+    let server = TestServer::start();
+    let mut raw = server.raw();
+    let burst: String = (0..1100)
+        .map(|i| format!("GET /nothing/{i} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        .collect();
+    raw.send_bytes(burst.as_bytes());
+    for _ in 0..1000 {
+        assert!(http_response(&mut raw).starts_with("HTTP/1.1 404"));
+    }
+    assert!(closed(&mut raw));
+    server.wait_for_log("closed after 1000 error replies in a row");
+    let mut ok = server.raw();
+    for round in 0..2 {
+        for i in 0..600 {
+            ok.send_bytes(format!("GET /no/{round}/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            assert!(http_response(&mut ok).starts_with("HTTP/1.1 404"));
+        }
+        ok.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(http_response(&mut ok).starts_with("HTTP/1.1 200"));
     }
 }

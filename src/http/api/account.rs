@@ -1,17 +1,22 @@
 //! The account endpoints: who this browser is, signing in and out,
 //! registering, and `whoami`.
 
-use serde_json::{json, Value};
+use serde_json::json;
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use super::{
-    csrf_refused, guarded, json_body, ok, run, session, signed_in, Answer, Exchange, Result,
-    COOKIE, CSRF_HEADER,
+    csrf_refused, guarded, json_body, ok, run, session, signed_in, what, Answer, Exchange, Front,
+    Result, COOKIE, CSRF_HEADER,
 };
 use crate::error::Error;
 use crate::http::response::Response;
 use crate::http::sessions::Refused;
 use crate::protocol::{Header, Reply};
 use crate::server::conn::{Conn, Stream};
+use crate::server::link::{LoginDone, PendingLogin, SessionState};
+use crate::state::Shared;
 
 /// `GET /api/whoami`: `whoami`'s reply.
 pub(super) fn whoami(ex: &mut Exchange<'_>) -> Result<Answer> {
@@ -44,25 +49,86 @@ fn anonymous_guard(ex: &Exchange<'_>) -> Result<()> {
     }
 }
 
+/// `POST /api/login`: the password is checked off this worker, in the
+/// login queue (`server::logins`), and answered by [`answer_login`].
 pub(super) fn login<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> Result<Answer> {
     anonymous_guard(ex)?;
     let body = json_body(ex, conn)?;
-    let (reply, extra) = run(ex, None, "login", body)?;
-    let user = extra.user.ok_or(Error::AuthFailed)?;
-    ex.user = Some(user.name.clone());
-    if let Some(old) = ex.req.cookie(COOKIE) {
-        ex.shared.web.remove(old);
-    }
-    let s = match ex.shared.web.create(user, ex.shared.config.web_idle) {
-        Ok(s) => s,
-        Err(Refused::NoRandomness) => {
-            return Err(Error::Internal("no randomness for a session token".into()).into())
+    let args: crate::commands::register::Args = crate::commands::parse(&body)?;
+    let resume = WebLogin {
+        old: ex.req.cookie(COOKIE).map(str::to_string),
+        keep_alive: ex.req.keep_alive(),
+        what: what(ex.req),
+    };
+    ex.login = Some(PendingLogin {
+        user: args.user,
+        password: args.password,
+        started: Instant::now(),
+        resume: Some(Box::new(resume)),
+    });
+    Ok(Answer::Later)
+}
+
+/// What a web login keeps while it waits in the login queue.
+struct WebLogin {
+    /// The session cookie the request carried (signed out on success).
+    old: Option<String>,
+    keep_alive: bool,
+    /// The request, for its log line.
+    what: String,
+}
+
+/// Answers a web login the hasher checked: a new session and its cookie,
+/// or the error. Returns whether the connection stays open.
+pub fn answer_login<S: Stream>(
+    shared: &Shared,
+    conn: &mut Conn<S>,
+    front: &Front,
+    session: &mut SessionState,
+    done: LoginDone,
+) -> bool {
+    let Some(web) = done.resume.and_then(|r| r.downcast::<WebLogin>().ok()) else {
+        return false; // not one of ours: nothing to answer it with
+    };
+    let known = crate::names::canonical_user(&done.user)
+        .ok()
+        .and_then(|k| shared.users.get(&k));
+    let name = known.map_or_else(|| "(no such user)".to_string(), |u| u.name.clone());
+    let mut who = None;
+    let mut close = !web.keep_alive;
+    let r = match done.outcome {
+        Ok(user) => {
+            who = Some(user.name.clone());
+            if let Some(old) = &web.old {
+                shared.web.remove(old);
+            }
+            session.user = Some(Arc::clone(&user));
+            let name = user.name.clone();
+            match shared.web.create(user, shared.config.web_idle) {
+                Ok(s) => Response::json(200, &json!({"user": name, "csrf": s.csrf}))
+                    .with("Set-Cookie", cookie(front, &s.token)),
+                Err(Refused::NoRandomness) => {
+                    Response::error(&Error::Internal("no randomness for a session token".into()))
+                }
+            }
+        }
+        Err(e) => {
+            close |= e.code().closes_connection();
+            Response::error(&e)
         }
     };
-    let mut fields = reply;
-    fields.insert("csrf".into(), Value::from(s.csrf.clone()));
-    let r = Response::json(200, &Value::Object(fields)).with("Set-Cookie", cookie(ex, &s.token));
-    Ok(Answer::Send(r))
+    let sent = conn.send_raw(&r.to_bytes(close)).is_ok();
+    super::log(
+        shared,
+        front,
+        who.as_deref(),
+        &web.what,
+        Some(&name),
+        r.status,
+        0,
+        done.started,
+    );
+    session.count_reply(shared, &front.peer, r.status >= 400) && sent && !close
 }
 
 pub(super) fn register<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> Result<Answer> {
@@ -82,7 +148,7 @@ pub(super) fn logout(ex: &mut Exchange<'_>) -> Result<Answer> {
     } else {
         ex.shared.web.remove(token);
     }
-    let gone = format!("{}; Max-Age=0", cookie(ex, ""));
+    let gone = format!("{}; Max-Age=0", cookie(ex.front, ""));
     Ok(Answer::Send(
         Response::json(200, &json!({})).with("Set-Cookie", gone),
     ))
@@ -90,8 +156,8 @@ pub(super) fn logout(ex: &mut Exchange<'_>) -> Result<Answer> {
 
 /// The session cookie; `Secure` is left out only on plaintext from this
 /// host, where a browser would not send it back otherwise.
-fn cookie(ex: &Exchange<'_>, token: &str) -> String {
-    let secure = if !ex.front.secure && ex.front.loopback {
+fn cookie(front: &Front, token: &str) -> String {
+    let secure = if !front.secure && front.loopback {
         ""
     } else {
         "; Secure"

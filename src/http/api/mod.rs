@@ -23,10 +23,13 @@ use crate::commands::{lookup, Ctx, Then};
 use crate::error::Error;
 use crate::protocol::{Header, Reply};
 use crate::server::conn::{Conn, Stream};
+use crate::server::link::{PendingLogin, SessionState};
 use crate::state::Shared;
 use crate::users::User;
 
 mod account;
+
+pub use account::answer_login;
 pub(crate) mod files;
 pub mod paths;
 mod uploads;
@@ -63,6 +66,8 @@ struct Exchange<'a> {
     user: Option<String>,
     name: Option<String>,
     bytes: u64,
+    /// A login to check off this worker.
+    login: Option<PendingLogin>,
 }
 
 /// What an endpoint did.
@@ -71,6 +76,9 @@ enum Answer {
     Send(Response),
     /// A response already sent (a download).
     Sent { status: u16 },
+    /// A login handed to the hasher's queue (`Exchange::login`): answered
+    /// when it comes back ([`answer_login`]).
+    Later,
 }
 
 /// Why an endpoint stopped.
@@ -102,6 +110,7 @@ pub fn handle<S: Stream>(
     conn: &mut Conn<S>,
     req: &Request,
     front: &Front,
+    session: &mut SessionState,
 ) -> bool {
     let started = Instant::now();
     let body_left = match req.content_length() {
@@ -128,10 +137,16 @@ pub fn handle<S: Stream>(
         user: None,
         name: None,
         bytes: 0,
+        login: None,
     };
     let outcome = route(&mut ex, conn);
     let mut open = req.keep_alive();
     let status = match outcome {
+        Ok(Answer::Later) => {
+            // Logged when it is answered.
+            session.login = ex.login.take();
+            return true;
+        }
         Ok(Answer::Sent { status }) => status,
         Ok(Answer::Send(r)) => {
             open &= finish_body(&mut ex, conn);
@@ -158,7 +173,8 @@ pub fn handle<S: Stream>(
         ex.bytes,
         started,
     );
-    open
+    // The same run-of-errors cut as v1's (`SessionState::count_reply`).
+    session.count_reply(shared, &front.peer, status >= 400) && open
 }
 
 /// A response's bytes: only its head for `HEAD`.
@@ -289,8 +305,8 @@ fn asset(method: &str, path: &str) -> Result<Answer> {
     Ok(Answer::Send(r))
 }
 
-/// Runs command `cmd` with `fields` as `user`: the reply, what follows,
-/// and the user after it (set by `login`).
+/// Runs command `cmd` with `fields` as `user`: the reply and what
+/// follows.
 fn run(
     ex: &mut Exchange<'_>,
     user: Option<Arc<User>>,
@@ -311,17 +327,14 @@ fn run(
     let extra = Extra {
         then: ctx.then.take(),
         frame: ctx.frame.take(),
-        user: None,
     };
-    let reply = reply?;
-    Ok((reply, Extra { user, ..extra }))
+    Ok((reply?, extra))
 }
 
 /// What a command leaves beside its reply.
 struct Extra {
     then: Option<Then>,
     frame: Option<Arc<Vec<u8>>>,
-    user: Option<Arc<User>>,
 }
 
 /// The request's live session, if any.

@@ -22,7 +22,9 @@ pub(super) fn error_response(e: &Error) -> Response {
             r.with("WWW-Authenticate", super::auth::CHALLENGE)
         }
         Error::Busy(_) => r.with("Retry-After", "5"),
-        Error::RateLimited(secs) => r.with("Retry-After", secs.to_string()),
+        Error::RateLimited(secs) | Error::LoginsTooFast(secs) => {
+            r.with("Retry-After", secs.to_string())
+        }
         _ => r,
     }
 }

@@ -251,7 +251,8 @@ pub fn handle<S: Stream>(
         bytes,
         started,
     );
-    open
+    // The same run-of-errors cut as v1's and the page's.
+    session.count_reply(shared, &front.peer, status >= 400) && open
 }
 
 fn expects_continue(req: &Request) -> bool {
