@@ -105,12 +105,14 @@ fn ensure_generated(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     // Names a client that checks certificates (rclone given the
     // certificate with `--ca-cert`, a file manager) can reach it by.
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
     if !host.is_empty() && !names.contains(&host) {
         names.push(host);
     }
-    let made = rcgen::generate_simple_self_signed(names)
-        .context("cannot make a certificate")?;
+    let made = rcgen::generate_simple_self_signed(names).context("cannot make a certificate")?;
     // tempfile creates its files readable by the owner only.
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(made.signing_key.serialize_pem().as_bytes())?;
