@@ -12,6 +12,7 @@ mod cli;
 mod cli_folders;
 mod cli_transfer;
 mod concurrency;
+mod dav_clients;
 mod exit_codes;
 mod folders;
 mod hostile;
