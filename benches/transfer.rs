@@ -5,7 +5,7 @@
 //! to `target/bench.json`. Every transferred file's MD5 is checked: a fast
 //! wrong answer is a failure.
 //!
-//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --tree | --load | --attack]
+//! Usage: `cargo bench --bench transfer [-- --quick | --listing | --tree | --load | --attack | --dav]
 //! [--delay-ms N]` (after `cargo build --release`); `--quick` shrinks
 //! every size to finish in well under a minute; the latency rows run
 //! through a proxy on loopback that delays every byte by N ms each way
@@ -20,7 +20,9 @@
 //! `put -r`/`get -r` of 10,000 files in 100 folders beside 1,000 in one;
 //! `--attack`, only
 //! the attack run (benches/attack.rs): an honest client's latency and big
-//! transfers beside an attacker holding bodies open. Everything lives in a temporary folder under
+//! transfers beside an attacker holding bodies open; `--dav`, only the
+//! WebDAV run (benches/dav.rs): rclone over `/dav/` beside the native
+//! client, and against dufs when it is on PATH. Everything lives in a temporary folder under
 //! `$TMPDIR`: `TMPDIR=/dev/shm` takes the disk out of the measurement.
 
 use std::fs;
@@ -39,6 +41,7 @@ use netdisk::protocol::Password;
 use serde_json::json;
 
 mod attack;
+mod dav;
 mod flood;
 mod load;
 #[path = "../tests/it/serve.rs"]
@@ -107,6 +110,15 @@ fn main() -> ExitCode {
             .tempdir()
             .expect("temp dir");
         let (rows, targets) = attack::attacks(&binary(), work.path(), quick);
+        print_table(&rows, quick);
+        return print_targets(&targets);
+    }
+    if std::env::args().any(|a| a == "--dav") {
+        let work = tempfile::Builder::new()
+            .prefix("netdisk-bench")
+            .tempdir()
+            .expect("temp dir");
+        let (rows, targets) = dav::dav(&binary(), work.path(), quick);
         print_table(&rows, quick);
         return print_targets(&targets);
     }

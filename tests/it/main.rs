@@ -14,6 +14,7 @@ mod cli_folders;
 mod cli_transfer;
 mod concurrency;
 mod dav;
+mod dav_clients;
 mod exit_codes;
 mod folders;
 mod hostile;
