@@ -71,6 +71,7 @@ pub fn shared_with(tweak: impl FnOnce(&mut Config)) -> (TempDir, Shared) {
         stop: Arc::new(AtomicBool::new(false)),
         web: Default::default(),
         locks: Default::default(),
+        dav_auth: Default::default(),
     };
     (dir, shared)
 }

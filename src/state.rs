@@ -86,6 +86,8 @@ pub struct Shared {
     pub bodies: Arc<Bodies>,
     /// WebDAV write locks, which every front end honours.
     pub locks: crate::locks::Locks,
+    /// WebDAV credentials verified lately.
+    pub dav_auth: crate::http::dav::Remembered,
 }
 
 impl Shared {

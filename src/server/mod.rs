@@ -106,6 +106,7 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             web: Default::default(),
             locks: Default::default(),
+            dav_auth: Default::default(),
         };
         let shared = Arc::new(shared);
         let admin = {

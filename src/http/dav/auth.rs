@@ -1,13 +1,16 @@
 //! HTTP Basic authentication (RFC 7617) with the netdisk user name and
-//! password, checked by the same login limiter as `login`: a failure
-//! counts as a failed login, the owner's known address is exempt as
-//! there. A connection remembers the credentials it verified (a SHA-256
-//! of the header, beside the account's password hash as it was), so that
-//! keep-alive requests do not hash the password again; a changed password
-//! or a removed account no longer matches and the next request is
-//! checked afresh.
+//! password, checked by the same login limiter and pace as `login`: a
+//! failure counts as a failed login, the owner's known address is exempt
+//! as there. Verified credentials are remembered (a SHA-256 of the header,
+//! beside the account's password hash as it was), by the connection and
+//! for [`REMEMBERED_FOR`] by the server, so that neither keep-alive
+//! requests nor the new connections WebDAV clients open all the time hash
+//! the password again or count as logins; a changed password or a removed
+//! account no longer matches, and the next request is checked afresh.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use ring::digest::{digest, SHA256};
@@ -28,6 +31,52 @@ pub struct Verified {
     /// SHA-256 of the `Authorization` header's value.
     header: [u8; 32],
     user: Arc<User>,
+}
+
+/// How long the server remembers credentials it verified.
+pub const REMEMBERED_FOR: Duration = Duration::from_secs(600);
+/// Most credentials remembered at once (the oldest go first).
+const MAX_REMEMBERED: usize = 4096;
+
+/// Credentials verified lately, by the SHA-256 of their header.
+#[derive(Default)]
+pub struct Remembered(Mutex<HashMap<[u8; 32], Seen>>);
+
+/// A user verified, and when.
+type Seen = (Arc<User>, Instant);
+
+impl Remembered {
+    /// The user `print` was verified as, if that was lately and the
+    /// account's password is still the one it had then.
+    fn get(&self, shared: &Shared, print: &[u8; 32]) -> Option<Arc<User>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (user, at) = map.get(print)?;
+        let now = shared.users.get(&user.key);
+        match now {
+            Some(now)
+                if now.password_hash == user.password_hash && at.elapsed() < REMEMBERED_FOR =>
+            {
+                Some(now)
+            }
+            _ => {
+                map.remove(print);
+                None
+            }
+        }
+    }
+
+    fn put(&self, print: [u8; 32], user: Arc<User>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_REMEMBERED {
+            map.retain(|_, (_, at)| at.elapsed() < REMEMBERED_FOR);
+            if map.len() >= MAX_REMEMBERED {
+                if let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        map.insert(print, (user, Instant::now()));
+    }
 }
 
 fn fingerprint(value: &str) -> [u8; 32] {
@@ -61,10 +110,17 @@ pub fn authenticate(
         }
     }
     session.dav = None;
-    let (name, password) = decode(value)?;
-    let user = shared
-        .users
-        .login(&name, &Password::new(password), &front.peer_ip)?;
+    let user = match shared.dav_auth.get(shared, &print) {
+        Some(user) => user,
+        None => {
+            let (name, password) = decode(value)?;
+            let user = shared
+                .users
+                .login(&name, &Password::new(password), &front.peer_ip)?;
+            shared.dav_auth.put(print, Arc::clone(&user));
+            user
+        }
+    };
     session.dav = Some(Verified {
         header: print,
         user: Arc::clone(&user),

@@ -40,7 +40,7 @@ mod urls;
 mod write;
 pub mod xml;
 
-pub use auth::Verified;
+pub use auth::{Remembered, Verified};
 
 use answer::error_response;
 use answer::{empty, refuse, text, xml_response};
