@@ -30,3 +30,4 @@ mod smoke;
 mod terminal;
 mod tls;
 mod transfer;
+mod typeahead;
