@@ -289,24 +289,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .context("cannot install the signal handler")?;
     let addr = server.local_addr()?;
     eprintln!("tls fingerprint {}", server.fingerprint());
-    eprintln!("web on https://{}/", web_host(addr));
+    for host in netdisk::server::reach::addresses(addr) {
+        eprintln!("web on https://{host}/");
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
     out.flush()?;
     drop(out);
     server.run()?;
     Ok(())
-}
-
-/// The address to print for the page: a wildcard bind is reached on
-/// this host's loopback.
-fn web_host(addr: std::net::SocketAddr) -> String {
-    let ip = addr.ip();
-    match ip {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => format!("[::1]:{}", addr.port()),
-        _ => addr.to_string(),
-    }
 }
 
 fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {

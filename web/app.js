@@ -58,9 +58,44 @@
     m.hidden = !text;
   }
 
+  /** What each error code means, in words. */
+  var WORDS = {
+    AUTH_FAILED: 'Wrong user name or password.',
+    NOT_LOGGED_IN: 'You are not signed in.',
+    USER_EXISTS: 'That user name is taken; choose another.',
+    REGISTRATION_CLOSED: 'This server is closed to registration; ask its admin for an account.',
+    NOT_FOUND: 'There is no such file or folder.',
+    EXISTS: 'A file or folder of that name is already there.',
+    NOT_A_FOLDER: 'A part of that path is a file, not a folder.',
+    IS_A_FOLDER: 'That is a folder, not a file.',
+    NOT_EMPTY: 'The folder is not empty.',
+    LOCKED: 'Another upload of this file is in progress.',
+    CHECKSUM_MISMATCH: 'The upload arrived damaged; try again.',
+    QUOTA_EXCEEDED: 'Not enough space left in your quota.',
+    TIMEOUT: 'The server gave up waiting; try again.',
+    BUSY: 'The server is busy; try again in a moment.',
+    INTERNAL: 'The server had an internal error.',
+    HTTP_413: 'That request is too large for the server.'
+  };
+  /** Codes whose message from the server says more than the code: it is
+   * shown (a limit, the figures of a quota, when to try again). */
+  var TOLD = { RATE_LIMITED: 1, INVALID_NAME: 1, WEAK_PASSWORD: 1, QUOTA_EXCEEDED: 1, BAD_REQUEST: 1, BUSY: 1 };
+
+  /** `text` as a sentence: a capital first, a full stop last. */
+  function sentence(text) {
+    text = String(text || '').trim();
+    if (!text) return '';
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(text) ? text : text + '.';
+  }
+
   function describe(err) {
-    if (err instanceof ApiError) return err.code + ': ' + err.message;
-    return String(err && err.message || err);
+    if (err instanceof ApiError) {
+      if (TOLD[err.code] && err.message) return sentence(err.message);
+      if (WORDS[err.code]) return WORDS[err.code];
+      return sentence(err.message) || 'The server refused (' + err.status + ').';
+    }
+    return sentence(String(err && err.message || err));
   }
 
   /** A path in a URL: each component encoded, the '/'s kept. */
@@ -213,12 +248,11 @@
     var w = await api('GET', '/api/whoami');
     var quota = w.quota;
     var used = $('usage-used'), staged = $('usage-staged');
+    // Without a quota there is nothing to fill: no bar, only the words.
+    $('usage-bar').hidden = !quota;
     if (quota) {
       used.style.width = Math.min(100, 100 * w.used / quota) + '%';
       staged.style.width = Math.min(100, 100 * w.staged / quota) + '%';
-    } else {
-      used.style.width = w.used ? '100%' : '0';
-      staged.style.width = '0';
     }
     $('usage-text').textContent = iec(w.used) + ' used in ' + w.files + ' file' + (w.files === 1 ? '' : 's') +
       (w.staged ? ', ' + iec(w.staged) + ' in unfinished uploads' : '') +

@@ -53,7 +53,7 @@ use clap::{Args, Subcommand};
 
 use exit::{Coded, Exit};
 use output::clean;
-pub use output::utc_time;
+pub use output::{human_size, utc_time};
 pub use prompt::password as ask_password;
 use remote::{Account, Remote};
 

@@ -44,12 +44,29 @@ pub fn put(remote: &mut Remote, args: &PutArgs) -> anyhow::Result<()> {
     if args.recursive {
         return folder::put_tree(remote, args);
     }
-    let jobs = upload::plan(&args.files, args.as_name.as_deref(), &remote.cwd)?;
-    let results = run_puts(remote, &jobs, Bars::PerFile, args.jobs)?;
+    let planned = upload::plan(&args.files, args.as_name.as_deref(), &remote.cwd)?;
+    let jobs: Vec<PutJob> = planned.iter().flatten().cloned().collect();
+    let mut sent = run_puts(remote, &jobs, Bars::PerFile, args.jobs)?.into_iter();
+    // Each file's outcome in the order given: a file that could not be
+    // read is reported by its local path, among the others.
+    let mut names = Vec::with_capacity(planned.len());
+    let mut results = Vec::with_capacity(planned.len());
+    for (path, plan) in args.files.iter().zip(planned) {
+        match plan {
+            Ok(job) => {
+                names.push(job.name);
+                results.push(sent.next().expect("one result per job"));
+            }
+            Err(e) => {
+                names.push(path.display().to_string());
+                results.push(Err(e));
+            }
+        }
+    }
     report(
         remote.quiet,
-        &jobs,
-        |j| &j.name,
+        &names,
+        |n| n.as_str(),
         results,
         "upload",
         |name, up| {

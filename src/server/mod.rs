@@ -17,6 +17,7 @@ pub mod link;
 pub mod log;
 pub mod logins;
 pub mod pool;
+pub mod reach;
 pub mod session;
 
 use std::io;
@@ -71,14 +72,18 @@ impl Stopper {
 }
 
 impl Server {
-    /// Locks and opens the data directory and the user store, and binds the
-    /// address.
+    /// Binds the address, then locks and opens the data directory and the
+    /// user store.
     ///
     /// # Errors
     /// If another server or admin command holds the data directory, if it
     /// or `users.xlsx` cannot be opened, or the address cannot be bound.
     pub fn bind(config: Config) -> anyhow::Result<Server> {
         use anyhow::Context;
+        // First: a busy or forbidden address fails before anything is
+        // made on disk.
+        let listener = TcpListener::bind(&config.addr)
+            .with_context(|| format!("cannot listen on {}", config.addr))?;
         let data_lock = DataLock::acquire(&config.data)?;
         let mut storage = Storage::open(&config.data)
             .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
@@ -89,8 +94,6 @@ impl Server {
         let identity = Identity::load(&config.tls)?;
         let tls = identity.server_config()?;
         users.set_register_limit(config.register_limit);
-        let listener = TcpListener::bind(&config.addr)
-            .with_context(|| format!("cannot listen on {}", config.addr))?;
         let poll = Poll::new().context("cannot start the event loop")?;
         let waker = EventLoop::waker(&poll).context("cannot start the event loop")?;
         let bodies = Bodies::new(config.workers, config.min_rate, config.rate_window);
