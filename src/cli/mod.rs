@@ -30,6 +30,7 @@ mod editor;
 pub mod exit;
 mod files;
 mod folder;
+mod known;
 mod local;
 mod output;
 mod overall;
@@ -160,6 +161,10 @@ pub enum Command {
     /// the profile that later commands use (never the password).
     #[command(after_help = LOGIN_HELP)]
     Login,
+    /// List or forget the servers whose certificate this client trusts by
+    /// its fingerprint (pinned at the first connection).
+    #[command(subcommand)]
+    KnownServers(known::KnownOp),
 }
 
 /// The commands the command line and the shell share.
@@ -380,14 +385,16 @@ pub struct MvArgs {
 /// # Errors
 /// Any failure, as one line for the user.
 pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
-    if matches!(cmd, Command::Login) {
-        return profile::login(global);
+    match &cmd {
+        Command::Login => return profile::login(global),
+        Command::KnownServers(op) => return known::run(op),
+        _ => {}
     }
     let global = &profile::resolve(global, profile::load()?);
     let mut remote = Remote::new(profile::server(global), global.security()?, global.quiet);
     let action = match cmd {
         Command::Shell => return shell::run(remote, global),
-        Command::Login => unreachable!("handled above"),
+        Command::Login | Command::KnownServers(_) => unreachable!("handled above"),
         Command::Action(action) => action,
     };
     if !matches!(action, Action::Register(_) | Action::Ping(_)) {

@@ -44,3 +44,61 @@ fn r21_put_goes_on_past_a_missing_file_and_rm_takes_several() {
     }
     assert!(stored.join("good.txt").exists());
 }
+
+#[test]
+fn r21_known_servers_lists_and_forgets_and_a_changed_key_exits_3() {
+    let (server, dir) = setup(&[]);
+    let d = dir.path();
+    let known = d.join("known_servers");
+    let run = |args: &[&str]| {
+        let mut cmd = netdisk(&server, d);
+        cmd.env("NETDISK_KNOWN_SERVERS", &known).args(args);
+        cmd
+    };
+    let said = success(&mut run(&["known-servers", "list"]));
+    assert!(said.starts_with("no known servers"), "{said}");
+    // A pin of another key for this server: the key "changed".
+    let other = format!("sha256:{}", "ab".repeat(32));
+    fs::write(
+        &known,
+        format!(
+            "far:9000 sha256:{}\n{} {other}\n",
+            "cd".repeat(32),
+            server.addr
+        ),
+    )
+    .unwrap();
+    let err = failure(&mut run(&["--tls", "ls"]), 3);
+    assert!(err.contains("CHANGED"), "{err}");
+    assert!(
+        err.contains(&format!("known-servers forget {}", server.addr)),
+        "{err}"
+    );
+    let said = success(&mut run(&["known-servers", "list"]));
+    assert!(
+        said.contains(&format!("  {}  {other}\n", server.addr)),
+        "{said}"
+    );
+    assert!(said.contains("  far:9000  sha256:cdcd"), "{said}");
+    success(&mut run(&["known-servers", "forget", &server.addr]));
+    failure(&mut run(&["known-servers", "forget", &server.addr]), 4);
+    let left = fs::read_to_string(&known).unwrap();
+    assert!(
+        left.starts_with("far:9000 ") && left.lines().count() == 1,
+        "{left}"
+    );
+    // Unknown now, and not on a terminal: refused with the same code.
+    let err = failure(&mut run(&["--tls", "ls"]), 3);
+    assert!(err.contains("not known yet"), "{err}");
+}
+
+#[test]
+fn r21_tls_required_has_its_own_exit_code() {
+    let server = TestServer::with_args(&["--plaintext-from", "none"]);
+    let dir = tempfile::tempdir().unwrap();
+    let err = failure(
+        netdisk(&server, dir.path()).args(["--plaintext", "ping"]),
+        8,
+    );
+    assert!(err.contains("requires TLS"), "{err}");
+}
