@@ -52,6 +52,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 
+use crate::error::ErrorCode;
 use exit::{Coded, Exit};
 use output::clean;
 pub use output::{human_size, utc_time};
@@ -416,12 +417,17 @@ pub(crate) fn execute(remote: &mut Remote, global: &Global, action: &Action) -> 
     match action {
         Action::Register(a) => {
             let user = user_name(a.name.as_deref(), global)?;
-            let password = prompt::password(&user, true)?;
-            let account = Account { user, password };
-            remote
-                .register(&account)
-                .with_context(|| format!("cannot register {}", clean(&account.user)))?;
-            confirm(remote, &format!("registered {}", clean(&account.user)))
+            let weak = |e: &anyhow::Error| exit::refusal(e) == Some(ErrorCode::WeakPassword);
+            prompt::with_password(&user, true, weak, |password| {
+                let account = Account {
+                    user: user.clone(),
+                    password,
+                };
+                remote
+                    .register(&account)
+                    .with_context(|| format!("cannot register {}", clean(&account.user)))
+            })?;
+            confirm(remote, &format!("registered {}", clean(&user)))
         }
         Action::Ls(a) => files::ls(remote, a),
         Action::Mkdir(a) => files::mkdir(remote, a),

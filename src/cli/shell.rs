@@ -233,8 +233,12 @@ fn step(remote: &mut Remote, global: &Global, line: &str, cancellable: bool) -> 
 
 fn login(remote: &mut Remote, global: &Global, name: Option<&str>) -> anyhow::Result<()> {
     let user = user_name(name, global)?;
-    let password = prompt::password(&user, false)?;
-    let name = remote.login(Account { user, password })?;
+    let name = prompt::with_password(&user, false, prompt::wrong_password, |password| {
+        remote.login(Account {
+            user: user.clone(),
+            password,
+        })
+    })?;
     if !remote.quiet {
         writeln!(io::stdout().lock(), "logged in as {}", clean(&name))?;
     }

@@ -166,3 +166,44 @@ fn r10_bars_use_iec_units_and_several_files_have_an_overall_line() {
     assert!(s.text.contains("1.4 MiB / 1.4 MiB"), "{}", s.text);
     assert!(!s.text.contains("all: "), "{}", s.text);
 }
+
+#[test]
+fn r21_register_and_login_ask_again_after_a_weak_or_wrong_password() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pw = "typed passphrase";
+    // Too short, then two that differ, then a good one: three tries.
+    let typed = format!("short\nshort\nfirst pw 1\nother pw 2\n{pw}\n{pw}\n");
+    let s = on_terminal(&server, d, &["register"], None, &typed);
+    assert!(s.ok, "{}", s.text);
+    assert!(s.text.contains("password must be 8"), "{}", s.text);
+    assert!(s.text.contains("try again (2 left)"), "{}", s.text);
+    assert!(s.text.contains("try again (1 left)"), "{}", s.text);
+    assert!(s.text.contains("registered alice"), "{}", s.text);
+
+    // `login` asks again after a wrong password (server and user come from
+    // the environment).
+    let typed = format!("wrong password 1\n{pw}\n");
+    let s = on_terminal(&server, d, &["login"], None, &typed);
+    assert!(s.ok, "{}", s.text);
+    assert_eq!(
+        s.text.matches("Password for alice:").count(),
+        2,
+        "{}",
+        s.text
+    );
+    assert!(s.text.contains("logged in as alice"), "{}", s.text);
+
+    // Three wrong answers: it gives up, as a failed login.
+    let typed = "wrong one 1\nwrong two 2\nwrong three 3\n";
+    let s = on_terminal(&server, d, &["login"], None, typed);
+    assert!(!s.ok, "{}", s.text);
+    assert!(s.text.contains("wrong user name or password"), "{}", s.text);
+    assert_eq!(
+        s.text.matches("Password for alice:").count(),
+        3,
+        "{}",
+        s.text
+    );
+}
