@@ -225,7 +225,7 @@ fn step(remote: &mut Remote, global: &Global, line: &str, cancellable: bool) -> 
         ShellCommand::Pwd => report(print(&files::pwd(remote))),
         ShellCommand::Action(action) => {
             let transfer = matches!(action, Action::Put(_) | Action::Get(_));
-            let _guard = (cancellable && transfer).then(cancel::Transfer::begin);
+            let _guard = (cancellable && transfer).then(|| cancel::Transfer::begin(line));
             report(execute(remote, global, &action))
         }
     }

@@ -89,9 +89,13 @@ pub(super) fn run_puts(
     shown: Bars,
     parallel: u16,
 ) -> anyhow::Result<Vec<anyhow::Result<Uploaded>>> {
-    let small: Vec<bool> = jobs
+    let sizes: Vec<Option<u64>> = jobs
         .iter()
-        .map(|j| std::fs::metadata(&j.path).is_ok_and(|m| pipeline::fits(m.len())))
+        .map(|j| std::fs::metadata(&j.path).ok().map(|m| m.len()))
+        .collect();
+    let small: Vec<bool> = sizes
+        .iter()
+        .map(|s| s.is_some_and(pipeline::fits))
         .collect();
     run_all(
         remote,
@@ -100,6 +104,7 @@ pub(super) fn run_puts(
         shown,
         parallel,
         &small,
+        &sizes,
         pipeline::put_all,
         upload::upload,
     )
@@ -172,6 +177,10 @@ pub(super) fn run_gets(
         })
         .collect();
     let size_of = |j: &GetJob| sizes.and_then(|s| s.get(&j.name).copied()).unwrap_or(0);
+    let listed: Vec<Option<u64>> = jobs
+        .iter()
+        .map(|j| sizes.and_then(|s| s.get(&j.name).copied()))
+        .collect();
     let pipelined = |c: &mut Client, jobs: &[&GetJob], bars: &mut [Bar]| {
         let listed: Vec<u64> = jobs.iter().map(|j| size_of(j)).collect();
         pipeline::get_all(c, jobs, &listed, bars)
@@ -183,6 +192,7 @@ pub(super) fn run_gets(
         shown,
         parallel,
         &small,
+        &listed,
         pipelined,
         download::download,
     )

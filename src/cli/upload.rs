@@ -93,7 +93,13 @@ fn attempt(
 ) -> anyhow::Result<(u64, Result<(), ClientError>)> {
     let offset = client.put_begin(&job.name, size).map_err(Plain)?;
     let mut hasher = Md5::new();
-    if offset > 0 {
+    if offset > 0 && offset == size {
+        progress.note(&format!(
+            "{}: the server already holds all {} of the upload; checking its MD5",
+            clean(&job.name),
+            human_size(size)
+        ));
+    } else if offset > 0 {
         progress.note(&format!(
             "{}: resuming the upload at {} of {}",
             clean(&job.name),
@@ -103,9 +109,8 @@ fn attempt(
         hash_prefix(file, offset, &mut hasher).map_err(|e| changed(job, e))?;
     }
     file.seek(SeekFrom::Start(offset))?;
-    // The bar counts what moves now, so that its rate and ETA are true.
-    bar.set_total(size - offset);
-    bar.set(0);
+    // The whole file, the staged part filled; the rate counts what moves.
+    bar.resume(size, offset);
     let mut sent = offset;
     hashed_copy(&mut hasher, size - offset, None, |chunk| {
         if cancel::check().is_err() {
@@ -134,10 +139,10 @@ fn attempt(
 /// (PROTOCOL.md: a connection closed mid-body leaves the upload staged).
 fn cancelled(job: &PutJob, sent: u64, size: u64) -> anyhow::Error {
     let path = clean_path(&job.path);
+    let again = cancel::typed().map_or("the same `put`".to_string(), |t| format!("`{t}`"));
     Cancelled {
         kept: format!(
-            "{} of {} of {path} sent; the server keeps what arrived, and the same `put` \
-             continues it",
+            "{} of {} of {path} sent; the server keeps what arrived, and {again} continues it",
             human_size(sent),
             human_size(size)
         ),

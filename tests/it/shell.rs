@@ -235,14 +235,15 @@ fn r10_ctrl_c_cancels_a_get_keeps_the_part_and_the_next_get_resumes() {
     fs::create_dir(&down).unwrap();
     let (proxy, passed, go) = gated_proxy(&server.addr, Hold::FromServer, 1 << 20);
     let mut pty = shell(&down, &proxy);
-    pty.send("get big.bin\r");
+    // The hint repeats the command as typed, -o and all.
+    pty.send("get big.bin  -o ./big.bin\r");
     passed.recv_timeout(STARTED).expect("the download started");
     let part = wait_for_part(&down, "big.bin");
     pty.send("\x03");
     pty.expect("cancelling the transfer");
     go.send(()).unwrap();
     pty.expect("cancelled; kept ");
-    pty.expect("`get big.bin` continues it");
+    pty.expect("`get big.bin  -o ./big.bin` continues it");
     pty.expect(PROMPT);
     assert!(!down.join("big.bin").exists());
     let kept = fs::metadata(&part).unwrap().len();
@@ -272,7 +273,7 @@ fn r10_ctrl_c_cancels_a_put_the_server_keeps_it_and_the_next_put_resumes() {
     pty.expect("cancelling the transfer");
     go.send(()).unwrap();
     pty.expect("cancelled; ");
-    pty.expect("the same `put` continues it");
+    pty.expect("`put big.bin` continues it");
     pty.expect(PROMPT);
     assert!(!server.user_files(USER).join("big.bin").exists());
     // The server lets go of the name once it sees the connection close.
