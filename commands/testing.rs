@@ -47,6 +47,7 @@ pub fn config(data: &Path) -> Config {
         max_staged: 16,
         max_files: crate::storage::DEFAULT_MAX_FILES,
         web_idle: Duration::from_secs(1800),
+        log_json: false,
     }
 }
 

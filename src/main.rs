@@ -57,6 +57,13 @@ https://HOST:PORT/ in a browser (plain http:// works only from the peers of
 Example:
   netdisk serve --addr 0.0.0.0:9000 --data /srv/netdisk";
 
+/// `serve --log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
@@ -142,6 +149,10 @@ struct ServeArgs {
     /// request; signing out ends it at once.
     #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=30 * 86400))]
     web_idle: u64,
+    /// The log on stderr: `text` lines, or `json`, one object per line
+    /// with the same fields (for journald, Loki, ELK).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
 /// `serve --registration`.
@@ -279,18 +290,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_staged: args.max_staged as usize,
         max_files: args.max_files,
         web_idle: Duration::from_secs(args.web_idle),
+        log_json: args.log_format == LogFormat::Json,
     };
     let server = Server::bind(config)?;
     let stopper = server.stopper();
     ctrlc::set_handler(move || {
-        eprintln!("shutting down");
         stopper.stop();
     })
     .context("cannot install the signal handler")?;
     let addr = server.local_addr()?;
-    eprintln!("tls fingerprint {}", server.fingerprint());
+    server.note(&format!("tls fingerprint {}", server.fingerprint()));
     for host in netdisk::server::reach::addresses(addr) {
-        eprintln!("web on https://{host}/");
+        server.note(&format!("web on https://{host}/"));
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}")?;

@@ -61,11 +61,14 @@ pub struct Server {
 pub struct Stopper {
     flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    shared: Arc<Shared>,
 }
 
 impl Stopper {
-    /// Begins shutdown: sets the flag and wakes the event loop.
+    /// Begins shutdown: sets the flag, says so in the log, and wakes the
+    /// event loop.
     pub fn stop(&self) {
+        self.shared.log.write("shutting down", "shutting down");
         self.flag.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
@@ -96,13 +99,14 @@ impl Server {
         users.set_register_limit(config.register_limit);
         let poll = Poll::new().context("cannot start the event loop")?;
         let waker = EventLoop::waker(&poll).context("cannot start the event loop")?;
+        let json_log = config.log_json;
         let bodies = Bodies::new(config.workers, config.min_rate, config.rate_window);
         let shared = Shared {
             users,
             storage,
             bodies: Arc::new(bodies),
             config,
-            log: log::Log::default(),
+            log: log::Log::new(json_log),
             stop: Arc::new(AtomicBool::new(false)),
             web: Default::default(),
         };
@@ -141,6 +145,12 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Writes `text` to the server's log (stamped, and as JSON with
+    /// `--log-format json`).
+    pub fn note(&self, text: &str) {
+        self.shared.log.write(text, text);
+    }
+
     /// The SPKI fingerprint of the server's certificate, `sha256:…`.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
@@ -151,6 +161,7 @@ impl Server {
         Stopper {
             flag: Arc::clone(&self.shared.stop),
             waker: Arc::clone(&self.waker),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -196,7 +207,8 @@ impl Server {
         // the workers to see the end of it.
         logins.close();
         if !pool.join(grace) {
-            eprintln!("shutdown: requests still running after the grace period were cut off");
+            let cut = "shutdown: requests still running after the grace period were cut off";
+            self.shared.log.write(cut, cut);
         }
         result
     }

@@ -19,6 +19,7 @@ mod http;
 mod http_folders;
 mod lifecycle;
 mod limits;
+mod logs;
 mod ping;
 mod pipeline;
 mod profile;
