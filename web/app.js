@@ -566,60 +566,101 @@
 
   function status(job, text) { job.li.querySelector('.status').textContent = text; }
 
-  async function read(blob) {
-    return new Uint8Array(await blob.arrayBuffer());
+  /** The running MD5 of one upload, kept by a Web Worker (web/hash.js)
+   * so that hashing never holds up the page: `hash(blob)` queues bytes,
+   * `digest()` answers once all queued before it are hashed. */
+  function Hasher() {
+    var waiting = [];
+    var worker = new Worker('/hash.js');
+    var failAll = function (why) {
+      while (waiting.length) waiting.shift().reject(new Error(why));
+    };
+    worker.onmessage = function (e) {
+      var w = waiting.shift();
+      if (!w) return;
+      if (e.data.error) w.reject(new Error('cannot read the file: ' + e.data.error));
+      else w.resolve(e.data);
+    };
+    worker.onerror = function (e) { e.preventDefault(); failAll('the hashing worker failed'); };
+    function ask(message) {
+      return new Promise(function (resolve, reject) {
+        waiting.push({ resolve: resolve, reject: reject });
+        worker.postMessage(message);
+      });
+    }
+    this.hash = function (blob) {
+      var p = ask({ blob: blob });
+      p.catch(function () {}); // seen where the digest is awaited
+      return p;
+    };
+    this.digest = function () { return ask({ digest: true }).then(function (d) { return d.md5; }); };
+    this.close = function () { worker.terminate(); failAll('the upload ended'); };
   }
 
-  /** Uploads one file: begins (or resumes) its upload, hashes what the
-   * server holds from the local file, then sends the rest in pieces; the
-   * last carries the MD5, which the server checks before the file
-   * appears. */
+  /** Uploads one file: begins (or resumes) its upload, then sends the
+   * rest in pieces while a worker hashes the file (what the server holds
+   * first) beside them; the last piece carries the MD5, which the server
+   * checks before the file appears. The page reads no byte itself: each
+   * piece goes as a slice of the file, and the worker reads its own. */
   async function upload(job) {
     var file = job.file, size = file.size, name = encPath(job.path), piece = pieceFor(size);
     for (var attempt = 0; attempt < 3; attempt++) {
       var began = await api('POST', '/api/uploads/' + name + '?size=' + size);
       var offset = began.offset;
-      var md5 = new window.NetdiskMD5();
-      if (offset > 0) {
-        job.li.dataset.resumed = String(offset);
-        status(job, 'resuming at ' + iec(offset) + ': checking the bytes already sent…');
-        for (var p = 0; p < offset; p += READ) {
-          md5.update(await read(file.slice(p, Math.min(offset, p + READ))));
-        }
+      var md5 = new Hasher();
+      try {
+        var outcome = await send(job, md5, name, size, piece, offset);
+      } finally {
+        md5.close();
       }
-      var started = performance.now(), first = offset, pos = offset;
-      var conflict = false;
-      while (true) {
-        var end = Math.min(size, pos + piece);
-        var bytes = await read(file.slice(pos, end));
-        md5.update(bytes);
-        var last = end === size;
-        var url = '/api/uploads/' + name + '?size=' + size + '&offset=' + pos;
-        var digest = last ? md5.hex() : null;
-        if (last) url += '&md5=' + digest;
-        var res = await put(url, bytes, function (loaded) {
-          progress(job, pos + loaded, size, first, started, offset);
-        });
-        if (res.status === 409 && res.body && res.body.error === 'BAD_REQUEST') { conflict = true; break; }
-        if (res.status === 201) {
-          if (res.body.md5 !== digest) throw new Error('the server stored another MD5');
-          job.bar.value = job.bar.max;
-          job.li.classList.add('done');
-          job.li.dataset.md5 = res.body.md5;
-          status(job, 'done: ' + iec(size) + ', MD5 ' + res.body.md5 +
-            (offset ? ' (resumed at ' + iec(offset) + ')' : ''));
-          return;
-        }
-        if (res.status !== 200) {
-          var b = res.body || {};
-          throw new ApiError(res.status, b.error || 'HTTP_' + res.status, b.message || 'upload failed', b);
-        }
-        pos = res.body.offset;
-        if (pos !== end) { conflict = true; break; }
-      }
-      if (!conflict) break;
+      if (outcome === 'done') return;
     }
     throw new Error('the upload kept moving under this page; try again');
+  }
+
+  /** The pieces of one upload from `offset`: 'done', or 'conflict' if the
+   * server's offset moved under the page (another tab, say). */
+  async function send(job, md5, name, size, piece, offset) {
+    var file = job.file, hashed = [];
+    if (offset > 0) {
+      job.li.dataset.resumed = String(offset);
+      status(job, 'resuming at ' + iec(offset) + ' of ' + iec(size));
+      for (var p = 0; p < offset; p += READ) hashed.push(md5.hash(file.slice(p, Math.min(offset, p + READ))));
+    }
+    var started = performance.now(), first = offset, pos = offset;
+    while (true) {
+      var end = Math.min(size, pos + piece);
+      var blob = file.slice(pos, end);
+      hashed.push(md5.hash(blob));
+      var last = end === size;
+      var url = '/api/uploads/' + name + '?size=' + size + '&offset=' + pos;
+      var digest = null;
+      if (last) {
+        await Promise.all(hashed);
+        digest = await md5.digest();
+        url += '&md5=' + digest;
+      }
+      var at = pos;
+      var res = await put(url, blob, function (loaded) {
+        progress(job, at + loaded, size, first, started, offset);
+      });
+      if (res.status === 409 && res.body && res.body.error === 'BAD_REQUEST') return 'conflict';
+      if (res.status === 201) {
+        if (res.body.md5 !== digest) throw new Error('the server stored another MD5');
+        job.bar.value = job.bar.max;
+        job.li.classList.add('done');
+        job.li.dataset.md5 = res.body.md5;
+        status(job, 'done: ' + iec(size) + ', MD5 ' + res.body.md5 +
+          (offset ? ' (resumed at ' + iec(offset) + ')' : ''));
+        return 'done';
+      }
+      if (res.status !== 200) {
+        var b = res.body || {};
+        throw new ApiError(res.status, b.error || 'HTTP_' + res.status, b.message || 'upload failed', b);
+      }
+      pos = res.body.offset;
+      if (pos !== end) return 'conflict';
+    }
   }
 
   function progress(job, done, size, first, began, offset) {

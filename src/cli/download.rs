@@ -431,7 +431,7 @@ pub fn local_target(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The folder `p` is in (`.` for a bare name).
-fn parent_dir(p: &Path) -> &Path {
+pub(super) fn parent_dir(p: &Path) -> &Path {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

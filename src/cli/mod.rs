@@ -26,6 +26,7 @@
 
 mod cancel;
 mod download;
+mod durable;
 mod editor;
 pub mod exit;
 mod files;
