@@ -117,6 +117,9 @@ async function run(browser) {
 
   step('an upload interrupted by a reload resumes at the server\'s offset');
   const big = { name: 'big 大文件.bin', mimeType: 'application/octet-stream', buffer: bytes(20 * MIB, 11) };
+  // The MD5 is computed in a Web Worker, off the page's thread.
+  const workers = [];
+  page.on('worker', (w) => workers.push(w.url()));
   let puts = 0;
   let held = null;
   const heldRequest = new Promise((resolve) => {
@@ -156,6 +159,7 @@ async function run(browser) {
   assert.equal(await done.getAttribute('data-resumed'), String(8 * MIB));
   assert.match(await done.locator('.status').textContent(), /resumed at 8\.00 MiB/);
   assert.equal(await bigRow.locator('td.md5').textContent(), md5(big.buffer));
+  assert.ok(workers.some((u) => u.endsWith('/hash.js')), 'hashed in a worker: ' + workers.join(', '));
 
   step('a download brings back the same bytes under the UTF-8 name');
   const [download] = await Promise.all([
