@@ -43,3 +43,8 @@ client *ARGS:
 bench *ARGS:
     cargo build --release
     cargo bench --bench transfer -- {{ARGS}}
+
+# A web upload in headless Chromium against the CLI's put of the same file, HTTPS on loopback (SIZE_MIB=1024)
+bench-browser:
+    cargo build --release
+    cd tests/browser && node bench.js

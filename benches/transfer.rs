@@ -489,9 +489,11 @@ fn small_files(
     let churn = small.round(server, &server.addr, bin, "small0", &again);
     let note = "right after deleting the same files on both sides".to_string();
     pair("", "small files again", churn, (note.clone(), note));
+    let mut rsync_direct = None;
     match Rsync::start(&work.join("rsync-small"), delay) {
         Some(r) => {
             let direct = r.small(dir, &backs.join("rsync"), false);
+            rsync_direct = Some(direct);
             pair("rsync ", "small files", direct, none());
             let delayed = r.small(dir, &backs.join("rsync-delayed"), true);
             pair("rsync ", &format!("small files, {rtt}"), delayed, none());
@@ -500,6 +502,14 @@ fn small_files(
     }
     fs::remove_dir_all(&backs).ok();
     let rate = |secs: f64| count as f64 / secs;
+    // Against rsync with MD5 in the same run: the slowest of our rounds
+    // against rsync's one.
+    let versus = rsync_direct.into_iter().flat_map(|(put, get)| {
+        [
+            Target::at_least("put small files vs rsync with MD5", put / max(&puts), 1.0),
+            Target::at_least("get small files vs rsync with MD5", get / max(&gets), 1.0),
+        ]
+    });
     let targets = vec![
         Target::at_least("put small files, files/s", rate(max(&puts)), 5000.0),
         Target::at_least("get small files, files/s", rate(max(&gets)), 5000.0),
@@ -513,7 +523,10 @@ fn small_files(
             rate(lat_get),
             3000.0,
         ),
-    ];
+    ]
+    .into_iter()
+    .chain(versus)
+    .collect();
     (rows, targets)
 }
 

@@ -51,6 +51,7 @@ pub fn config(data: &Path) -> Config {
         login_rate: crate::users::pace::DEFAULT_RATE,
         login_wait: Duration::from_secs(10),
         listing_memory: crate::storage::budget::DEFAULT_BYTES,
+        log_json: false,
     }
 }
 

@@ -9,6 +9,8 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::human_size;
+
 /// The error codes of the protocol, spelled as on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -168,8 +170,15 @@ pub enum Error {
     Locked,
     #[error("MD5 mismatch: the upload was discarded")]
     ChecksumMismatch,
-    #[error("quota exceeded")]
-    QuotaExceeded,
+    /// An upload that does not fit: its size, what is left of the quota
+    /// (after the other unfinished uploads), and the quota.
+    #[error(
+        "quota exceeded: needs {}, {} left of {}",
+        human_size(*needs),
+        human_size(*left),
+        human_size(*quota)
+    )]
+    QuotaExceeded { needs: u64, left: u64, quota: u64 },
     /// The user holds the most unfinished uploads allowed (the number).
     #[error(
         "quota exceeded: {0} unfinished uploads already; finish them, or drop one with `discard`"
@@ -217,7 +226,7 @@ impl Error {
             Error::NotEmpty => ErrorCode::NotEmpty,
             Error::Locked => ErrorCode::Locked,
             Error::ChecksumMismatch => ErrorCode::ChecksumMismatch,
-            Error::QuotaExceeded | Error::TooManyStaged(_) | Error::TooManyFiles(_) => {
+            Error::QuotaExceeded { .. } | Error::TooManyStaged(_) | Error::TooManyFiles(_) => {
                 ErrorCode::QuotaExceeded
             }
             Error::Timeout => ErrorCode::Timeout,

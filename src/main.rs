@@ -57,6 +57,13 @@ https://HOST:PORT/ in a browser (plain http:// works only from the peers of
 Example:
   netdisk serve --addr 0.0.0.0:9000 --data /srv/netdisk";
 
+/// `serve --log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start).
@@ -159,6 +166,10 @@ struct ServeArgs {
     /// request; signing out ends it at once.
     #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=30 * 86400))]
     web_idle: u64,
+    /// The log on stderr: `text` lines, or `json`, one object per line
+    /// with the same fields (for journald, Loki, ELK).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
 /// `serve --registration`.
@@ -300,38 +311,28 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         login_rate: args.login_rate,
         login_wait: Duration::from_secs(args.login_wait),
         listing_memory: usize::try_from(args.listing_memory).unwrap_or(usize::MAX),
+        log_json: args.log_format == LogFormat::Json,
     };
     let server = Server::bind(config)?;
     let stopper = server.stopper();
     ctrlc::set_handler(move || {
-        eprintln!("shutting down");
         stopper.stop();
     })
     .context("cannot install the signal handler")?;
     let addr = server.local_addr()?;
-    eprintln!("tls fingerprint {}", server.fingerprint());
-    eprintln!("web on https://{}/", web_host(addr));
-    eprintln!(
-        "webdav on https://{0}/dav/ (file managers: davs://{0}/dav/)",
-        web_host(addr)
-    );
+    server.note(&format!("tls fingerprint {}", server.fingerprint()));
+    for host in netdisk::server::reach::addresses(addr) {
+        server.note(&format!("web on https://{host}/"));
+        server.note(&format!(
+            "webdav on https://{host}/dav/ (file managers: davs://{host}/dav/)"
+        ));
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
     out.flush()?;
     drop(out);
     server.run()?;
     Ok(())
-}
-
-/// The address to print for the page: a wildcard bind is reached on
-/// this host's loopback.
-fn web_host(addr: std::net::SocketAddr) -> String {
-    let ip = addr.ip();
-    match ip {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => format!("127.0.0.1:{}", addr.port()),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => format!("[::1]:{}", addr.port()),
-        _ => addr.to_string(),
-    }
 }
 
 fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {

@@ -65,6 +65,8 @@ pub struct Config {
     pub max_files: u64,
     /// How long a web session lives without a request.
     pub web_idle: Duration,
+    /// The log as JSON objects, one a line, instead of text lines.
+    pub log_json: bool,
 }
 
 /// Error replies in a row after which a connection is closed: a client

@@ -58,9 +58,44 @@
     m.hidden = !text;
   }
 
+  /** What each error code means, in words. */
+  var WORDS = {
+    AUTH_FAILED: 'Wrong user name or password.',
+    NOT_LOGGED_IN: 'You are not signed in.',
+    USER_EXISTS: 'That user name is taken; choose another.',
+    REGISTRATION_CLOSED: 'This server is closed to registration; ask its admin for an account.',
+    NOT_FOUND: 'There is no such file or folder.',
+    EXISTS: 'A file or folder of that name is already there.',
+    NOT_A_FOLDER: 'A part of that path is a file, not a folder.',
+    IS_A_FOLDER: 'That is a folder, not a file.',
+    NOT_EMPTY: 'The folder is not empty.',
+    LOCKED: 'Another upload of this file is in progress.',
+    CHECKSUM_MISMATCH: 'The upload arrived damaged; try again.',
+    QUOTA_EXCEEDED: 'Not enough space left in your quota.',
+    TIMEOUT: 'The server gave up waiting; try again.',
+    BUSY: 'The server is busy; try again in a moment.',
+    INTERNAL: 'The server had an internal error.',
+    HTTP_413: 'That request is too large for the server.'
+  };
+  /** Codes whose message from the server says more than the code: it is
+   * shown (a limit, the figures of a quota, when to try again). */
+  var TOLD = { RATE_LIMITED: 1, INVALID_NAME: 1, WEAK_PASSWORD: 1, QUOTA_EXCEEDED: 1, BAD_REQUEST: 1, BUSY: 1 };
+
+  /** `text` as a sentence: a capital first, a full stop last. */
+  function sentence(text) {
+    text = String(text || '').trim();
+    if (!text) return '';
+    text = text.charAt(0).toUpperCase() + text.slice(1);
+    return /[.!?]$/.test(text) ? text : text + '.';
+  }
+
   function describe(err) {
-    if (err instanceof ApiError) return err.code + ': ' + err.message;
-    return String(err && err.message || err);
+    if (err instanceof ApiError) {
+      if (TOLD[err.code] && err.message) return sentence(err.message);
+      if (WORDS[err.code]) return WORDS[err.code];
+      return sentence(err.message) || 'The server refused (' + err.status + ').';
+    }
+    return sentence(String(err && err.message || err));
   }
 
   /** A path in a URL: each component encoded, the '/'s kept. */
@@ -213,12 +248,11 @@
     var w = await api('GET', '/api/whoami');
     var quota = w.quota;
     var used = $('usage-used'), staged = $('usage-staged');
+    // Without a quota there is nothing to fill: no bar, only the words.
+    $('usage-bar').hidden = !quota;
     if (quota) {
       used.style.width = Math.min(100, 100 * w.used / quota) + '%';
       staged.style.width = Math.min(100, 100 * w.staged / quota) + '%';
-    } else {
-      used.style.width = w.used ? '100%' : '0';
-      staged.style.width = '0';
     }
     $('usage-text').textContent = iec(w.used) + ' used in ' + w.files + ' file' + (w.files === 1 ? '' : 's') +
       (w.staged ? ', ' + iec(w.staged) + ' in unfinished uploads' : '') +
@@ -532,60 +566,101 @@
 
   function status(job, text) { job.li.querySelector('.status').textContent = text; }
 
-  async function read(blob) {
-    return new Uint8Array(await blob.arrayBuffer());
+  /** The running MD5 of one upload, kept by a Web Worker (web/hash.js)
+   * so that hashing never holds up the page: `hash(blob)` queues bytes,
+   * `digest()` answers once all queued before it are hashed. */
+  function Hasher() {
+    var waiting = [];
+    var worker = new Worker('/hash.js');
+    var failAll = function (why) {
+      while (waiting.length) waiting.shift().reject(new Error(why));
+    };
+    worker.onmessage = function (e) {
+      var w = waiting.shift();
+      if (!w) return;
+      if (e.data.error) w.reject(new Error('cannot read the file: ' + e.data.error));
+      else w.resolve(e.data);
+    };
+    worker.onerror = function (e) { e.preventDefault(); failAll('the hashing worker failed'); };
+    function ask(message) {
+      return new Promise(function (resolve, reject) {
+        waiting.push({ resolve: resolve, reject: reject });
+        worker.postMessage(message);
+      });
+    }
+    this.hash = function (blob) {
+      var p = ask({ blob: blob });
+      p.catch(function () {}); // seen where the digest is awaited
+      return p;
+    };
+    this.digest = function () { return ask({ digest: true }).then(function (d) { return d.md5; }); };
+    this.close = function () { worker.terminate(); failAll('the upload ended'); };
   }
 
-  /** Uploads one file: begins (or resumes) its upload, hashes what the
-   * server holds from the local file, then sends the rest in pieces; the
-   * last carries the MD5, which the server checks before the file
-   * appears. */
+  /** Uploads one file: begins (or resumes) its upload, then sends the
+   * rest in pieces while a worker hashes the file (what the server holds
+   * first) beside them; the last piece carries the MD5, which the server
+   * checks before the file appears. The page reads no byte itself: each
+   * piece goes as a slice of the file, and the worker reads its own. */
   async function upload(job) {
     var file = job.file, size = file.size, name = encPath(job.path), piece = pieceFor(size);
     for (var attempt = 0; attempt < 3; attempt++) {
       var began = await api('POST', '/api/uploads/' + name + '?size=' + size);
       var offset = began.offset;
-      var md5 = new window.NetdiskMD5();
-      if (offset > 0) {
-        job.li.dataset.resumed = String(offset);
-        status(job, 'resuming at ' + iec(offset) + ': checking the bytes already sent…');
-        for (var p = 0; p < offset; p += READ) {
-          md5.update(await read(file.slice(p, Math.min(offset, p + READ))));
-        }
+      var md5 = new Hasher();
+      try {
+        var outcome = await send(job, md5, name, size, piece, offset);
+      } finally {
+        md5.close();
       }
-      var started = performance.now(), first = offset, pos = offset;
-      var conflict = false;
-      while (true) {
-        var end = Math.min(size, pos + piece);
-        var bytes = await read(file.slice(pos, end));
-        md5.update(bytes);
-        var last = end === size;
-        var url = '/api/uploads/' + name + '?size=' + size + '&offset=' + pos;
-        var digest = last ? md5.hex() : null;
-        if (last) url += '&md5=' + digest;
-        var res = await put(url, bytes, function (loaded) {
-          progress(job, pos + loaded, size, first, started, offset);
-        });
-        if (res.status === 409 && res.body && res.body.error === 'BAD_REQUEST') { conflict = true; break; }
-        if (res.status === 201) {
-          if (res.body.md5 !== digest) throw new Error('the server stored another MD5');
-          job.bar.value = job.bar.max;
-          job.li.classList.add('done');
-          job.li.dataset.md5 = res.body.md5;
-          status(job, 'done: ' + iec(size) + ', MD5 ' + res.body.md5 +
-            (offset ? ' (resumed at ' + iec(offset) + ')' : ''));
-          return;
-        }
-        if (res.status !== 200) {
-          var b = res.body || {};
-          throw new ApiError(res.status, b.error || 'HTTP_' + res.status, b.message || 'upload failed', b);
-        }
-        pos = res.body.offset;
-        if (pos !== end) { conflict = true; break; }
-      }
-      if (!conflict) break;
+      if (outcome === 'done') return;
     }
     throw new Error('the upload kept moving under this page; try again');
+  }
+
+  /** The pieces of one upload from `offset`: 'done', or 'conflict' if the
+   * server's offset moved under the page (another tab, say). */
+  async function send(job, md5, name, size, piece, offset) {
+    var file = job.file, hashed = [];
+    if (offset > 0) {
+      job.li.dataset.resumed = String(offset);
+      status(job, 'resuming at ' + iec(offset) + ' of ' + iec(size));
+      for (var p = 0; p < offset; p += READ) hashed.push(md5.hash(file.slice(p, Math.min(offset, p + READ))));
+    }
+    var started = performance.now(), first = offset, pos = offset;
+    while (true) {
+      var end = Math.min(size, pos + piece);
+      var blob = file.slice(pos, end);
+      hashed.push(md5.hash(blob));
+      var last = end === size;
+      var url = '/api/uploads/' + name + '?size=' + size + '&offset=' + pos;
+      var digest = null;
+      if (last) {
+        await Promise.all(hashed);
+        digest = await md5.digest();
+        url += '&md5=' + digest;
+      }
+      var at = pos;
+      var res = await put(url, blob, function (loaded) {
+        progress(job, at + loaded, size, first, started, offset);
+      });
+      if (res.status === 409 && res.body && res.body.error === 'BAD_REQUEST') return 'conflict';
+      if (res.status === 201) {
+        if (res.body.md5 !== digest) throw new Error('the server stored another MD5');
+        job.bar.value = job.bar.max;
+        job.li.classList.add('done');
+        job.li.dataset.md5 = res.body.md5;
+        status(job, 'done: ' + iec(size) + ', MD5 ' + res.body.md5 +
+          (offset ? ' (resumed at ' + iec(offset) + ')' : ''));
+        return 'done';
+      }
+      if (res.status !== 200) {
+        var b = res.body || {};
+        throw new ApiError(res.status, b.error || 'HTTP_' + res.status, b.message || 'upload failed', b);
+      }
+      pos = res.body.offset;
+      if (pos !== end) return 'conflict';
+    }
   }
 
   function progress(job, done, size, first, began, offset) {

@@ -115,7 +115,7 @@ impl OneGo {
     pub fn refused_by_quota(&self) -> bool {
         matches!(
             self.upload,
-            Some(Err(Error::QuotaExceeded | Error::TooManyStaged(_)))
+            Some(Err(Error::QuotaExceeded { .. } | Error::TooManyStaged(_)))
         )
     }
 

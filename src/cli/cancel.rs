@@ -15,6 +15,7 @@
 //! bytes arrive or the read times out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use anyhow::Context;
 
@@ -25,6 +26,8 @@ const SIGINT_EXIT: i32 = 130;
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 /// Ctrl-C was pressed during the transfer.
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// The command line of the transfer, as typed: what to run again.
+static TYPED: Mutex<String> = Mutex::new(String::new());
 
 /// Installs the handler (once per process).
 ///
@@ -48,8 +51,9 @@ pub fn install() -> anyhow::Result<()> {
 pub struct Transfer(());
 
 impl Transfer {
-    /// Starts a cancellable transfer.
-    pub fn begin() -> Transfer {
+    /// Starts a cancellable transfer, typed as `line`.
+    pub fn begin(line: &str) -> Transfer {
+        *TYPED.lock().unwrap_or_else(|p| p.into_inner()) = line.trim().to_string();
         REQUESTED.store(false, Ordering::SeqCst);
         ACTIVE.store(true, Ordering::SeqCst);
         Transfer(())
@@ -60,6 +64,7 @@ impl Drop for Transfer {
     fn drop(&mut self) {
         ACTIVE.store(false, Ordering::SeqCst);
         REQUESTED.store(false, Ordering::SeqCst);
+        TYPED.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -84,6 +89,13 @@ pub fn check() -> Result<(), Cancelled> {
     Ok(())
 }
 
+/// The command line of the transfer in progress as typed, cleaned for
+/// the terminal; `None` outside a cancellable one.
+pub fn typed() -> Option<String> {
+    let line = TYPED.lock().unwrap_or_else(|p| p.into_inner());
+    (!line.is_empty()).then(|| super::output::clean(&line).into_owned())
+}
+
 /// Whether `e` is a cancellation.
 pub fn is_cancelled(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<Cancelled>())
@@ -96,11 +108,14 @@ mod tests {
     #[test]
     fn the_flag_lives_as_long_as_the_transfer() {
         assert!(check().is_ok());
-        let t = Transfer::begin();
+        assert_eq!(typed(), None);
+        let t = Transfer::begin(" get a -o d\n");
+        assert_eq!(typed().as_deref(), Some("get a -o d"));
         REQUESTED.store(true, Ordering::SeqCst);
         assert!(check().is_err());
         drop(t);
         assert!(check().is_ok(), "a new command starts uncancelled");
+        assert_eq!(typed(), None);
         let e = anyhow::Error::new(Cancelled { kept: "x".into() }).context("get a");
         assert!(is_cancelled(&e));
         assert!(!is_cancelled(&anyhow::anyhow!("other")));

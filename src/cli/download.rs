@@ -91,16 +91,23 @@ fn kept(job: &GetJob) -> String {
     let name = clean(&job.name);
     let size = |p: &Path| fs::metadata(p).map_or(0, |m| m.len());
     let part = part_path(&job.target);
+    let typed = cancel::typed();
     if size(&part) > 0 {
+        let again = typed.unwrap_or_else(|| format!("get {name}"));
         return format!(
-            "kept {} of {name} in {}; `get {name}` continues it",
+            "kept {} of {name} in {}; `{again}` continues it",
             human_size(size(&part)),
             clean_path(&part)
         );
     }
     if job.mode == Mode::AppendToTarget {
+        let again = match typed {
+            Some(t) if t.split_whitespace().any(|w| w == "--resume") => t,
+            Some(t) => format!("{t} --resume"),
+            None => format!("get {name} --resume"),
+        };
         return format!(
-            "{} holds {}; `get {name} --resume` continues it",
+            "{} holds {}; `{again}` continues it",
             clean_path(&job.target),
             human_size(size(&job.target))
         );
@@ -219,15 +226,22 @@ fn continue_file(
         }
         other => other.map_err(Plain)?,
     };
-    progress.note(&format!(
-        "{shown}: {} at {} of {}",
-        kept.resuming(),
-        human_size(have),
-        human_size(answer.size)
-    ));
-    // The bar counts what moves now, so that its rate and ETA are true.
-    bar.set_total(answer.size - have);
-    bar.set(0);
+    if have == answer.size {
+        progress.note(&format!(
+            "{shown}: {} is already whole ({}); checking its MD5",
+            kept.what(),
+            human_size(have)
+        ));
+    } else {
+        progress.note(&format!(
+            "{shown}: {} at {} of {}",
+            kept.resuming(),
+            human_size(have),
+            human_size(answer.size)
+        ));
+    }
+    // The whole file, the kept part filled; the rate counts what moves.
+    bar.resume(answer.size, have);
     receive(client, answer.size - have, file, &mut hasher, bar)?;
     if crate::protocol::md5_hex(hasher.finalize()) == answer.md5 {
         return Ok(Some(answer.size));
@@ -417,7 +431,7 @@ pub fn local_target(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The folder `p` is in (`.` for a bare name).
-fn parent_dir(p: &Path) -> &Path {
+pub(super) fn parent_dir(p: &Path) -> &Path {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

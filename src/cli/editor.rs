@@ -2,6 +2,12 @@
 //! across sessions, and Tab completion of command names, remote file names
 //! and local paths. With stdin not a terminal, plain lines as before.
 //!
+//! Nothing typed ahead is lost: the editor keeps what it read past the end
+//! of a line for the next one (rustyline's `buffer-redux`), it switches the
+//! terminal's modes without flushing its input (TCSADRAIN), and keys typed
+//! while a command runs wait in the terminal's queue. A paste of several
+//! lines (bracketed paste: shown whole, run on Enter) runs line by line.
+//!
 //! History lives in `$XDG_STATE_HOME/netdisk/history` (else
 //! `~/.local/state/netdisk/history`). A line that holds the password (typed
 //! at the prompt by mistake) is never stored; passwords asked for by
@@ -15,6 +21,7 @@
 //! way.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fs;
 use std::io::{self, BufRead, Write};
 use std::os::unix::fs::DirBuilderExt;
@@ -43,9 +50,12 @@ pub enum Input {
     /// Plain lines from stdin; `prompt` on stderr first if set.
     Plain { prompt: bool },
     /// The line editor, and the history file (none if there is no home).
+    /// `pending`: the lines after the first of what the editor returned at
+    /// once (a bracketed paste of several lines), not yet run.
     Editor {
         editor: Box<Editor<Helper, FileHistory>>,
         history: Option<PathBuf>,
+        pending: VecDeque<String>,
     },
 }
 
@@ -79,6 +89,7 @@ impl Input {
         Input::Editor {
             editor: Box::new(editor),
             history,
+            pending: VecDeque::new(),
         }
     }
 
@@ -101,19 +112,34 @@ impl Input {
                 }
                 Ok(Some(line))
             }
-            Input::Editor { editor, .. } => match editor.readline(prompt_text) {
-                Ok(line) => Ok(Some(line)),
-                Err(ReadlineError::Interrupted) => Ok(Some(String::new())),
-                Err(ReadlineError::Eof) => Ok(None),
-                Err(e) => Err(e.into()),
-            },
+            Input::Editor {
+                editor, pending, ..
+            } => {
+                if let Some(line) = pending.pop_front() {
+                    return Ok(Some(line));
+                }
+                match editor.readline(prompt_text) {
+                    Ok(text) => {
+                        let mut lines = split_lines(&text);
+                        let first = lines.pop_front().unwrap_or_default();
+                        *pending = lines;
+                        Ok(Some(first))
+                    }
+                    Err(ReadlineError::Interrupted) => Ok(Some(String::new())),
+                    Err(ReadlineError::Eof) => Ok(None),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
     }
 
     /// Adds `line` to the history (and its file) unless it is blank, starts
     /// with a space, or contains one of `secrets`.
     pub fn remember(&mut self, line: &str, secrets: &[&str]) {
-        let Input::Editor { editor, history } = self else {
+        let Input::Editor {
+            editor, history, ..
+        } = self
+        else {
             return;
         };
         if !keep_in_history(line, secrets) {
@@ -132,6 +158,22 @@ impl Input {
             }
         }
     }
+}
+
+/// The lines of what the editor returned: one, or several from a
+/// bracketed paste (which it inserts whole, newlines and all, until Enter);
+/// each runs as a line of its own. Blank lines between are dropped, as the
+/// shell would skip them.
+fn split_lines(text: &str) -> VecDeque<String> {
+    let mut lines: VecDeque<String> = text
+        .split('\n')
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    if lines.is_empty() {
+        lines.push_back(String::new());
+    }
+    lines
 }
 
 /// `$XDG_STATE_HOME/netdisk/history`, else under `~/.local/state`.
@@ -433,6 +475,15 @@ mod tests {
             assert_eq!(w.before, ["get"]);
         }
         assert!(matches!(escape("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_pasted_block_is_one_line_per_line() {
+        let lines = |t: &str| Vec::from(split_lines(t));
+        assert_eq!(lines("ping"), ["ping"]);
+        assert_eq!(lines(""), [""]);
+        assert_eq!(lines("ping a\nwhoami\n"), ["ping a", "whoami"]);
+        assert_eq!(lines("\n ls\n\n  \nget x y\n"), [" ls", "get x y"]);
     }
 
     #[test]

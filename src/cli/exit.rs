@@ -20,7 +20,9 @@ pub enum Exit {
     Failure = 1,
     /// Bad options or arguments (clap).
     Usage = 2,
-    /// No or wrong credentials, too many failed logins, not logged in.
+    /// No or wrong credentials, too many failed logins, not logged in; or
+    /// the server's key is not trusted (unknown and not accepted, or
+    /// changed).
     Auth = 3,
     /// No such file on the server.
     NotFound = 4,
@@ -31,11 +33,13 @@ pub enum Exit {
     /// The server failed: an internal error, or a reply that breaks the
     /// protocol.
     Server = 7,
+    /// The server takes plaintext only from its own host: use TLS.
+    TlsRequired = 8,
 }
 
 impl Exit {
     /// Every code, in the README's table order.
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Failure,
         Exit::Usage,
         Exit::Auth,
@@ -43,6 +47,7 @@ impl Exit {
         Exit::Checksum,
         Exit::Network,
         Exit::Server,
+        Exit::TlsRequired,
     ];
 
     /// The process exit status.
@@ -127,7 +132,8 @@ fn server_code(code: ErrorCode) -> Exit {
         ErrorCode::AuthFailed | ErrorCode::RateLimited | ErrorCode::NotLoggedIn => Exit::Auth,
         ErrorCode::NotFound => Exit::NotFound,
         ErrorCode::ChecksumMismatch => Exit::Checksum,
-        ErrorCode::Timeout | ErrorCode::Busy | ErrorCode::TlsRequired => Exit::Network,
+        ErrorCode::Timeout | ErrorCode::Busy => Exit::Network,
+        ErrorCode::TlsRequired => Exit::TlsRequired,
         ErrorCode::Internal
         | ErrorCode::BadFrame
         | ErrorCode::BadRequest

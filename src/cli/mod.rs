@@ -26,10 +26,12 @@
 
 mod cancel;
 mod download;
+mod durable;
 mod editor;
 pub mod exit;
 mod files;
 mod folder;
+mod known;
 mod local;
 mod output;
 mod overall;
@@ -51,9 +53,10 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 
+use crate::error::ErrorCode;
 use exit::{Coded, Exit};
 use output::clean;
-pub use output::utc_time;
+pub use output::{human_size, utc_time};
 pub use prompt::password as ask_password;
 use remote::{Account, Remote};
 
@@ -160,6 +163,10 @@ pub enum Command {
     /// the profile that later commands use (never the password).
     #[command(after_help = LOGIN_HELP)]
     Login,
+    /// List or forget the servers whose certificate this client trusts by
+    /// its fingerprint (pinned at the first connection).
+    #[command(subcommand)]
+    KnownServers(known::KnownOp),
 }
 
 /// The commands the command line and the shell share.
@@ -380,14 +387,16 @@ pub struct MvArgs {
 /// # Errors
 /// Any failure, as one line for the user.
 pub fn run(global: &Global, cmd: Command) -> anyhow::Result<()> {
-    if matches!(cmd, Command::Login) {
-        return profile::login(global);
+    match &cmd {
+        Command::Login => return profile::login(global),
+        Command::KnownServers(op) => return known::run(op),
+        _ => {}
     }
     let global = &profile::resolve(global, profile::load()?);
     let mut remote = Remote::new(profile::server(global), global.security()?, global.quiet);
     let action = match cmd {
         Command::Shell => return shell::run(remote, global),
-        Command::Login => unreachable!("handled above"),
+        Command::Login | Command::KnownServers(_) => unreachable!("handled above"),
         Command::Action(action) => action,
     };
     if !matches!(action, Action::Register(_) | Action::Ping(_)) {
@@ -409,12 +418,17 @@ pub(crate) fn execute(remote: &mut Remote, global: &Global, action: &Action) -> 
     match action {
         Action::Register(a) => {
             let user = user_name(a.name.as_deref(), global)?;
-            let password = prompt::password(&user, true)?;
-            let account = Account { user, password };
-            remote
-                .register(&account)
-                .with_context(|| format!("cannot register {}", clean(&account.user)))?;
-            confirm(remote, &format!("registered {}", clean(&account.user)))
+            let weak = |e: &anyhow::Error| exit::refusal(e) == Some(ErrorCode::WeakPassword);
+            prompt::with_password(&user, true, weak, |password| {
+                let account = Account {
+                    user: user.clone(),
+                    password,
+                };
+                remote
+                    .register(&account)
+                    .with_context(|| format!("cannot register {}", clean(&account.user)))
+            })?;
+            confirm(remote, &format!("registered {}", clean(&user)))
         }
         Action::Ls(a) => files::ls(remote, a),
         Action::Mkdir(a) => files::mkdir(remote, a),

@@ -200,7 +200,10 @@ pub fn explain(e: &ClientError) -> String {
             code: Some(ErrorCode::QuotaExceeded),
             message,
             ..
-        } if message.contains("unfinished") || message.contains("most one user") => {
+        } if message.contains("unfinished")
+            || message.contains("most one user")
+            || message.contains(" left of ") =>
+        {
             clean(message).into_owned()
         }
         ClientError::Server {

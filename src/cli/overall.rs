@@ -46,9 +46,12 @@ impl Overall {
         }
     }
 
-    /// One file's total went from `old` to `new` bytes.
+    /// One file's total went from `old` to `new` bytes. Not drawn until
+    /// bytes move or a file is done: the totals known at the start are
+    /// all set before the first drawing.
     pub fn set_total(&self, old: u64, new: u64) {
-        self.update(|s| s.bytes = (s.bytes + new).saturating_sub(old), false);
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.bytes = (s.bytes + new).saturating_sub(old);
     }
 
     /// One file's bytes done went from `old` to `new`.

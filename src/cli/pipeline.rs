@@ -26,6 +26,7 @@ use md5::{Digest, Md5};
 
 use super::cancel;
 use super::download::{self, Downloaded, GetJob};
+use super::durable::Batch;
 use super::exit::{Coded, Exit};
 use super::output::{clean, clean_path, io_words, Plain};
 use super::progress::Bar;
@@ -39,10 +40,9 @@ pub const WINDOW_FILES: usize = 128;
 /// Body bytes in flight at most on one connection (a file larger than
 /// this still goes, alone).
 pub const WINDOW_BYTES: u64 = 16 << 20;
-/// Threads that make downloaded files durable and rename them into place,
-/// while the connection goes on: `fsync`s in parallel share the disk's
-/// flushes.
-const SAVERS: usize = 4;
+/// Threads that rename checked downloads into place while the connection
+/// goes on; one `syncfs` at the end makes them durable (`durable`).
+const SAVERS: usize = 2;
 
 /// A file's result, or `None` if the connection broke before its answer
 /// arrived: nothing is known, and the caller may try it again.
@@ -193,15 +193,27 @@ pub fn get_all(
 ) -> (Vec<Outcome<Downloaded>>, Option<ClientError>) {
     let (save_tx, save_rx) = unbounded::<ToSave>();
     let (done_tx, done_rx) = unbounded();
+    let batch = Batch::default();
     thread::scope(|s| {
         for _ in 0..SAVERS {
-            let (rx, tx) = (save_rx.clone(), done_tx.clone());
-            s.spawn(move || saver(&rx, &tx));
+            let (rx, tx, batch) = (save_rx.clone(), done_tx.clone(), &batch);
+            s.spawn(move || saver(&rx, &tx, batch));
         }
         drop(done_tx);
         let (mut results, broken) = fetch(client, jobs, sizes, bars, &save_tx);
         drop(save_tx);
-        for (index, saved) in done_rx {
+        let placed: Vec<(usize, anyhow::Result<u64>)> = done_rx.iter().collect();
+        // Nothing is reported downloaded before it is durable.
+        let synced = batch.sync();
+        for (index, saved) in placed {
+            let saved = match (&synced, saved) {
+                (Err(e), Ok(_)) => Err(anyhow!(
+                    "{} was saved but could not be made durable: {}",
+                    clean_path(&jobs[index].target),
+                    io_words(e)
+                )),
+                (_, saved) => saved,
+            };
             results[index] = Some(saved.map(|size| Downloaded {
                 size,
                 resumed_at: None,
@@ -216,10 +228,12 @@ pub fn get_all(
     })
 }
 
-/// Makes checked downloads durable and renames them into place.
-fn saver(rx: &Receiver<ToSave>, done: &Sender<(usize, anyhow::Result<u64>)>) {
+/// Renames checked downloads into place (durable after `batch.sync()`).
+fn saver(rx: &Receiver<ToSave>, done: &Sender<(usize, anyhow::Result<u64>)>, batch: &Batch) {
     for job in rx {
-        let saved = download::save(&job.part, &job.path, &job.target).map(|()| job.size);
+        let saved = batch
+            .place(&job.part, &job.path, &job.target)
+            .map(|()| job.size);
         if done.send((job.index, saved)).is_err() {
             return;
         }

@@ -157,11 +157,15 @@ pub fn login(global: &Global) -> anyhow::Result<()> {
         (None, true) => prompt::ask("User", known.user.as_deref())?,
         (None, false) => user_name(None, &known)?,
     };
-    let password = prompt::password(&user, false)?;
     let mut remote = Remote::new(&server, global.security()?, global.quiet);
-    let name = remote
-        .login(Account { user, password })
-        .with_context(|| format!("cannot log in at {}", clean(&server)))?;
+    let name = prompt::with_password(&user, false, prompt::wrong_password, |password| {
+        remote
+            .login(Account {
+                user: user.clone(),
+                password,
+            })
+            .with_context(|| format!("cannot log in at {}", clean(&server)))
+    })?;
     remote.close();
     let path = save(&Profile {
         server: Some(server.clone()),

@@ -110,6 +110,7 @@ impl Progress {
                 label,
                 total: 0,
                 done: 0,
+                base: 0,
                 start: Instant::now(),
             }),
             share: None,
@@ -154,7 +155,10 @@ struct Inner {
     label: String,
     total: u64,
     done: u64,
-    /// Since the count last started from 0, for the rate.
+    /// What was there before this transfer began (a resume): drawn as
+    /// done, but not counted in the rate.
+    base: u64,
+    /// Since the count last started, for the rate.
     start: Instant,
 }
 
@@ -188,6 +192,26 @@ impl Bar {
         }
     }
 
+    /// A transfer of `total` bytes that resumes with `have` of them there
+    /// already: the bar shows the whole file with that part filled, and
+    /// its rate and time left count only what moves from now on.
+    pub fn resume(&mut self, total: u64, have: u64) {
+        self.set_total(total);
+        if let Some(s) = &mut self.share {
+            s.overall.set_done(s.done, have);
+            s.done = have;
+        }
+        if let Some(b) = &mut self.inner {
+            b.start = Instant::now();
+            b.base = have;
+            b.done = have;
+            // pbr's own time left would count the kept part as moved.
+            b.pb.show_time_left = have == 0;
+            b.label_counts();
+            b.pb.set(have);
+        }
+    }
+
     /// Sets how many bytes are done (a transfer that starts again sets 0).
     pub fn set(&mut self, done: u64) {
         if let Some(s) = &mut self.share {
@@ -197,6 +221,8 @@ impl Bar {
         if let Some(b) = &mut self.inner {
             if done == 0 {
                 b.start = Instant::now();
+                b.base = 0;
+                b.pb.show_time_left = true;
             }
             b.done = done;
             b.label_counts();
@@ -232,14 +258,19 @@ impl Bar {
 impl Inner {
     /// The message before the bar: name, bytes done of all, rate.
     fn label_counts(&mut self) {
-        let rate = rate(self.done, self.start.elapsed());
-        let text = format!(
+        let moved = self.done.saturating_sub(self.base);
+        let rate = rate(moved, self.start.elapsed());
+        let mut text = format!(
             "{} {} / {} {}/s ",
             self.label,
             human_size(self.done),
             human_size(self.total),
             human_size(rate)
         );
+        let left = self.total.saturating_sub(self.done);
+        if self.base > 0 && rate > 0 && left > 0 {
+            text.push_str(&format!("{}s ", left.div_ceil(rate)));
+        }
         self.pb.message(&text);
     }
 }

@@ -45,10 +45,54 @@ pub fn password(user: &str, confirm: bool) -> anyhow::Result<Password> {
         let again = rpassword::prompt_password("Repeat the password: ")
             .context("cannot read the password")?;
         if again != first {
-            bail!("the two passwords differ");
+            bail!(MISMATCH);
         }
     }
     Ok(Password::new(first))
+}
+
+/// How many times a typed password is asked for before giving up.
+pub const TRIES: usize = 3;
+
+/// Runs `attempt` with the password (see [`password`]). Typed on a
+/// terminal, it is asked again after a refusal that `again` accepts (a
+/// wrong password, a weak one, two answers that differ), up to [`TRIES`]
+/// times, saying why first; from the environment, once.
+///
+/// # Errors
+/// As [`password`], or the last refusal.
+pub fn with_password<T>(
+    user: &str,
+    confirm: bool,
+    again: impl Fn(&anyhow::Error) -> bool,
+    mut attempt: impl FnMut(Password) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let typed = std::env::var_os(PASSWORD_ENV).is_none() && io::stdin().is_terminal();
+    let mut tries = 1;
+    loop {
+        let result = password(user, confirm).and_then(&mut attempt);
+        match result {
+            Err(e) if typed && tries < TRIES && (again(&e) || is_mismatch(&e)) => {
+                let left = TRIES - tries;
+                let mut err = io::stderr().lock();
+                writeln!(err, "{e:#}; try again ({left} left)")?;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `e` is the server refusing the password as wrong.
+pub fn wrong_password(e: &anyhow::Error) -> bool {
+    super::exit::refusal(e) == Some(crate::error::ErrorCode::AuthFailed)
+}
+
+/// What [`password`] says when the two answers differ.
+const MISMATCH: &str = "the two passwords differ";
+
+fn is_mismatch(e: &anyhow::Error) -> bool {
+    e.chain().count() == 1 && e.to_string() == MISMATCH
 }
 
 /// Asks for one line on the terminal, offering `default` (taken on an

@@ -117,12 +117,20 @@ impl Remote {
                 trust: Trust::Unknown { fingerprint },
             }) if super::prompt::interactive() => {
                 if !super::prompt::trust(&server, &fingerprint)? {
-                    return Err(anyhow!("not connecting to an untrusted server"));
+                    return Err(
+                        Coded::new(Exit::Auth, "not connecting to an untrusted server").into(),
+                    );
                 }
-                self.security
-                    .known
+                let known = &self.security.known;
+                known
                     .add(&server, &fingerprint)
                     .map_err(|e| anyhow!("cannot save the fingerprint: {e}"))?;
+                eprintln!(
+                    "trusted; the fingerprint of {} is saved in {} \
+                     (`netdisk known-servers` lists and forgets them)",
+                    clean(&server),
+                    known.path.display()
+                );
                 Client::connect_with(&self.addr, &self.security).map_err(|e| Plain(e).into())
             }
             other => other.map_err(|e| Plain(e).into()),

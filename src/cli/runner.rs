@@ -48,7 +48,8 @@ pub(super) enum Bars {
 /// Runs every item: those marked `small` pipelined over the session's
 /// connection by `batch`, then the rest by `work`, one after another over
 /// that connection or on up to `parallel` connections at once. Results
-/// come back in the order of `items`.
+/// come back in the order of `items`. `sizes`, as far as known before
+/// anything moves, let the overall line count every file from the start.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run_all<J: Sync + Clone, T: Send>(
     remote: &mut Remote,
@@ -57,6 +58,7 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
     shown: Bars,
     parallel: u16,
     small: &[bool],
+    sizes: &[Option<u64>],
     mut batch: impl Batch<J, T>,
     work: impl Work<J, T>,
 ) -> anyhow::Result<Vec<anyhow::Result<T>>> {
@@ -73,7 +75,14 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
     }
     let mut bars: Vec<Option<Bar>> = bars
         .into_iter()
-        .map(|b| Some(b.counting_towards(&progress)))
+        .zip(sizes.iter().chain(std::iter::repeat(&None)))
+        .map(|(b, size)| {
+            let mut b = b.counting_towards(&progress);
+            if let Some(size) = size {
+                b.set_total(*size);
+            }
+            Some(b)
+        })
         .collect();
     let mut results: Vec<Option<anyhow::Result<T>>> = items.iter().map(|_| None).collect();
     let large: Vec<usize> = (0..items.len()).filter(|&i| !small[i]).collect();

@@ -225,7 +225,7 @@ fn step(remote: &mut Remote, global: &Global, line: &str, cancellable: bool) -> 
         ShellCommand::Pwd => report(print(&files::pwd(remote))),
         ShellCommand::Action(action) => {
             let transfer = matches!(action, Action::Put(_) | Action::Get(_));
-            let _guard = (cancellable && transfer).then(cancel::Transfer::begin);
+            let _guard = (cancellable && transfer).then(|| cancel::Transfer::begin(line));
             report(execute(remote, global, &action))
         }
     }
@@ -233,8 +233,12 @@ fn step(remote: &mut Remote, global: &Global, line: &str, cancellable: bool) -> 
 
 fn login(remote: &mut Remote, global: &Global, name: Option<&str>) -> anyhow::Result<()> {
     let user = user_name(name, global)?;
-    let password = prompt::password(&user, false)?;
-    let name = remote.login(Account { user, password })?;
+    let name = prompt::with_password(&user, false, prompt::wrong_password, |password| {
+        remote.login(Account {
+            user: user.clone(),
+            password,
+        })
+    })?;
     if !remote.quiet {
         writeln!(io::stdout().lock(), "logged in as {}", clean(&name))?;
     }

@@ -44,12 +44,29 @@ pub fn put(remote: &mut Remote, args: &PutArgs) -> anyhow::Result<()> {
     if args.recursive {
         return folder::put_tree(remote, args);
     }
-    let jobs = upload::plan(&args.files, args.as_name.as_deref(), &remote.cwd)?;
-    let results = run_puts(remote, &jobs, Bars::PerFile, args.jobs)?;
+    let planned = upload::plan(&args.files, args.as_name.as_deref(), &remote.cwd)?;
+    let jobs: Vec<PutJob> = planned.iter().flatten().cloned().collect();
+    let mut sent = run_puts(remote, &jobs, Bars::PerFile, args.jobs)?.into_iter();
+    // Each file's outcome in the order given: a file that could not be
+    // read is reported by its local path, among the others.
+    let mut names = Vec::with_capacity(planned.len());
+    let mut results = Vec::with_capacity(planned.len());
+    for (path, plan) in args.files.iter().zip(planned) {
+        match plan {
+            Ok(job) => {
+                names.push(job.name);
+                results.push(sent.next().expect("one result per job"));
+            }
+            Err(e) => {
+                names.push(path.display().to_string());
+                results.push(Err(e));
+            }
+        }
+    }
     report(
         remote.quiet,
-        &jobs,
-        |j| &j.name,
+        &names,
+        |n| n.as_str(),
         results,
         "upload",
         |name, up| {
@@ -72,9 +89,13 @@ pub(super) fn run_puts(
     shown: Bars,
     parallel: u16,
 ) -> anyhow::Result<Vec<anyhow::Result<Uploaded>>> {
-    let small: Vec<bool> = jobs
+    let sizes: Vec<Option<u64>> = jobs
         .iter()
-        .map(|j| std::fs::metadata(&j.path).is_ok_and(|m| pipeline::fits(m.len())))
+        .map(|j| std::fs::metadata(&j.path).ok().map(|m| m.len()))
+        .collect();
+    let small: Vec<bool> = sizes
+        .iter()
+        .map(|s| s.is_some_and(pipeline::fits))
         .collect();
     run_all(
         remote,
@@ -83,6 +104,7 @@ pub(super) fn run_puts(
         shown,
         parallel,
         &small,
+        &sizes,
         pipeline::put_all,
         upload::upload,
     )
@@ -155,6 +177,10 @@ pub(super) fn run_gets(
         })
         .collect();
     let size_of = |j: &GetJob| sizes.and_then(|s| s.get(&j.name).copied()).unwrap_or(0);
+    let listed: Vec<Option<u64>> = jobs
+        .iter()
+        .map(|j| sizes.and_then(|s| s.get(&j.name).copied()))
+        .collect();
     let pipelined = |c: &mut Client, jobs: &[&GetJob], bars: &mut [Bar]| {
         let listed: Vec<u64> = jobs.iter().map(|j| size_of(j)).collect();
         pipeline::get_all(c, jobs, &listed, bars)
@@ -166,6 +192,7 @@ pub(super) fn run_gets(
         shown,
         parallel,
         &small,
+        &listed,
         pipelined,
         download::download,
     )

@@ -93,7 +93,13 @@ fn attempt(
 ) -> anyhow::Result<(u64, Result<(), ClientError>)> {
     let offset = client.put_begin(&job.name, size).map_err(Plain)?;
     let mut hasher = Md5::new();
-    if offset > 0 {
+    if offset > 0 && offset == size {
+        progress.note(&format!(
+            "{}: the server already holds all {} of the upload; checking its MD5",
+            clean(&job.name),
+            human_size(size)
+        ));
+    } else if offset > 0 {
         progress.note(&format!(
             "{}: resuming the upload at {} of {}",
             clean(&job.name),
@@ -103,9 +109,8 @@ fn attempt(
         hash_prefix(file, offset, &mut hasher).map_err(|e| changed(job, e))?;
     }
     file.seek(SeekFrom::Start(offset))?;
-    // The bar counts what moves now, so that its rate and ETA are true.
-    bar.set_total(size - offset);
-    bar.set(0);
+    // The whole file, the staged part filled; the rate counts what moves.
+    bar.resume(size, offset);
     let mut sent = offset;
     hashed_copy(&mut hasher, size - offset, None, |chunk| {
         if cancel::check().is_err() {
@@ -134,10 +139,10 @@ fn attempt(
 /// (PROTOCOL.md: a connection closed mid-body leaves the upload staged).
 fn cancelled(job: &PutJob, sent: u64, size: u64) -> anyhow::Error {
     let path = clean_path(&job.path);
+    let again = cancel::typed().map_or("the same `put`".to_string(), |t| format!("`{t}`"));
     Cancelled {
         kept: format!(
-            "{} of {} of {path} sent; the server keeps what arrived, and the same `put` \
-             continues it",
+            "{} of {} of {path} sent; the server keeps what arrived, and {again} continues it",
             human_size(sent),
             human_size(size)
         ),
@@ -154,15 +159,19 @@ fn changed(job: &PutJob, e: io::Error) -> anyhow::Error {
     }
 }
 
-/// Checks the arguments of `put` (without `-r`) and gives each upload its
-/// path on the server: `--as` for one file (a folder if it ends in `/`),
-/// the folder they go into for several; by default the file's own name in
-/// `cwd`.
+/// The upload of each of `files`, in order: its job, or what is wrong with
+/// that file alone (missing, a folder, not regular, a name the protocol
+/// does not allow), which the others do not wait for, as with `cp`.
+/// Names are the files' own inside `as_name` (a folder) or `cwd`, or
+/// `as_name` itself for one file.
 ///
 /// # Errors
-/// A file that is missing, a folder or not regular, a path the protocol
-/// does not allow, or two files with one path.
-pub fn plan(files: &[PathBuf], as_name: Option<&str>, cwd: &str) -> anyhow::Result<Vec<PutJob>> {
+/// A bad `--as`, or two files with one path: nothing is uploaded then.
+pub fn plan(
+    files: &[PathBuf],
+    as_name: Option<&str>,
+    cwd: &str,
+) -> anyhow::Result<Vec<anyhow::Result<PutJob>>> {
     let (folder, exact) = match as_name {
         Some(p) if files.len() == 1 && !p.ends_with('/') => {
             (None, Some(paths::resolve_entry(cwd, p, "uploading as")?))
@@ -170,43 +179,47 @@ pub fn plan(files: &[PathBuf], as_name: Option<&str>, cwd: &str) -> anyhow::Resu
         Some(p) => (Some(paths::resolve(cwd, p)?), None),
         None => (Some(cwd.to_string()), None),
     };
-    let mut jobs: Vec<PutJob> = Vec::with_capacity(files.len());
+    let mut planned: Vec<anyhow::Result<PutJob>> = Vec::with_capacity(files.len());
     for path in files {
-        let shown = clean_path(path);
-        let meta = std::fs::metadata(path).map_err(|e| anyhow!("{shown}: {}", io_words(&e)))?;
-        if meta.is_dir() {
-            bail!("{shown} is a folder; `put -r` uploads a folder whole");
-        }
-        if !meta.is_file() {
-            bail!("{shown}: not a regular file");
-        }
-        let name = match (&exact, &folder) {
-            (Some(p), _) => p.clone(),
-            (None, Some(folder)) => {
-                let own = path.file_name().and_then(|n| n.to_str()).with_context(|| {
-                    format!("{shown}: the file name is not UTF-8; use --as PATH")
-                })?;
-                crate::names::check_file_name(own).map_err(|e| {
-                    anyhow!(
-                        "cannot upload {shown} as {:?}: {e}; use --as PATH",
-                        clean(own)
-                    )
-                })?;
-                let name = paths::join(folder, own);
-                crate::names::check_path(&name).map_err(|e| {
-                    anyhow!("cannot upload {shown} as {}: {e}", paths::shown(&name))
-                })?;
-                name
+        let job = plan_one(path, exact.as_deref(), folder.as_deref());
+        if let Ok(job) = &job {
+            if planned.iter().flatten().any(|j| j.name == job.name) {
+                bail!("two files would be uploaded as {}", paths::shown(&job.name));
             }
-            (None, None) => unreachable!("a folder or an exact path"),
-        };
-        if jobs.iter().any(|j| j.name == name) {
-            bail!("two files would be uploaded as {}", paths::shown(&name));
         }
-        jobs.push(PutJob {
-            path: path.clone(),
-            name,
-        });
+        planned.push(job);
     }
-    Ok(jobs)
+    Ok(planned)
+}
+
+/// The job for `path`: named `exact`, or its own name inside `folder`.
+/// Errors say what is wrong, not which file (the caller names it).
+fn plan_one(path: &Path, exact: Option<&str>, folder: Option<&str>) -> anyhow::Result<PutJob> {
+    let meta = std::fs::metadata(path).map_err(|e| anyhow!("{}", io_words(&e)))?;
+    if meta.is_dir() {
+        bail!("it is a folder; `put -r` uploads a folder whole");
+    }
+    if !meta.is_file() {
+        bail!("not a regular file");
+    }
+    let name = match (exact, folder) {
+        (Some(p), _) => p.to_string(),
+        (None, Some(folder)) => {
+            let own = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .context("the file name is not UTF-8; use --as PATH")?;
+            crate::names::check_file_name(own)
+                .map_err(|e| anyhow!("as {:?}: {e}; use --as PATH", clean(own)))?;
+            let name = paths::join(folder, own);
+            crate::names::check_path(&name)
+                .map_err(|e| anyhow!("as {}: {e}", paths::shown(&name)))?;
+            name
+        }
+        (None, None) => unreachable!("a folder or an exact path"),
+    };
+    Ok(PutJob {
+        path: path.to_path_buf(),
+        name,
+    })
 }

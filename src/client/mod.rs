@@ -76,12 +76,11 @@ fn untrusted_words(server: &str, trust: &Trust) -> String {
         } => format!(
             "the certificate of the server at {server} has CHANGED: it is now {fingerprint}, \
              but line {} of {} pins {}. Someone may be intercepting the connection. If the \
-             server's key was replaced on purpose, remove line {} of {} and connect again",
+             server's key was replaced on purpose, `netdisk known-servers forget {server}` \
+             and connect again",
             pinned.line,
             file.display(),
             pinned.fingerprint,
-            pinned.line,
-            file.display()
         ),
         Trust::NotTheTrusted {
             fingerprint,

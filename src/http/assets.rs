@@ -26,6 +26,11 @@ pub static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../web/md5.js"),
     },
     Asset {
+        path: "/hash.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/hash.js"),
+    },
+    Asset {
         path: "/style.css",
         content_type: "text/css; charset=utf-8",
         bytes: include_bytes!("../../web/style.css"),

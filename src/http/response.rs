@@ -111,6 +111,38 @@ pub fn refusal(code: ErrorCode, why: &str) -> Vec<u8> {
     r.to_bytes(true)
 }
 
+/// A 301 to the same page over `https://`, for a plain HTTP request
+/// `head` (its whole header) from a peer that must use TLS; `None` if it
+/// names no host that is only letters, digits, `.`, `-`, `:`, `[` and `]`
+/// (nothing could smuggle another header or another place in), or its
+/// target is not a path.
+pub fn to_https(head: &[u8]) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; super::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    req.parse(head).ok()?;
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .map(|h| h.value)?;
+    let host = std::str::from_utf8(host).ok()?.trim();
+    let host_ok = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    let path = req
+        .path
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))?;
+    if !host_ok || path.bytes().any(|b| !b.is_ascii_graphic()) {
+        return None;
+    }
+    let location = format!("https://{host}{path}");
+    let r = Response::code(301, ErrorCode::TlsRequired, &format!("use {location}"))
+        .with("Location", location);
+    Some(r.to_bytes(true))
+}
+
 /// The HTTP status of each protocol error code (docs/HTTP.md).
 pub fn status_of(code: ErrorCode) -> u16 {
     match code {
@@ -143,6 +175,7 @@ fn reason(status: u16) -> &'static str {
         201 => "Created",
         204 => "No Content",
         206 => "Partial Content",
+        301 => "Moved Permanently",
         304 => "Not Modified",
         400 => "Bad Request",
         401 => "Unauthorized",

@@ -47,6 +47,9 @@ struct Parked {
     header_since: Option<Instant>,
     /// Closing: dropped when the peer closes or at this time.
     linger_until: Option<Instant>,
+    /// Plain HTTP from a peer that must use TLS: once its header is in,
+    /// it is sent to the same page over `https://` (301), then closed.
+    to_https: bool,
 }
 
 /// What to do with a connection after it was read.
@@ -54,6 +57,8 @@ enum Next {
     Wait,
     Hand,
     Refuse(ErrorCode, &'static str),
+    /// A whole HTTP header from a peer that must use TLS.
+    ToHttps,
     Drop,
 }
 
@@ -260,6 +265,7 @@ impl EventLoop {
             since: Instant::now(),
             header_since: None,
             linger_until: None,
+            to_https: false,
         });
         Some(i)
     }
@@ -289,8 +295,28 @@ impl EventLoop {
             Next::Wait => {}
             Next::Hand => self.hand(i),
             Next::Refuse(code, why) => self.refuse(i, code, why),
+            Next::ToHttps => self.redirect_to_https(i),
             Next::Drop => self.remove(i),
         }
+    }
+
+    /// Answers a plain HTTP request that must use TLS with a redirect to
+    /// the same page over `https://` (a 403 if it named no usable host).
+    fn redirect_to_https(&mut self, i: usize) {
+        let Some(p) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some(answer) = crate::http::response::to_https(&p.link.pending) else {
+            return self.refuse(
+                i,
+                ErrorCode::TlsRequired,
+                "this server takes plain HTTP only from its own host; use https://",
+            );
+        };
+        let _ = (&p.link.wire.tcp).write(&answer);
+        let peer = p.link.peer.to_string();
+        self.log_refusal(&peer, "301", "plain HTTP sent to https://");
+        self.linger(i);
     }
 
     /// Gives a connection with a whole header to the workers; `BUSY` if
@@ -409,11 +435,23 @@ impl EventLoop {
     fn log_refusal(&self, peer: &str, code: &str, why: &str) {
         let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
         // Within the address's budget of failed lines, as its requests.
+        let fields = crate::server::log::Fields {
+            peer,
+            user: None,
+            request: "-",
+            name: None,
+            bytes: 0,
+            ms: 0,
+            outcome: code,
+            status: None,
+            detail: Some(why),
+        };
         self.shared.log.request(
             ip,
             true,
             &format!("{ip} - - - 0 {code} {why}"),
             &format!("{peer} - - - 0 0ms {code} ({why})"),
+            &fields,
         );
     }
 
@@ -452,12 +490,7 @@ fn step(
             }
             Some(b) if b.is_ascii_alphabetic() => {
                 p.link.http = true;
-                if !plaintext_ok(p.link.peer.ip()) {
-                    return Next::Refuse(
-                        ErrorCode::TlsRequired,
-                        "this server takes plain HTTP only from its own host; use https://",
-                    );
-                }
+                p.to_https = !plaintext_ok(p.link.peer.ip());
                 p.link.wire.kind = Kind::Plain;
             }
             Some(_) => return Next::Drop,
@@ -465,6 +498,11 @@ fn step(
     }
     match p.link.wire.kind {
         Kind::Tls(_) => tls_step(p, None, now),
+        // Its header is read under the same limits, never handed on.
+        _ if p.to_https => match plain_step(p, now) {
+            Next::Hand => Next::ToHttps,
+            other => other,
+        },
         _ => plain_step(p, now),
     }
 }

@@ -1,5 +1,8 @@
 //! The request log on stderr: one line per request, each written in one
-//! system call, and a flood of identical lines summarised.
+//! system call, and a flood of identical lines summarised. Every line
+//! starts with an RFC 3339 time; with `--log-format json` each is a JSON
+//! object instead, `time` first, then the text line's fields by name
+//! ([`Fields`]), or `msg` for a note or a summary.
 //!
 //! A client that sends the same bad request back to back would otherwise
 //! write megabytes of log a second. Lines are compared without their
@@ -18,6 +21,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 /// Failed requests one address may log a minute.
 pub const ERRORS_PER_MINUTE: u32 = 60;
@@ -55,23 +60,81 @@ struct Budget {
 pub struct Log {
     last: Mutex<Last>,
     budgets: Mutex<HashMap<String, Budget>>,
+    /// JSON objects instead of text lines.
+    json: bool,
+}
+
+/// The fields of a request's line, for `--log-format json`: the same as
+/// the text line's, by name.
+#[derive(Debug, Serialize)]
+pub struct Fields<'a> {
+    pub peer: &'a str,
+    pub user: Option<&'a str>,
+    /// The command (protocol v1) or `METHOD path` (HTTP).
+    pub request: &'a str,
+    pub name: Option<&'a str>,
+    pub bytes: u64,
+    pub ms: u128,
+    /// The outcome: `OK`, an error code, `CLOSED`, or `HTTP 200`.
+    pub outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
 }
 
 impl Log {
-    /// Writes `line` (without its newline); `key` is the line without the
-    /// parts that change between repeats (the timing).
-    pub fn write(&self, key: &str, line: &str) {
-        let out = self.render(key, line, Instant::now());
-        if !out.is_empty() {
-            let stamp = timestamp(std::time::SystemTime::now());
-            let out: String = out.lines().map(|l| format!("{stamp} {l}\n")).collect();
-            let _ = std::io::stderr().write_all(out.as_bytes());
+    /// The log, as text lines or (`json`) JSON objects.
+    pub fn new(json: bool) -> Log {
+        Log {
+            json,
+            ..Log::default()
         }
     }
 
-    /// Writes the line of a request from `ip`; a failed one only within
-    /// the address's budget.
-    pub fn request(&self, ip: &str, failed: bool, key: &str, line: &str) {
+    /// Writes `line` (without its newline); `key` is the line without the
+    /// parts that change between repeats (the timing).
+    pub fn write(&self, key: &str, line: &str) {
+        let line = if self.json {
+            serde_json::json!({ "msg": line }).to_string()
+        } else {
+            line.to_string()
+        };
+        self.emit(key, &line);
+    }
+
+    /// Renders `line` (a JSON object in JSON mode) and writes what is due,
+    /// each line stamped with the time.
+    fn emit(&self, key: &str, line: &str) {
+        let out = self.render(key, line, Instant::now());
+        if out.is_empty() {
+            return;
+        }
+        let stamp = timestamp(std::time::SystemTime::now());
+        let out: String = out.lines().map(|l| self.stamped(&stamp, l)).collect();
+        let _ = std::io::stderr().write_all(out.as_bytes());
+    }
+
+    /// One output line: `STAMP line`, or the object with `time` first (a
+    /// summary, which is text, becomes `{"time":…,"msg":…}`).
+    fn stamped(&self, stamp: &str, line: &str) -> String {
+        if !self.json {
+            return format!("{stamp} {line}\n");
+        }
+        let time = serde_json::to_string(stamp).unwrap_or_default();
+        match line.strip_prefix('{') {
+            Some(rest) if rest.starts_with('}') => format!("{{\"time\":{time}}}\n"),
+            Some(rest) => format!("{{\"time\":{time},{rest}\n"),
+            None => {
+                let msg = serde_json::to_string(line).unwrap_or_default();
+                format!("{{\"time\":{time},\"msg\":{msg}}}\n")
+            }
+        }
+    }
+
+    /// Writes the line of a request from `ip` (text `line`, or `fields` as
+    /// JSON); a failed one only within the address's budget.
+    pub fn request(&self, ip: &str, failed: bool, key: &str, line: &str, fields: &Fields) {
         if failed {
             let (write, note) = self.budget(ip, Instant::now());
             if let Some(note) = note {
@@ -81,7 +144,12 @@ impl Log {
                 return;
             }
         }
-        self.write(key, line);
+        if self.json {
+            let object = serde_json::to_string(fields).unwrap_or_default();
+            self.emit(key, &object);
+        } else {
+            self.emit(key, line);
+        }
     }
 
     /// Whether a failed request from `ip` may be logged at `now`, and the
@@ -201,6 +269,23 @@ mod tests {
             timestamp(std::time::UNIX_EPOCH + Duration::from_millis(1_796_114_563_042)),
             "2026-12-01T08:42:43.042Z"
         );
+    }
+
+    #[test]
+    fn json_lines_are_objects_with_the_time_first() {
+        let text = Log::new(false);
+        assert_eq!(text.stamped("T", "a b"), "T a b\n");
+        let json = Log::new(true);
+        assert_eq!(
+            json.stamped("T", r#"{"peer":"p"}"#),
+            "{\"time\":\"T\",\"peer\":\"p\"}\n"
+        );
+        assert_eq!(json.stamped("T", "{}"), "{\"time\":\"T\"}\n");
+        // A summary, which render writes as text, becomes a message.
+        let summary = json.stamped("T", "… last line repeated 9 times");
+        let v: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        assert_eq!(v["msg"], "… last line repeated 9 times");
+        assert_eq!(v["time"], "T");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod link;
 pub mod log;
 pub mod logins;
 pub mod pool;
+pub mod reach;
 pub mod refused;
 pub mod session;
 
@@ -61,25 +62,32 @@ pub struct Server {
 pub struct Stopper {
     flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    shared: Arc<Shared>,
 }
 
 impl Stopper {
-    /// Begins shutdown: sets the flag and wakes the event loop.
+    /// Begins shutdown: sets the flag, says so in the log, and wakes the
+    /// event loop.
     pub fn stop(&self) {
+        self.shared.log.write("shutting down", "shutting down");
         self.flag.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
 }
 
 impl Server {
-    /// Locks and opens the data directory and the user store, and binds the
-    /// address.
+    /// Binds the address, then locks and opens the data directory and the
+    /// user store.
     ///
     /// # Errors
     /// If another server or admin command holds the data directory, if it
     /// or `users.xlsx` cannot be opened, or the address cannot be bound.
     pub fn bind(config: Config) -> anyhow::Result<Server> {
         use anyhow::Context;
+        // First: a busy or forbidden address fails before anything is
+        // made on disk.
+        let listener = TcpListener::bind(&config.addr)
+            .with_context(|| format!("cannot listen on {}", config.addr))?;
         let data_lock = DataLock::acquire(&config.data)?;
         let mut storage = Storage::open(&config.data)
             .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
@@ -92,17 +100,16 @@ impl Server {
         let tls = identity.server_config()?;
         users.set_register_limit(config.register_limit);
         users.set_login_pace(config.login_burst, config.login_rate);
-        let listener = TcpListener::bind(&config.addr)
-            .with_context(|| format!("cannot listen on {}", config.addr))?;
         let poll = Poll::new().context("cannot start the event loop")?;
         let waker = EventLoop::waker(&poll).context("cannot start the event loop")?;
+        let json_log = config.log_json;
         let bodies = Bodies::new(config.workers, config.min_rate, config.rate_window);
         let shared = Shared {
             users,
             storage,
             bodies: Arc::new(bodies),
             config,
-            log: log::Log::default(),
+            log: log::Log::new(json_log),
             stop: Arc::new(AtomicBool::new(false)),
             web: Default::default(),
             locks: Default::default(),
@@ -146,6 +153,12 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Writes `text` to the server's log (stamped, and as JSON with
+    /// `--log-format json`).
+    pub fn note(&self, text: &str) {
+        self.shared.log.write(text, text);
+    }
+
     /// The SPKI fingerprint of the server's certificate, `sha256:…`.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
@@ -156,6 +169,7 @@ impl Server {
         Stopper {
             flag: Arc::clone(&self.shared.stop),
             waker: Arc::clone(&self.waker),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -201,7 +215,8 @@ impl Server {
         // the workers to see the end of it.
         logins.close();
         if !pool.join(grace) {
-            eprintln!("shutdown: requests still running after the grace period were cut off");
+            let cut = "shutdown: requests still running after the grace period were cut off";
+            self.shared.log.write(cut, cut);
         }
         result
     }

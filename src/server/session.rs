@@ -404,7 +404,7 @@ fn log(
 ) {
     let who = user.map_or("-", |u| u.name.as_str());
     let ms = started.elapsed().as_millis();
-    let name = name.map_or_else(|| "-".to_string(), |n| format!("{n:?}"));
+    let name_shown = name.map_or_else(|| "-".to_string(), |n| format!("{n:?}"));
     let (code, detail) = match outcome {
         Ok(()) => ("OK", String::new()),
         Err(e) => {
@@ -420,8 +420,22 @@ fn log(
             (code, detail)
         }
     };
-    let key = format!("{peer} {who} {cmd:?} {name} {bytes} {code}{detail}");
-    let line = format!("{peer} {who} {cmd:?} {name} {bytes} {ms}ms {code}{detail}");
+    let key = format!("{peer} {who} {cmd:?} {name_shown} {bytes} {code}{detail}");
+    let line = format!("{peer} {who} {cmd:?} {name_shown} {bytes} {ms}ms {code}{detail}");
     let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
-    shared.log.request(ip, outcome.is_err(), &key, &line);
+    let detail = detail.trim().trim_start_matches('(').trim_end_matches(')');
+    let fields = crate::server::log::Fields {
+        peer,
+        user: user.map(|u| u.name.as_str()),
+        request: cmd,
+        name,
+        bytes,
+        ms,
+        outcome: code,
+        status: None,
+        detail: (!detail.is_empty()).then_some(detail),
+    };
+    shared
+        .log
+        .request(ip, outcome.is_err(), &key, &line, &fields);
 }

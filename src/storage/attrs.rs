@@ -78,13 +78,19 @@ impl Storage {
             };
         }
         let bytes = serde_json::to_vec(props).map_err(|e| Error::Internal(e.to_string()))?;
+        // The properties' own room, told as a quota of its own.
+        let full = |left: usize| Error::QuotaExceeded {
+            needs: bytes.len() as u64,
+            left: left as u64,
+            quota: MAX_PROPS_BYTES as u64,
+        };
         if props.len() > MAX_PROPS || bytes.len() > MAX_PROPS_BYTES {
-            return Err(Error::QuotaExceeded);
+            return Err(full(MAX_PROPS_BYTES));
         }
         match file.set_xattr(ATTR, &bytes) {
             Ok(()) => Ok(()),
             Err(e) if digest::no_attributes(&e) || e.raw_os_error() == Some(libc::ENOSPC) => {
-                Err(Error::QuotaExceeded)
+                Err(full(0))
             }
             Err(e) => Err(e.into()),
         }

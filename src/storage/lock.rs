@@ -71,7 +71,12 @@ impl Storage {
                 .saturating_add(size)
                 .saturating_add(staged);
             if after > quota {
-                return Err(Error::QuotaExceeded);
+                let taken = used.saturating_sub(replaced).saturating_add(staged);
+                return Err(Error::QuotaExceeded {
+                    needs: size,
+                    left: quota.saturating_sub(taken),
+                    quota,
+                });
             }
         }
         Ok(lock)
@@ -192,16 +197,26 @@ mod tests {
         upload(&s, "old", &[0; 30]).unwrap();
         let quota = Some(100);
         let a = s.lock_upload("alice", "a", 50, quota).unwrap();
-        assert!(matches!(
-            s.lock_upload("alice", "b", 21, quota),
-            Err(Error::QuotaExceeded)
-        ));
+        match s.lock_upload("alice", "b", 21, quota) {
+            Err(
+                e @ Error::QuotaExceeded {
+                    needs: 21,
+                    left: 20,
+                    quota: 100,
+                },
+            ) => assert_eq!(
+                e.to_string(),
+                "quota exceeded: needs 21 B, 20 B left of 100 B"
+            ),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("over the quota"),
+        }
         // Replacing a file: its old size is not counted for the new one,
         // but another upload in flight counts with its whole declared size.
         let old = s.lock_upload("alice", "old", 50, quota).unwrap();
         assert!(matches!(
             s.lock_upload("alice", "b", 1, quota),
-            Err(Error::QuotaExceeded)
+            Err(Error::QuotaExceeded { .. })
         ));
         // Another user's uploads and a released reservation do not count.
         assert!(s.lock_upload("bob", "b", 100, quota).is_ok());
@@ -224,7 +239,7 @@ mod tests {
         assert_eq!(s.staged_bytes("alice"), 4);
         assert!(matches!(
             s.lock_upload("alice", "b", 41, quota),
-            Err(Error::QuotaExceeded)
+            Err(Error::QuotaExceeded { .. })
         ));
         assert!(s.lock_upload("alice", "b", 40, quota).is_ok());
         // Resuming the abandoned one is not counted twice.
@@ -261,11 +276,11 @@ mod tests {
         let quota = Some(1 << 40);
         assert!(matches!(
             s.lock_upload("alice", "c", u64::MAX, quota),
-            Err(Error::QuotaExceeded)
+            Err(Error::QuotaExceeded { .. })
         ));
         assert!(matches!(
             s.lock_upload("alice", "c", 1, quota),
-            Err(Error::QuotaExceeded)
+            Err(Error::QuotaExceeded { .. })
         ));
         let c = s.lock_upload("alice", "c", u64::MAX, None).unwrap();
         drop((a, b, c));

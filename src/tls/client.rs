@@ -12,7 +12,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -88,6 +88,63 @@ impl KnownServers {
             .open(&self.path)?;
         f.write_all(format!("{server} {fingerprint}\n").as_bytes())?;
         f.sync_all()
+    }
+
+    /// Every pin, `(server, fingerprint)`, in the file's order; none if
+    /// there is no file.
+    ///
+    /// # Errors
+    /// If the file exists but cannot be read.
+    pub fn list(&self) -> io::Result<Vec<(String, String)>> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some(host), Some(fp)) if !host.starts_with('#') => {
+                        Some((host.to_string(), fp.to_string()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    /// Drops every pin of `server`, keeping the other lines as they were
+    /// (the file is replaced whole: a temporary file, fsync, rename).
+    /// Returns how many pins went.
+    ///
+    /// # Errors
+    /// If the file cannot be read or replaced.
+    pub fn forget(&self, server: &str) -> io::Result<usize> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut kept = String::with_capacity(text.len());
+        let mut removed = 0;
+        for line in text.lines() {
+            if line.split_whitespace().next() == Some(server) {
+                removed += 1;
+            } else {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        if removed > 0 {
+            let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty());
+            let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(Path::new(".")))?;
+            tmp.write_all(kept.as_bytes())?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&self.path).map_err(|e| e.error)?;
+        }
+        Ok(removed)
     }
 }
 

@@ -85,7 +85,8 @@ async function run(browser) {
   await page.fill('#user', USER);
   await page.fill('#password', 'wrong password here');
   await page.click('#sign-in-button');
-  await page.waitForSelector('#message:has-text("AUTH_FAILED")');
+  await page.waitForSelector('#message:has-text("Wrong user name or password.")');
+  assert.doesNotMatch(await page.textContent('#message'), /AUTH_FAILED/);
   await page.fill('#password', PASSWORD);
   await page.press('#password', 'Enter');
   await page.waitForSelector('#disk', { state: 'visible' });
@@ -116,6 +117,9 @@ async function run(browser) {
 
   step('an upload interrupted by a reload resumes at the server\'s offset');
   const big = { name: 'big 大文件.bin', mimeType: 'application/octet-stream', buffer: bytes(20 * MIB, 11) };
+  // The MD5 is computed in a Web Worker, off the page's thread.
+  const workers = [];
+  page.on('worker', (w) => workers.push(w.url()));
   let puts = 0;
   let held = null;
   const heldRequest = new Promise((resolve) => {
@@ -155,6 +159,7 @@ async function run(browser) {
   assert.equal(await done.getAttribute('data-resumed'), String(8 * MIB));
   assert.match(await done.locator('.status').textContent(), /resumed at 8\.00 MiB/);
   assert.equal(await bigRow.locator('td.md5').textContent(), md5(big.buffer));
+  assert.ok(workers.some((u) => u.endsWith('/hash.js')), 'hashed in a worker: ' + workers.join(', '));
 
   step('a download brings back the same bytes under the UTF-8 name');
   const [download] = await Promise.all([
@@ -288,7 +293,10 @@ async function run(browser) {
   step('a quota error is shown');
   await page.setInputFiles('#picker', [{ name: 'too big.bin', mimeType: 'application/octet-stream', buffer: bytes(8 * MIB, 3) }]);
   await page.locator('#uploads li.failed', { hasText: 'too big.bin' }).waitFor();
-  assert.match(await page.textContent('#message'), /QUOTA_EXCEEDED/);
+  // In words, with the figures: 8 MiB asked, 24 MiB of quota.
+  const quotaSaid = await page.textContent('#message');
+  assert.match(quotaSaid, /Quota exceeded: needs 8\.0 MiB, .+ left of 24\.0 MiB\./);
+  assert.doesNotMatch(quotaSaid, /QUOTA_EXCEEDED/);
   assert.equal(await page.locator('#files tbody tr[data-name="too big.bin"]').count(), 0);
 
   step('screenshots of the list, wide and phone-width');

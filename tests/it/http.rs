@@ -678,12 +678,27 @@ fn quotas_locks_and_size_limits_hold_for_the_page_too() {
 #[test]
 fn plain_http_is_only_for_allowed_peers_and_requests_may_be_pipelined() {
     let server = TestServer::with_args(&["--plaintext-from", "127.0.0.1"]);
+    // A peer that must use TLS is sent to the same page over https://.
     let mut far = tcp(connect_from(&server.addr, 2));
-    far.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    far.write_all(b"GET /#photos HTTP/1.1\r\nHost: disk.example:9000\r\n\r\n")
+        .unwrap();
     let mut w = Web::over(Box::new(far));
     let r = w.read(false);
-    r.error(403, "TLS_REQUIRED");
-    assert!(r.json()["message"].as_str().unwrap().contains("https://"));
+    assert_eq!(r.status, 301, "{r:?}");
+    assert_eq!(
+        r.header("location"),
+        Some("https://disk.example:9000/#photos")
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    // A host that could smuggle anything in gets the 403 instead.
+    for host in ["evil.example/x", "a b", "x@y", ""] {
+        let mut far = tcp(connect_from(&server.addr, 2));
+        let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        far.write_all(head.as_bytes()).unwrap();
+        let r = Web::over(Box::new(far)).read(false);
+        r.error(403, "TLS_REQUIRED");
+        assert!(r.json()["message"].as_str().unwrap().contains("https://"));
+    }
 
     let mut near = Web::plain(&server);
     near.stream

@@ -14,12 +14,12 @@ use crate::cli::{netdisk, setup, success, USER};
 use crate::pty::Pty;
 use crate::support::*;
 
-const PROMPT: &str = "netdisk:/> ";
+pub(crate) const PROMPT: &str = "netdisk:/> ";
 /// What the line editor writes when it starts reading a line.
 const READY: &str = "\x1b[?2004h";
 
 /// The shell in `dir`, logged in as [`USER`] at `addr`.
-fn shell(dir: &Path, addr: &str) -> Pty {
+pub(crate) fn shell(dir: &Path, addr: &str) -> Pty {
     let mut pty = Pty::spawn(
         dir,
         &["shell"],
@@ -36,7 +36,7 @@ fn shell(dir: &Path, addr: &str) -> Pty {
 
 /// Ends the shell with Ctrl-D; it must exit 0.
 #[track_caller]
-fn end(mut pty: Pty) -> String {
+pub(crate) fn end(mut pty: Pty) -> String {
     pty.send("\x04");
     let (status, screen) = pty.finish();
     assert!(status.success(), "{status:?}\n{screen}");
@@ -142,7 +142,7 @@ fn r10_lcd_then_get_saves_in_the_new_folder() {
 
 /// Which way a [`gated_proxy`] holds bytes back.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Hold {
+pub(crate) enum Hold {
     /// What the server sends (a download).
     FromServer,
     /// What the client sends (an upload).
@@ -153,7 +153,7 @@ enum Hold {
 /// `limit` bytes going the `hold` way, says so on the first channel, and
 /// passes the rest only once the test sends on the second. Later
 /// connections pass straight through.
-fn gated_proxy(
+pub(crate) fn gated_proxy(
     upstream: &str,
     hold: Hold,
     limit: u64,
@@ -210,7 +210,7 @@ fn pipe(
 }
 
 /// How long the test waits for the proxy to have passed its bytes.
-const STARTED: Duration = Duration::from_secs(60);
+pub(crate) const STARTED: Duration = Duration::from_secs(60);
 /// What a download behind a [`gated_proxy`] of 1 MiB writes for sure
 /// before it waits: three whole chunks (the headers before the body take
 /// less than the rest of the mebibyte).
@@ -218,7 +218,7 @@ const KEPT: u64 = 3 * netdisk::hashcopy::CHUNK as u64;
 
 /// Waits until the part file of `name` in `dir` holds [`KEPT`] bytes: the
 /// download is under way, and Ctrl-C now leaves something to resume.
-fn wait_for_part(dir: &Path, name: &str) -> std::path::PathBuf {
+pub(crate) fn wait_for_part(dir: &Path, name: &str) -> std::path::PathBuf {
     let part = dir.join(format!(".netdisk-{}.part", md5(name.as_bytes())));
     wait_for_size(&part, KEPT, || true);
     part
@@ -235,14 +235,15 @@ fn r10_ctrl_c_cancels_a_get_keeps_the_part_and_the_next_get_resumes() {
     fs::create_dir(&down).unwrap();
     let (proxy, passed, go) = gated_proxy(&server.addr, Hold::FromServer, 1 << 20);
     let mut pty = shell(&down, &proxy);
-    pty.send("get big.bin\r");
+    // The hint repeats the command as typed, -o and all.
+    pty.send("get big.bin  -o ./big.bin\r");
     passed.recv_timeout(STARTED).expect("the download started");
     let part = wait_for_part(&down, "big.bin");
     pty.send("\x03");
     pty.expect("cancelling the transfer");
     go.send(()).unwrap();
     pty.expect("cancelled; kept ");
-    pty.expect("`get big.bin` continues it");
+    pty.expect("`get big.bin  -o ./big.bin` continues it");
     pty.expect(PROMPT);
     assert!(!down.join("big.bin").exists());
     let kept = fs::metadata(&part).unwrap().len();
@@ -272,7 +273,7 @@ fn r10_ctrl_c_cancels_a_put_the_server_keeps_it_and_the_next_put_resumes() {
     pty.expect("cancelling the transfer");
     go.send(()).unwrap();
     pty.expect("cancelled; ");
-    pty.expect("the same `put` continues it");
+    pty.expect("`put big.bin` continues it");
     pty.expect(PROMPT);
     assert!(!server.user_files(USER).join("big.bin").exists());
     // The server lets go of the name once it sees the connection close.

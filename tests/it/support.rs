@@ -160,7 +160,7 @@ impl TestServer {
         let log = self.wait_for_log("tls fingerprint sha256:");
         let line = log
             .lines()
-            .find_map(|l| l.strip_prefix("tls fingerprint "))
+            .find_map(|l| l.split_once(" tls fingerprint ").map(|(_, fp)| fp))
             .unwrap();
         line.trim().to_string()
     }

@@ -166,3 +166,100 @@ fn r10_bars_use_iec_units_and_several_files_have_an_overall_line() {
     assert!(s.text.contains("1.4 MiB / 1.4 MiB"), "{}", s.text);
     assert!(!s.text.contains("all: "), "{}", s.text);
 }
+
+#[test]
+fn r21_register_and_login_ask_again_after_a_weak_or_wrong_password() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pw = "typed passphrase";
+    // Too short, then two that differ, then a good one: three tries.
+    let typed = format!("short\nshort\nfirst pw 1\nother pw 2\n{pw}\n{pw}\n");
+    let s = on_terminal(&server, d, &["register"], None, &typed);
+    assert!(s.ok, "{}", s.text);
+    assert!(s.text.contains("password must be 8"), "{}", s.text);
+    assert!(s.text.contains("try again (2 left)"), "{}", s.text);
+    assert!(s.text.contains("try again (1 left)"), "{}", s.text);
+    assert!(s.text.contains("registered alice"), "{}", s.text);
+
+    // `login` asks again after a wrong password (server and user come from
+    // the environment).
+    let typed = format!("wrong password 1\n{pw}\n");
+    let s = on_terminal(&server, d, &["login"], None, &typed);
+    assert!(s.ok, "{}", s.text);
+    assert_eq!(
+        s.text.matches("Password for alice:").count(),
+        2,
+        "{}",
+        s.text
+    );
+    assert!(s.text.contains("logged in as alice"), "{}", s.text);
+
+    // Three wrong answers: it gives up, as a failed login.
+    let typed = "wrong one 1\nwrong two 2\nwrong three 3\n";
+    let s = on_terminal(&server, d, &["login"], None, typed);
+    assert!(!s.ok, "{}", s.text);
+    assert!(s.text.contains("wrong user name or password"), "{}", s.text);
+    assert_eq!(
+        s.text.matches("Password for alice:").count(),
+        3,
+        "{}",
+        s.text
+    );
+}
+
+#[test]
+fn r21_a_resumed_bar_shows_the_whole_file_and_a_whole_part_says_so() {
+    let (server, dir, data) = with_file();
+    let down = dir.path().join("down");
+    let part = down.join(format!(".netdisk-{}.part", md5(b"big.bin")));
+    // 100,000 of 300,000 bytes kept: the bar is of the whole file (293.0
+    // KiB), not of the 195.3 KiB left.
+    fs::write(&part, &data[..100_000]).unwrap();
+    let s = on_terminal(&server, &down, &["get", "big.bin"], Some(PASSWORD), "");
+    assert!(s.ok, "{}", s.text);
+    assert!(
+        s.text.contains("resuming the interrupted download"),
+        "{}",
+        s.text
+    );
+    assert!(s.text.contains("293.0 KiB / 293.0 KiB"), "{}", s.text);
+    assert!(!s.text.contains("/ 195.3 KiB"), "{}", s.text);
+    assert_eq!(fs::read(down.join("big.bin")).unwrap(), data);
+    // A part that holds the whole file: said so, and checked.
+    fs::remove_file(down.join("big.bin")).unwrap();
+    fs::write(&part, &data).unwrap();
+    let s = on_terminal(&server, &down, &["get", "big.bin"], Some(PASSWORD), "");
+    assert!(s.ok, "{}", s.text);
+    assert!(
+        s.text.contains("is already whole (293.0 KiB)"),
+        "{}",
+        s.text
+    );
+    assert!(!s.text.contains("0 B / 0 B"), "{}", s.text);
+    assert_eq!(fs::read(down.join("big.bin")).unwrap(), data);
+}
+
+#[test]
+fn r21_the_overall_line_counts_every_file_from_the_start() {
+    let (server, dir) = setup(&[]);
+    let d = dir.path();
+    write_file(d, "one.bin", &bytes(1_500_000, 1));
+    write_file(d, "two.bin", &bytes(2_500_000, 2));
+    write_file(d, "big.bin", &bytes(6_000_000, 3));
+    let args = ["put", "one.bin", "two.bin", "big.bin", "-j", "1"];
+    let s = on_terminal(&server, d, &args, Some(PASSWORD), "");
+    assert!(s.ok, "{}", s.text);
+    let lines: Vec<&str> = s
+        .text
+        .split(['\r', '\n'])
+        .filter(|l| l.starts_with("all: "))
+        .collect();
+    assert!(!lines.is_empty(), "{}", s.text);
+    for line in lines {
+        assert!(
+            line.contains(" of 3 files, ") && line.contains(" of 9.5 MiB, "),
+            "{line}"
+        );
+    }
+}

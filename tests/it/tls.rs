@@ -186,13 +186,14 @@ fn first_contact_on_a_terminal_asks_and_pins() {
     pty.expect("Trust this server and connect? [y/N] ");
     pty.send("n\r");
     let (status, screen) = pty.finish();
-    assert!(!status.success(), "{screen}");
+    assert_eq!(status.code(), Some(3), "an untrusted server: {screen}");
     let known = d.join(".xdg-config/netdisk/known_servers");
     assert!(!known.exists());
     // Accepted: pinned, and the next connection asks nothing.
     let mut pty = Pty::spawn(d, &["register", "ann"], &env);
     pty.expect("Trust this server and connect? [y/N] ");
     pty.send("y\r");
+    pty.expect(&format!("saved in {}", known.display()));
     pty.expect("registered ann");
     let (status, screen) = pty.finish();
     assert!(status.success(), "{screen}");

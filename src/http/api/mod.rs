@@ -421,6 +421,10 @@ fn what(req: &Request) -> String {
         }
         s.truncate(cut);
     }
+    // Each piece of an upload is a line of its own, never a repeat.
+    if let Ok(Some(offset)) = req.number("offset") {
+        s.push_str(&format!(" @{offset}"));
+    }
     s
 }
 
@@ -439,11 +443,23 @@ pub fn log(
 ) {
     let who = user.unwrap_or("-");
     let ms = started.elapsed().as_millis();
-    let name = name.map_or_else(|| "-".to_string(), |n| format!("{n:?}"));
+    let shown = name.map_or_else(|| "-".to_string(), |n| format!("{n:?}"));
     let peer = &front.peer;
-    let key = format!("{peer} {who} {what:?} {name} {bytes} HTTP {status}");
-    let line = format!("{peer} {who} {what:?} {name} {bytes} {ms}ms HTTP {status}");
+    let key = format!("{peer} {who} {what:?} {shown} {bytes} HTTP {status}");
+    let line = format!("{peer} {who} {what:?} {shown} {bytes} {ms}ms HTTP {status}");
+    let outcome = format!("HTTP {status}");
+    let fields = crate::server::log::Fields {
+        peer,
+        user,
+        request: what,
+        name,
+        bytes,
+        ms,
+        outcome: &outcome,
+        status: Some(status),
+        detail: None,
+    };
     shared
         .log
-        .request(&front.peer_ip, status >= 400, &key, &line);
+        .request(&front.peer_ip, status >= 400, &key, &line, &fields);
 }

@@ -55,7 +55,7 @@ pub(super) fn proppatch<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Resul
     let status = |protected: bool| match (&stored, refused) {
         (_, true) if protected => "403 Forbidden",
         (_, true) => "424 Failed Dependency",
-        (Err(Error::QuotaExceeded), _) => "507 Insufficient Storage",
+        (Err(Error::QuotaExceeded { .. }), _) => "507 Insufficient Storage",
         (Err(_), _) => "500 Internal Server Error",
         (Ok(()), _) => "200 OK",
     };
@@ -72,7 +72,7 @@ pub(super) fn proppatch<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Resul
     }
     out.push_str("</D:response></D:multistatus>\n");
     if let Err(e) = &stored {
-        if !matches!(e, Error::QuotaExceeded) {
+        if !matches!(e, Error::QuotaExceeded { .. }) {
             return Err(refuse(500, &e.public_message()));
         }
     }
