@@ -423,5 +423,8 @@ fn log(
     let key = format!("{peer} {who} {cmd:?} {name} {bytes} {code}{detail}");
     let line = format!("{peer} {who} {cmd:?} {name} {bytes} {ms}ms {code}{detail}");
     let ip = peer.rsplit_once(':').map_or(peer, |(ip, _)| ip);
-    shared.log.request(ip, outcome.is_err(), &key, &line);
+    // Failed and anonymous lines within the log's budgets (`log`).
+    shared
+        .log
+        .request(ip, outcome.is_err() || user.is_none(), &key, &line);
 }

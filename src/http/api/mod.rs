@@ -443,7 +443,7 @@ pub fn log(
     let peer = &front.peer;
     let key = format!("{peer} {who} {what:?} {name} {bytes} HTTP {status}");
     let line = format!("{peer} {who} {what:?} {name} {bytes} {ms}ms HTTP {status}");
-    shared
-        .log
-        .request(&front.peer_ip, status >= 400, &key, &line);
+    // Failed and anonymous lines within the log's budgets (`server::log`).
+    let budgeted = status >= 400 || user.is_none();
+    shared.log.request(&front.peer_ip, budgeted, &key, &line);
 }
