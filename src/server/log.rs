@@ -12,10 +12,13 @@
 //! while the flood lasts.
 //!
 //! A flood of different lines (404s for made-up paths, say) is capped per
-//! address instead: each address may log [`ERRORS_PER_MINUTE`] failed
-//! requests a minute, whatever front end carried them; the rest are
-//! counted, and the count is written when the address logs again in a
-//! later minute.
+//! address instead: each address may log [`ERRORS_PER_MINUTE`] failed or
+//! anonymous requests a minute, whatever front end carried them, and all
+//! addresses together [`IN_ALL_PER_MINUTE`] (a flood from many addresses);
+//! the rest are counted, and the count is written when the address logs
+//! again in a later minute (the count in all: with the next line that
+//! gets through after the minute). A logged-in user's successful requests
+//! are always written.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -24,8 +27,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// Failed requests one address may log a minute.
+/// Failed or anonymous requests one address may log a minute.
 pub const ERRORS_PER_MINUTE: u32 = 60;
+/// Failed or anonymous requests all addresses together may log a minute.
+pub const IN_ALL_PER_MINUTE: u32 = 600;
 const MINUTE: Duration = Duration::from_secs(60);
 /// Above this many addresses tracked, those quiet for a minute are dropped.
 const SWEEP_AT: usize = 10_000;
@@ -60,6 +65,8 @@ struct Budget {
 pub struct Log {
     last: Mutex<Last>,
     budgets: Mutex<HashMap<String, Budget>>,
+    /// Every address's together.
+    in_all: Mutex<Option<Budget>>,
     /// JSON objects instead of text lines.
     json: bool,
 }
@@ -133,14 +140,16 @@ impl Log {
     }
 
     /// Writes the line of a request from `ip` (text `line`, or `fields` as
-    /// JSON); a failed one only within the address's budget.
-    pub fn request(&self, ip: &str, failed: bool, key: &str, line: &str, fields: &Fields) {
-        if failed {
-            let (write, note) = self.budget(ip, Instant::now());
+    /// JSON); a `budgeted` one (failed, or anonymous) only within the
+    /// address's budget and everyone's.
+    pub fn request(&self, ip: &str, budgeted: bool, key: &str, line: &str, fields: &Fields) {
+        if budgeted {
+            let now = Instant::now();
+            let (write, note) = self.budget(ip, now);
             if let Some(note) = note {
                 self.write(&note, &note);
             }
-            if !write {
+            if !write || !self.in_all(now) {
                 return;
             }
         }
@@ -150,6 +159,43 @@ impl Log {
         } else {
             self.emit(key, line);
         }
+    }
+
+    /// Whether a budgeted line may go out at `now` within everyone's
+    /// budget; writes the count of those dropped in the minute before.
+    fn in_all(&self, now: Instant) -> bool {
+        let mut all = self.in_all.lock().unwrap_or_else(|p| p.into_inner());
+        let b = all.get_or_insert(Budget {
+            start: now,
+            written: 0,
+            dropped: 0,
+        });
+        let mut note = None;
+        if now.duration_since(b.start) >= MINUTE {
+            if b.dropped > 0 {
+                note = Some(format!(
+                    "… {} more failed or anonymous requests not logged \
+                     (over {IN_ALL_PER_MINUTE} a minute from all addresses)",
+                    b.dropped
+                ));
+            }
+            *b = Budget {
+                start: now,
+                written: 0,
+                dropped: 0,
+            };
+        }
+        let write = b.written < IN_ALL_PER_MINUTE;
+        if write {
+            b.written += 1;
+        } else {
+            b.dropped += 1;
+        }
+        drop(all);
+        if let Some(note) = note {
+            self.write(&note, &note);
+        }
+        write
     }
 
     /// Whether a failed request from `ip` may be logged at `now`, and the
@@ -241,6 +287,18 @@ pub fn timestamp(now: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgeted_lines_of_all_addresses_are_capped_together() {
+        let log = Log::default();
+        let now = Instant::now();
+        let written = (0..IN_ALL_PER_MINUTE + 50)
+            .filter(|_| log.in_all(now))
+            .count();
+        assert_eq!(written, IN_ALL_PER_MINUTE as usize);
+        // A minute later the budget starts over.
+        assert!(log.in_all(now + MINUTE));
+    }
 
     #[test]
     fn repeats_are_counted_and_summarised() {

@@ -435,7 +435,8 @@ fn log(
         status: None,
         detail: (!detail.is_empty()).then_some(detail),
     };
+    // Failed and anonymous lines within the log's budgets (`log`).
     shared
         .log
-        .request(ip, outcome.is_err(), &key, &line, &fields);
+        .request(ip, outcome.is_err() || user.is_none(), &key, &line, &fields);
 }

@@ -226,10 +226,17 @@ fn failed_http_requests_of_one_address_are_logged_up_to_a_cap() {
             assert!(http_response(raw).starts_with("HTTP/1.1 404"));
         }
     }
-    // A request that succeeds is logged whatever the budget.
+    // An anonymous request counts against the same budget, even one that
+    // succeeds...
     conns[0].send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(http_response(&mut conns[0]).starts_with("HTTP/1.1 200"));
-    let log = server.wait_for_log("\"GET /\"");
+    // ...but a signed-in user's are logged whatever the budget.
+    drop(server.user("alice"));
+    let mut web = crate::http::Web::plain(&server);
+    web.sign_in("alice");
+    assert_eq!(web.get("/api/whoami").status, 200);
+    let log = server.wait_for_log("\"GET /api/whoami\"");
+    assert!(!log.contains("\"GET /\""), "{log}");
     let logged = log.lines().filter(|l| l.contains("/nothing/")).count();
     assert_eq!(
         logged,

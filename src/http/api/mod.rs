@@ -459,7 +459,9 @@ pub fn log(
         status: Some(status),
         detail: None,
     };
+    // Failed and anonymous lines within the log's budgets (`server::log`).
+    let budgeted = status >= 400 || user.is_none();
     shared
         .log
-        .request(&front.peer_ip, status >= 400, &key, &line, &fields);
+        .request(&front.peer_ip, budgeted, &key, &line, &fields);
 }
