@@ -141,7 +141,8 @@ impl Drop for Dufs {
 fn curl_small(url: &str, auth: Option<&str>, small: &SmallSet, back: &Path) -> (f64, f64) {
     let curl = |config: Option<&Path>, extra: &[&str]| {
         let mut cmd = Command::new("curl");
-        cmd.args(["-sSf", "-o", "/dev/null"]);
+        // No `-o` beside `-K`: it would take the first URL's output.
+        cmd.arg("-sSf");
         if let Some(a) = auth {
             cmd.args(["-u", a]);
         }
@@ -154,7 +155,7 @@ fn curl_small(url: &str, auth: Option<&str>, small: &SmallSet, back: &Path) -> (
         assert!(out.status.success(), "curl {extra:?}: {err}");
         start.elapsed().as_secs_f64()
     };
-    curl(None, &["-X", "MKCOL", url]);
+    curl(None, &["-o", "/dev/null", "-X", "MKCOL", url]);
     fs::create_dir_all(back).unwrap();
     let (mut put, mut get) = (String::new(), String::new());
     for n in &small.names {
