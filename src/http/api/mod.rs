@@ -178,7 +178,7 @@ pub fn handle<S: Stream>(
 }
 
 /// A response's bytes: only its head for `HEAD`.
-fn bytes_of(req: &Request, r: &Response, close: bool) -> Vec<u8> {
+pub(crate) fn bytes_of(req: &Request, r: &Response, close: bool) -> Vec<u8> {
     if req.method == "HEAD" {
         head(r.status, &r.headers, r.body.len() as u64, close)
     } else {
@@ -189,15 +189,22 @@ fn bytes_of(req: &Request, r: &Response, close: bool) -> Vec<u8> {
 /// Takes a body nobody read, so that the next request can be read;
 /// `false` if the connection must close instead.
 fn finish_body<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> bool {
-    if ex.body_left == 0 {
-        return true;
-    }
-    if ex.body_left > MAX_PIECE || conn.begin_body().is_err() {
-        return false;
-    }
-    let ok = conn.discard_body(ex.body_left).is_ok();
+    let ok = drain_body(conn, ex.body_left);
     ex.body_left = 0;
     ok
+}
+
+/// Reads and drops the `left` body bytes of a request that was answered
+/// without them; `false` if the connection must close instead (too many
+/// to wait for, or a broken body). WebDAV shares it.
+pub(crate) fn drain_body<S: Stream>(conn: &mut Conn<S>, left: u64) -> bool {
+    if left == 0 {
+        return true;
+    }
+    if left > MAX_PIECE || conn.begin_body().is_err() {
+        return false;
+    }
+    conn.discard_body(left).is_ok()
 }
 
 fn route<S: Stream>(ex: &mut Exchange<'_>, conn: &mut Conn<S>) -> Result<Answer> {
@@ -412,7 +419,7 @@ impl Fail {
 }
 
 /// `METHOD path` of a request for its log line, cut short.
-fn what(req: &Request) -> String {
+pub(crate) fn what(req: &Request) -> String {
     let mut s = format!("{} {}", req.method, req.path);
     if s.len() > 80 {
         let mut cut = 80;

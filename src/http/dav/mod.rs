@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use super::api::{self, Front};
 use super::request::Request;
-use super::response::{head, Response};
+use super::response::Response;
 use crate::commands::{lookup, Ctx, Then};
 use crate::error::Error;
 use crate::protocol::{Header, Reply};
@@ -176,7 +176,16 @@ pub fn handle<S: Stream>(
         Err(e) => {
             let r = error_response(&e);
             let _ = conn.send_raw(&r.to_bytes(true));
-            api::log(shared, front, None, &what(req), None, r.status, 0, started);
+            api::log(
+                shared,
+                front,
+                None,
+                &api::what(req),
+                None,
+                r.status,
+                0,
+                started,
+            );
             return false;
         }
     };
@@ -227,13 +236,13 @@ pub fn handle<S: Stream>(
     let status = match outcome {
         Ok(Answer::Sent(status)) => status,
         Ok(Answer::Send(r)) => {
-            open = open && finish_body(conn, left);
-            open &= conn.send_raw(&bytes_of(req, &r, !open)).is_ok();
+            open = open && api::drain_body(conn, left);
+            open &= conn.send_raw(&api::bytes_of(req, &r, !open)).is_ok();
             r.status
         }
         Err(Fail::Reply(r, close)) => {
-            open = open && !close && finish_body(conn, left);
-            open &= conn.send_raw(&bytes_of(req, &r, !open)).is_ok();
+            open = open && !close && api::drain_body(conn, left);
+            open &= conn.send_raw(&api::bytes_of(req, &r, !open)).is_ok();
             r.status
         }
         Err(Fail::Close) => {
@@ -245,7 +254,7 @@ pub fn handle<S: Stream>(
         shared,
         front,
         user_name.as_deref(),
-        &what(req),
+        &api::what(req),
         log_name.as_deref(),
         status,
         bytes,
@@ -264,40 +273,6 @@ fn continue_if_asked<S: Stream>(conn: &mut Conn<S>, req: &Request, body_left: u6
     if body_left > 0 && expects_continue(req) {
         let _ = conn.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
-}
-
-/// Takes a body nobody read, so that the next request can be read;
-/// `false` if the connection must close instead.
-fn finish_body<S: Stream>(conn: &mut Conn<S>, left: u64) -> bool {
-    if left == 0 {
-        return true;
-    }
-    if left > api::MAX_PIECE || conn.begin_body().is_err() {
-        return false;
-    }
-    conn.discard_body(left).is_ok()
-}
-
-/// A response's bytes: only its head for `HEAD`.
-fn bytes_of(req: &Request, r: &Response, close: bool) -> Vec<u8> {
-    if req.method == "HEAD" {
-        head(r.status, &r.headers, r.body.len() as u64, close)
-    } else {
-        r.to_bytes(close)
-    }
-}
-
-/// `METHOD path` of a request for its log line, cut short.
-fn what(req: &Request) -> String {
-    let mut s = format!("{} {}", req.method, req.path);
-    if s.len() > 80 {
-        let mut cut = 80;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-    s
 }
 
 fn options() -> Response {
