@@ -218,6 +218,15 @@ fn r18_quota_and_locks_hold_across_front_ends() {
     );
     let r = d.call("UNLOCK", "/dav/doc.txt", &[("Lock-Token", &token)], b"");
     assert_eq!(r.status, 204);
+    // A lock's owner is kept in memory: bounded.
+    let big = lockinfo.replace(
+        "<D:owner>me</D:owner>",
+        &format!("<D:owner>{}</D:owner>", "x".repeat(2048)),
+    );
+    assert_eq!(
+        d.call("LOCK", "/dav/doc.txt", &[], big.as_bytes()).status,
+        400
+    );
     put_all(&mut n2, "doc.txt", b"v4");
 }
 

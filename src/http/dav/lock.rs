@@ -14,6 +14,9 @@ use crate::protocol::Header;
 use crate::server::conn::{Conn, Stream};
 use crate::storage::Kind;
 
+/// Largest `<owner>` a lock keeps (1,024 locks a user: at most 1 MiB).
+const MAX_OWNER: usize = 1024;
+
 /// The MD5 of no bytes: what a lock on an unmapped URL creates.
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
@@ -228,6 +231,10 @@ pub(super) fn lock<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Ans
         return Err(Error::bad_request("only write locks are offered").into());
     }
     let owner = info.child("owner").map(Elem::inner_xml).unwrap_or_default();
+    // Kept in memory with the lock: bounded like a dead property.
+    if owner.len() > MAX_OWNER {
+        return Err(Error::bad_request("a lock's owner is at most 1 KiB of XML").into());
+    }
     let deep = match d.req.header("depth") {
         None => true,
         Some(v) if v.eq_ignore_ascii_case("infinity") => true,
