@@ -24,6 +24,7 @@ pub mod cli;
 pub mod client;
 #[path = "../commands/mod.rs"]
 pub mod commands;
+pub mod db;
 pub mod error;
 pub mod hashcopy;
 pub mod http;

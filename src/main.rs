@@ -72,6 +72,13 @@ struct ServeArgs {
     /// Data directory: users.xlsx, every user's files, the certificate.
     #[arg(long, default_value = "./netdisk-data")]
     data: PathBuf,
+    /// Keep accounts, folders, file records, unfinished uploads, login
+    /// limits and web sessions in this PostgreSQL database
+    /// (postgres://USER:PASS@HOST:PORT/DB) instead of users.xlsx; the file
+    /// bytes stay under --data. Several servers may share one database and
+    /// one data directory.
+    #[arg(long, env = "NETDISK_DB", value_name = "URL", hide_env_values = true)]
+    db: Option<String>,
     /// Worker threads: requests served at once. Idle connections do not
     /// hold one.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -289,6 +296,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         addr: args.addr,
         data: args.data,
+        db: args.db,
         workers,
         queue: args.queue as usize,
         idle_timeout: Duration::from_secs(args.idle_timeout),

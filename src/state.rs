@@ -19,6 +19,9 @@ use crate::users::UserStore;
 pub struct Config {
     pub addr: String,
     pub data: PathBuf,
+    /// PostgreSQL URL (`--db`): accounts and metadata there, not in
+    /// `users.xlsx` and the folders.
+    pub db: Option<String>,
     /// Blocking worker threads: requests served at once.
     pub workers: usize,
     /// Requests (whole headers) that may wait for a worker; beyond that
@@ -75,6 +78,8 @@ pub const MAX_ERROR_RUN: u32 = 1000;
 
 /// State every worker shares.
 pub struct Shared {
+    /// The database (`--db`), if any.
+    pub db: Option<crate::db::Pool>,
     pub users: UserStore,
     pub storage: Storage,
     pub config: Config,

@@ -52,7 +52,7 @@ pub struct Server {
     fingerprint: String,
     /// Held while serving: a second server on the same data refuses, and
     /// `netdisk user` goes through the admin socket instead.
-    _data_lock: DataLock,
+    _data_lock: Option<DataLock>,
     /// The admin socket's file, removed when the server goes.
     _admin: control::SocketFile,
 }
@@ -88,7 +88,13 @@ impl Server {
         // made on disk.
         let listener = TcpListener::bind(&config.addr)
             .with_context(|| format!("cannot listen on {}", config.addr))?;
-        let data_lock = DataLock::acquire(&config.data)?;
+        // With --db, several servers share the data directory (its blobs
+        // are keyed by ids no two servers make alike): no lock on it.
+        let data_lock = match config.db {
+            None => Some(DataLock::acquire(&config.data)?),
+            Some(_) => None,
+        };
+        let db = config.db.as_deref().map(crate::db::open).transpose()?;
         let mut storage = Storage::open(&config.data)
             .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
         storage.set_max_staged(config.max_staged);
@@ -105,6 +111,7 @@ impl Server {
         let json_log = config.log_json;
         let bodies = Bodies::new(config.workers, config.min_rate, config.rate_window);
         let shared = Shared {
+            db,
             users,
             storage,
             bodies: Arc::new(bodies),

@@ -1,0 +1,177 @@
+//! PostgreSQL: the connection pool and the versioned schema (`serve --db`).
+//!
+//! Everything a server keeps about accounts, folders, files, unfinished
+//! uploads, login limits and web sessions lives here when `--db` is given,
+//! so that several servers in front of one database serve one disk. The
+//! file bytes stay in the data directory (`blobs/`), keyed by a generated id,
+//! never by the user's path: a rename is one `UPDATE`.
+//!
+//! The schema is a list of migrations ([`MIGRATIONS`]); each server applies
+//! the ones the database lacks at start, in one transaction each, under an
+//! advisory lock (two servers starting together never apply one twice), and
+//! refuses to start against a database whose schema is newer than it knows.
+
+mod schema;
+
+use std::time::Duration;
+
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+
+pub use schema::MIGRATIONS;
+
+/// A pool of connections to one database.
+pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+/// One connection taken from the [`Pool`].
+pub type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// Connections a server keeps open at most: one per worker would be 32 per
+/// server, too many for a default PostgreSQL (100) behind a few servers.
+/// Requests wait for one instead (at most [`CHECKOUT_WAIT`]).
+pub const POOL_SIZE: u32 = 16;
+/// How long a request waits for a free connection before `INTERNAL`.
+pub const CHECKOUT_WAIT: Duration = Duration::from_secs(10);
+
+/// Key of the advisory lock held while migrations run.
+const MIGRATION_LOCK: i64 = 0x6e65_7464_6973_6b; // "netdisk"
+
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(parts) => parts,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Connects to `url`, applies the migrations it lacks, and returns a pool.
+///
+/// # Errors
+/// If the database cannot be reached (the message names the URL without
+/// its password), or its schema is newer than this server knows.
+pub fn open(url: &str) -> anyhow::Result<Pool> {
+    let shown = redact(url);
+    let config: postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--db {shown}: not a PostgreSQL URL: {e}"))?;
+    let mut config = config;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.application_name("netdisk");
+    let manager = PostgresConnectionManager::new(config, NoTls);
+    let pool = r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .min_idle(Some(1))
+        .connection_timeout(CHECKOUT_WAIT)
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        .build_unchecked(manager);
+    let mut conn = match pool.get() {
+        Ok(c) => c,
+        Err(_) => {
+            // The pool hides the cause: connect once more to show it.
+            let config: postgres::Config = url.parse()?;
+            let why = match config.connect(NoTls) {
+                Ok(_) => "no connection within 10 s".to_string(),
+                Err(e) => e.to_string(),
+            };
+            anyhow::bail!("cannot reach the database {shown}: {why}");
+        }
+    };
+    migrate(&mut conn).map_err(|e| anyhow::anyhow!("database {shown}: {e}"))?;
+    Ok(pool)
+}
+
+/// The schema version the database is at (0: empty).
+///
+/// # Errors
+/// A database error.
+pub fn version(conn: &mut postgres::Client) -> Result<i32, postgres::Error> {
+    conn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version integer NOT NULL,
+             applied_at bigint NOT NULL
+         )",
+    )?;
+    let row = conn.query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])?;
+    Ok(row.get(0))
+}
+
+/// Applies the migrations the database lacks.
+///
+/// # Errors
+/// A database error, or a schema newer than [`MIGRATIONS`].
+pub fn migrate(conn: &mut postgres::Client) -> anyhow::Result<()> {
+    conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let result = migrate_locked(conn);
+    let _ = conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    result
+}
+
+fn migrate_locked(conn: &mut postgres::Client) -> anyhow::Result<()> {
+    let at = version(conn)?;
+    let known = MIGRATIONS.len() as i32;
+    if at > known {
+        anyhow::bail!(
+            "its schema is version {at}, newer than this netdisk knows ({known}): \
+             upgrade netdisk, or point --db at another database"
+        );
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(at as usize) {
+        let version = n as i32 + 1;
+        let mut tx = conn.transaction()?;
+        tx.batch_execute(sql)
+            .map_err(|e| anyhow::anyhow!("migration {version} failed: {e}"))?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
+            &[&version, &now()],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Unix seconds now, as the schema stores times.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A database error as the error a request answers with: `INTERNAL`,
+/// naming what failed (never a password: errors carry no URL).
+impl From<postgres::Error> for crate::error::Error {
+    fn from(e: postgres::Error) -> Self {
+        crate::error::Error::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<r2d2::Error> for crate::error::Error {
+    fn from(e: r2d2::Error) -> Self {
+        crate::error::Error::Internal(format!("database: no connection: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact("postgres://nd:s3cret@db.example:5432/netdisk"),
+            "postgres://nd:***@db.example:5432/netdisk"
+        );
+        assert_eq!(
+            redact("postgres://nd@localhost/netdisk"),
+            "postgres://nd@localhost/netdisk"
+        );
+        assert_eq!(redact("host=/tmp user=nd"), "host=/tmp user=nd");
+    }
+}
