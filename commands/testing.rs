@@ -52,6 +52,7 @@ pub fn config(data: &Path) -> Config {
         login_wait: Duration::from_secs(10),
         listing_memory: crate::storage::budget::DEFAULT_BYTES,
         log_json: false,
+        db: None,
     }
 }
 
@@ -73,6 +74,7 @@ pub fn shared_with(tweak: impl FnOnce(&mut Config)) -> (TempDir, Shared) {
         web: Default::default(),
         locks: Default::default(),
         dav_auth: Default::default(),
+        db: None,
     };
     (dir, shared)
 }

@@ -33,7 +33,7 @@ pub const POOL_SIZE: u32 = 16;
 pub const CHECKOUT_WAIT: Duration = Duration::from_secs(10);
 
 /// Key of the advisory lock held while migrations run.
-const MIGRATION_LOCK: i64 = 0x6e65_7464_6973_6b; // "netdisk"
+const MIGRATION_LOCK: i64 = 0x006e_6574_6469_736b; // "netdisk"
 
 /// `url` with its password replaced by `***`, for messages and logs.
 pub fn redact(url: &str) -> String {
