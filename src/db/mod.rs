@@ -12,6 +12,8 @@
 //! refuses to start against a database whose schema is newer than it knows.
 
 mod schema;
+#[doc(hidden)]
+pub mod testing;
 
 use std::time::Duration;
 
@@ -137,6 +139,10 @@ fn migrate_locked(conn: &mut postgres::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The database's clock in milliseconds, as SQL: every server that shares
+/// the database agrees on it (limits and sessions use it).
+pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 /// Unix seconds now, as the schema stores times.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -161,6 +167,30 @@ impl From<r2d2::Error> for crate::error::Error {
 #[cfg(test)]
 mod tests {
     use super::redact;
+    use super::testing::TestDb;
+
+    #[test]
+    fn every_migration_applies_and_a_second_open_applies_none() {
+        let Some(db) = TestDb::create("every_migration_applies") else {
+            return;
+        };
+        let pool = db.pool();
+        let mut conn = pool.get().unwrap();
+        assert_eq!(
+            super::version(&mut conn).unwrap(),
+            super::MIGRATIONS.len() as i32
+        );
+        drop(conn);
+        drop(pool);
+        let again = db.pool();
+        let n: i64 = again
+            .get()
+            .unwrap()
+            .query_one("SELECT count(*) FROM schema_version", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(n, super::MIGRATIONS.len() as i64);
+    }
 
     #[test]
     fn a_url_is_shown_without_its_password() {

@@ -71,4 +71,38 @@ CREATE TABLE settings (
     value bytea NOT NULL
 );
 "#,
+    // 2: login limits, known addresses, web sessions.
+    r#"
+-- Fixed-window counters of the guessing limits (ratelimit.rs), shared by
+-- every server: `key` is a JSON array naming what is counted, times are
+-- the database's clock in milliseconds.
+CREATE TABLE login_limits (
+    key          text PRIMARY KEY,
+    window_start bigint NOT NULL,
+    counted      integer NOT NULL DEFAULT 0,
+    in_flight    integer NOT NULL DEFAULT 0
+);
+CREATE INDEX login_limits_by_start ON login_limits (window_start);
+
+-- Where each user logged in from lately (users/known.rs), Unix seconds.
+CREATE TABLE known_addresses (
+    account    bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    address    text NOT NULL,
+    last_login bigint NOT NULL,
+    PRIMARY KEY (account, address)
+);
+
+-- Signed-in browsers (http/sessions.rs): the SHA-256 of the cookie's
+-- token, never the token. Times in the database's milliseconds.
+CREATE TABLE web_sessions (
+    token_hash bytea PRIMARY KEY,
+    seq        bigserial NOT NULL,
+    account    bigint NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    csrf       text NOT NULL,
+    created_at bigint NOT NULL,
+    last_seen  bigint NOT NULL
+);
+CREATE INDEX web_sessions_by_account ON web_sessions (account, seq);
+CREATE INDEX web_sessions_by_last_seen ON web_sessions (last_seen);
+"#,
 ];
