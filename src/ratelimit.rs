@@ -18,6 +18,14 @@
 //! The per-name limit across addresses is not applied to an address the
 //! caller says the user logged in from recently (see `users::known`): a
 //! stranger guessing a name locks out the stranger, never the owner.
+//!
+//! With `--db` the counters live in the `login_limits` table, shared by
+//! every server on the database, with the same limits and windows: each
+//! slot is taken, and each settled, by one `INSERT … ON CONFLICT … DO
+//! UPDATE` (or `UPDATE`) per key, so guesses spread over several servers
+//! count once. Windows run on the database's clock. An attempt waiting
+//! for slots in flight on another server asks again every [`POLL`]. Slots
+//! a crashed server held are dropped when their window ends.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::db::{Pool, NOW_MS};
 use crate::error::Error;
 
 /// Failed logins allowed per user name, across addresses, within a window.
@@ -42,8 +51,12 @@ pub const DEFAULT_REGISTER_LIMIT: u32 = 10;
 pub const REGISTER_WINDOW: Duration = Duration::from_secs(3600);
 /// Longest an attempt waits for the attempts in flight before it.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-/// Above this many tracked keys, expired entries are swept.
+/// Above this many tracked keys, expired entries are swept (with
+/// `--db`: every this many attempts on this server).
 const SWEEP_AT: usize = 10_000;
+/// With `--db`: how often an attempt waiting for slots in flight asks the
+/// database again (slots settled on this server wake it at once).
+pub const POLL: Duration = Duration::from_millis(100);
 
 /// What a counter counts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -67,8 +80,22 @@ struct Window {
     in_flight: u32,
 }
 
+/// Why no slot was taken.
+enum Refusal {
+    /// A limit is reached by counted attempts: the window ends in this.
+    Over(Duration),
+    /// The attempts in flight did not settle in time.
+    Timeout,
+    /// The database failed.
+    Failed(Error),
+}
+
 /// Counters of recent attempts.
 pub struct RateLimiter {
+    /// With `--db`: the counters are there, and `windows` is unused.
+    db: Option<Pool>,
+    /// Attempts begun with `--db`, to sweep the table now and then.
+    attempts: AtomicUsize,
     windows: Mutex<HashMap<Key, Window>>,
     /// Signalled whenever a slot settles.
     settled: Condvar,
@@ -80,6 +107,8 @@ pub struct RateLimiter {
 impl Default for RateLimiter {
     fn default() -> RateLimiter {
         RateLimiter {
+            db: None,
+            attempts: AtomicUsize::new(0),
             windows: Mutex::default(),
             settled: Condvar::new(),
             waiting: AtomicUsize::new(0),
@@ -89,6 +118,14 @@ impl Default for RateLimiter {
 }
 
 impl RateLimiter {
+    /// Counters in the database of `pool`, shared by every server on it.
+    pub fn with_db(pool: Pool) -> RateLimiter {
+        RateLimiter {
+            db: Some(pool),
+            ..RateLimiter::default()
+        }
+    }
+
     /// Sets the successful registrations allowed per address per hour.
     pub fn set_register_limit(&mut self, max: u32) {
         self.register_max = max;
@@ -109,9 +146,11 @@ impl RateLimiter {
         if !known {
             keys.push(Key::User(user.to_string()));
         }
-        self.reserve(keys, true).map_err(|wait| {
+        self.reserve(keys, true).map_err(|refusal| match refusal {
             // Rounded up: "try again in 0 s" would be refused again.
-            Error::RateLimited(wait.map_or(WINDOW.as_secs(), |w| w.as_secs() + 1))
+            Refusal::Over(wait) => Error::RateLimited(wait.as_secs() + 1),
+            Refusal::Timeout => Error::RateLimited(WINDOW.as_secs()),
+            Refusal::Failed(e) => e,
         })
     }
 
@@ -123,7 +162,10 @@ impl RateLimiter {
     /// registered its share this hour.
     pub fn begin_register(&self, peer: &str) -> Result<Slot<'_>, Error> {
         self.reserve(vec![Key::Register(address_key(peer))], false)
-            .map_err(|_| Error::RegisterLimited)
+            .map_err(|refusal| match refusal {
+                Refusal::Failed(e) => e,
+                _ => Error::RegisterLimited,
+            })
     }
 
     /// Attempts waiting for the attempts in flight before them.
@@ -141,10 +183,12 @@ impl RateLimiter {
     }
 
     /// Takes a slot on every key, or says how long until the key that is
-    /// over its limit starts a new window (`None`: the attempts in flight
-    /// did not settle in time).
-    fn reserve(&self, keys: Vec<Key>, count_on_drop: bool) -> Result<Slot<'_>, Option<Duration>> {
+    /// over its limit starts a new window.
+    fn reserve(&self, keys: Vec<Key>, count_on_drop: bool) -> Result<Slot<'_>, Refusal> {
         let deadline = Instant::now() + MAX_WAIT;
+        if let Some(pool) = &self.db {
+            return self.reserve_db(pool, keys, count_on_drop, deadline);
+        }
         let mut map = self.lock();
         loop {
             let now = Instant::now();
@@ -157,7 +201,7 @@ impl RateLimiter {
                 let max = self.max(key);
                 if w.counted >= max {
                     let ends = w.start + window(key);
-                    return Err(Some(ends.saturating_duration_since(now)));
+                    return Err(Refusal::Over(ends.saturating_duration_since(now)));
                 }
                 full |= w.counted + w.in_flight >= max;
             }
@@ -172,7 +216,7 @@ impl RateLimiter {
                 });
             }
             let Some(left) = deadline.checked_duration_since(now) else {
-                return Err(None);
+                return Err(Refusal::Timeout);
             };
             self.waiting.fetch_add(1, Ordering::SeqCst);
             map = self
@@ -184,7 +228,112 @@ impl RateLimiter {
         }
     }
 
+    /// [`RateLimiter::reserve`] on the database: a slot on each key in
+    /// turn, by one conditional upsert; if one is refused, those taken are
+    /// given back and the keys' rows say whether to wait or refuse.
+    fn reserve_db(
+        &self,
+        pool: &Pool,
+        keys: Vec<Key>,
+        count_on_drop: bool,
+        deadline: Instant,
+    ) -> Result<Slot<'_>, Refusal> {
+        let failed = |e: postgres::Error| Refusal::Failed(e.into());
+        let mut conn = pool.get().map_err(|e| Refusal::Failed(e.into()))?;
+        if self.attempts.fetch_add(1, Ordering::Relaxed) % SWEEP_AT == SWEEP_AT - 1 {
+            let longest = millis(REGISTER_WINDOW.max(WINDOW));
+            conn.execute(
+                &format!("DELETE FROM login_limits WHERE window_start + $1 <= {NOW_MS}"),
+                &[&longest],
+            )
+            .map_err(failed)?;
+        }
+        let take = format!(
+            "INSERT INTO login_limits AS l (key, window_start, counted, in_flight)
+             VALUES ($1, {NOW_MS}, 0, 1)
+             ON CONFLICT (key) DO UPDATE SET
+                 window_start = CASE WHEN l.window_start + $2 <= {NOW_MS}
+                                     THEN {NOW_MS} ELSE l.window_start END,
+                 counted = CASE WHEN l.window_start + $2 <= {NOW_MS}
+                                THEN 0 ELSE l.counted END,
+                 in_flight = CASE WHEN l.window_start + $2 <= {NOW_MS}
+                                  THEN 1 ELSE l.in_flight + 1 END
+             WHERE l.window_start + $2 <= {NOW_MS} OR l.counted + l.in_flight < $3
+             RETURNING 1"
+        );
+        let names: Vec<String> = keys.iter().map(Key::db_name).collect();
+        loop {
+            let mut taken = 0;
+            for (key, name) in keys.iter().zip(&names) {
+                let max = i32::try_from(self.max(key)).unwrap_or(i32::MAX);
+                let got = conn
+                    .query_opt(&take, &[name, &millis(window(key)), &max])
+                    .map_err(failed)?;
+                if got.is_none() {
+                    break;
+                }
+                taken += 1;
+            }
+            if taken == keys.len() {
+                return Ok(Slot {
+                    limiter: self,
+                    keys,
+                    count_on_drop,
+                });
+            }
+            if taken > 0 {
+                conn.execute(
+                    "UPDATE login_limits SET in_flight = greatest(in_flight - 1, 0)
+                     WHERE key = ANY($1)",
+                    &[&&names[..taken]],
+                )
+                .map_err(failed)?;
+                self.settled.notify_all();
+            }
+            let rows = conn
+                .query(
+                    &format!(
+                        "SELECT key, counted, window_start - {NOW_MS} FROM login_limits
+                         WHERE key = ANY($1)"
+                    ),
+                    &[&names],
+                )
+                .map_err(failed)?;
+            for row in rows {
+                let name: String = row.get(0);
+                let counted: i32 = row.get(1);
+                let since_start: i64 = row.get(2);
+                let Some(key) = names.iter().position(|n| *n == name).map(|i| &keys[i]) else {
+                    continue;
+                };
+                let left = millis(window(key)) + since_start;
+                if left > 0 && u32::try_from(counted).unwrap_or(0) >= self.max(key) {
+                    let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+                    return Err(Refusal::Over(left));
+                }
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(Refusal::Timeout);
+            };
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let map = self.lock();
+            drop(
+                self.settled
+                    .wait_timeout(map, left.min(POLL))
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     fn settle(&self, keys: &[Key], counted: bool, forgive: bool) {
+        if let Some(pool) = &self.db {
+            if let Err(e) = settle_db(pool, keys, counted, forgive) {
+                eprintln!("cannot settle a login attempt: {e}");
+            }
+            self.settled.notify_all();
+            return;
+        }
         let now = Instant::now();
         let mut map = self.lock();
         for key in keys {
@@ -237,6 +386,52 @@ impl Drop for Slot<'_> {
             self.limiter.settle(&self.keys, self.count_on_drop, false);
         }
     }
+}
+
+impl Key {
+    /// The key's name in `login_limits`: a JSON array, so that no name or
+    /// address (even one holding a NUL) can pass for another.
+    fn db_name(&self) -> String {
+        let parts: Vec<&str> = match self {
+            Key::Peer(p) => vec!["peer", p],
+            Key::User(u) => vec!["user", u],
+            Key::UserPeer(u, p) => vec!["user-peer", u, p],
+            Key::Register(p) => vec!["register", p],
+        };
+        serde_json::to_string(&parts).unwrap_or_default()
+    }
+}
+
+/// [`RateLimiter::settle`] on the database: one `UPDATE` per key.
+fn settle_db(pool: &Pool, keys: &[Key], counted: bool, forgive: bool) -> Result<(), Error> {
+    let mut conn = pool.get()?;
+    let settle = format!(
+        "UPDATE login_limits SET
+             window_start = CASE WHEN window_start + $2 <= {NOW_MS}
+                                 THEN {NOW_MS} ELSE window_start END,
+             counted = CASE WHEN $4 THEN 0
+                            WHEN window_start + $2 <= {NOW_MS} THEN $3
+                            ELSE counted + $3 END,
+             in_flight = greatest(in_flight - 1, 0)
+         WHERE key = $1"
+    );
+    for key in keys {
+        let forgive = forgive && matches!(key, Key::UserPeer(..));
+        conn.execute(
+            &settle,
+            &[
+                &key.db_name(),
+                &millis(window(key)),
+                &i32::from(counted),
+                &forgive,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn window(key: &Key) -> Duration {
@@ -404,5 +599,96 @@ mod tests {
             Err(Error::RegisterLimited)
         ));
         assert!(r.begin_register("10.0.0.2").is_ok());
+    }
+
+    /// Two limiters on one database, as two servers are.
+    fn two_on_one_db(test: &str) -> Option<(crate::db::testing::TestDb, RateLimiter, RateLimiter)> {
+        let db = crate::db::testing::TestDb::create(test)?;
+        let a = RateLimiter::with_db(db.pool());
+        let b = RateLimiter::with_db(db.pool());
+        Some((db, a, b))
+    }
+
+    #[test]
+    fn with_a_database_guesses_on_several_servers_count_once() {
+        let Some((_db, a, b)) = two_on_one_db("guesses_on_several_servers") else {
+            return;
+        };
+        for i in 0..MAX_PER_USER {
+            let r = if i % 2 == 0 { &a } else { &b };
+            fail(r, "alice", &format!("10.0.0.{i}"), false).unwrap();
+        }
+        for r in [&a, &b] {
+            match fail(r, "alice", "10.0.1.1", false) {
+                Err(Error::RateLimited(secs)) => assert!(secs > 0 && secs <= 61, "{secs}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let home = b.begin_login("alice", "10.9.9.9", true).unwrap();
+        home.forgive();
+        fail(&a, "bob", "10.0.0.0", false).unwrap();
+
+        // The owner's success forgives the failures from its address.
+        for _ in 0..MAX_PER_USER_PEER - 1 {
+            fail(&a, "carol", "10.0.2.1", true).unwrap();
+        }
+        b.begin_login("carol", "10.0.2.1", true).unwrap().forgive();
+        for _ in 0..MAX_PER_USER_PEER {
+            fail(&b, "carol", "10.0.2.1", true).unwrap();
+        }
+        assert!(a.begin_login("carol", "10.0.2.1", true).is_err());
+    }
+
+    #[test]
+    fn with_a_database_an_attempt_waits_for_slots_in_flight_elsewhere() {
+        let Some((_db, a, b)) = two_on_one_db("waits_for_slots_in_flight") else {
+            return;
+        };
+        let slots: Vec<_> = (0..MAX_PER_USER_PEER)
+            .map(|_| a.begin_login("alice", "10.0.0.1", false).unwrap())
+            .collect();
+        thread::scope(|s| {
+            let waiter = s.spawn(|| fail(&b, "alice", "10.0.0.1", false));
+            until_waiting(&b, 1);
+            drop(slots);
+            assert!(matches!(waiter.join().unwrap(), Err(Error::RateLimited(_))));
+        });
+        // Right ones in flight on both let each other through.
+        let n = 2 * MAX_PER_USER_PEER;
+        let go = Barrier::new(n as usize);
+        thread::scope(|s| {
+            for i in 0..n {
+                let (r, go) = (if i % 2 == 0 { &a } else { &b }, &go);
+                s.spawn(move || {
+                    go.wait();
+                    r.begin_login("dave", "10.0.0.2", false).unwrap().forgive();
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn with_a_database_registrations_count_across_servers() {
+        let Some((_db, mut a, mut b)) = two_on_one_db("registrations_count_across") else {
+            return;
+        };
+        a.set_register_limit(2);
+        b.set_register_limit(2);
+        drop(a.begin_register("10.0.0.1").unwrap());
+        a.begin_register("10.0.0.1").unwrap().count();
+        b.begin_register("10.0.0.1").unwrap().count();
+        assert!(matches!(
+            a.begin_register("10.0.0.1"),
+            Err(Error::RegisterLimited)
+        ));
+        assert!(matches!(b.begin_register("2001:db8::1"), Ok(_)));
+    }
+
+    #[test]
+    fn keys_with_odd_bytes_stay_apart() {
+        let a = Key::UserPeer("a\"b".into(), "c".into()).db_name();
+        let b = Key::UserPeer("a".into(), "b\",\"c".into()).db_name();
+        assert_ne!(a, b);
+        assert!(!Key::User("x\0y".into()).db_name().contains('\0'));
     }
 }

@@ -140,8 +140,9 @@ fn migrate_locked(conn: &mut postgres::Client) -> anyhow::Result<()> {
 }
 
 /// The database's clock in milliseconds, as SQL: every server that shares
-/// the database agrees on it (limits and sessions use it).
-pub const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+/// the database agrees on it (limits and sessions use it). `now()` is the
+/// start of the transaction: one value however often a statement uses it.
+pub const NOW_MS: &str = "(extract(epoch from now()) * 1000)::bigint";
 
 /// Unix seconds now, as the schema stores times.
 pub fn now() -> i64 {

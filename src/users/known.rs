@@ -9,6 +9,10 @@
 //! new address, or from a known one not recorded for a day. Entries older
 //! than [`KNOWN_FOR`] are dropped. A file that cannot be read costs only
 //! the exemption: the server starts without it and says so.
+//!
+//! With `--db` the table is `known_addresses` instead, one row per user
+//! and address, shared by every server: an owner known to one server is
+//! known to all. Its rows go with the account (`ON DELETE CASCADE`).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::db::Pool;
 use crate::error::Error;
 
 /// How long a successful login keeps its address known.
@@ -29,6 +34,8 @@ type Table = HashMap<String, HashMap<String, u64>>;
 
 /// Users' recent login addresses.
 pub struct KnownAddresses {
+    /// With `--db`: the table is there; `path` and `table` are unused.
+    db: Option<Pool>,
     path: PathBuf,
     table: Mutex<Table>,
     /// Serialises rewrites of the file, so that the last one written holds
@@ -50,6 +57,7 @@ impl KnownAddresses {
             Err(_) => Table::new(),
         };
         let known = KnownAddresses {
+            db: None,
             path: path.to_path_buf(),
             table: Mutex::new(table),
             write: Mutex::new(()),
@@ -58,9 +66,38 @@ impl KnownAddresses {
         known
     }
 
-    /// Whether `key` logged in successfully from `peer` within [`KNOWN_FOR`].
+    /// The table in the database of `pool`.
+    pub fn with_db(pool: Pool) -> KnownAddresses {
+        KnownAddresses {
+            db: Some(pool),
+            path: PathBuf::new(),
+            table: Mutex::default(),
+            write: Mutex::new(()),
+        }
+    }
+
+    /// Whether `key` logged in successfully from `peer` within [`KNOWN_FOR`]
+    /// (with `--db`, not if the database cannot be asked).
     pub fn is_known(&self, key: &str, peer: &str) -> bool {
         let now = unix_now();
+        if let Some(pool) = &self.db {
+            let since = to_db(now.saturating_sub(KNOWN_FOR.as_secs()));
+            let known = pool.get().map_err(Error::from).and_then(|mut c| {
+                c.query_opt(
+                    "SELECT 1 FROM known_addresses k JOIN accounts a ON a.id = k.account
+                     WHERE a.key = $1 AND k.address = $2 AND k.last_login > $3",
+                    &[&key, &peer, &since],
+                )
+                .map_err(Error::from)
+            });
+            return match known {
+                Ok(row) => row.is_some(),
+                Err(e) => {
+                    eprintln!("cannot look up a known address: {e}");
+                    false
+                }
+            };
+        }
         self.lock()
             .get(key)
             .and_then(|m| m.get(peer))
@@ -74,6 +111,24 @@ impl KnownAddresses {
     /// the server stops).
     pub fn record(&self, key: &str, peer: &str) -> Result<(), Error> {
         let now = unix_now();
+        if let Some(pool) = &self.db {
+            let mut conn = pool.get()?;
+            conn.execute(
+                "INSERT INTO known_addresses AS k (account, address, last_login)
+                 SELECT id, $2, $3 FROM accounts WHERE key = $1
+                 ON CONFLICT (account, address) DO UPDATE SET last_login = EXCLUDED.last_login
+                 WHERE k.last_login <= EXCLUDED.last_login - $4",
+                &[&key, &peer, &to_db(now), &to_db(REFRESH)],
+            )?;
+            // The user's addresses that have expired go, as `prune` does.
+            let before = to_db(now.saturating_sub(KNOWN_FOR.as_secs()));
+            conn.execute(
+                "DELETE FROM known_addresses USING accounts
+                 WHERE account = id AND key = $1 AND last_login <= $2",
+                &[&key, &before],
+            )?;
+            return Ok(());
+        }
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let bytes = {
             let mut table = self.lock();
@@ -94,6 +149,14 @@ impl KnownAddresses {
     /// # Errors
     /// If the file cannot be rewritten.
     pub fn forget(&self, key: &str) -> Result<(), Error> {
+        if let Some(pool) = &self.db {
+            pool.get()?.execute(
+                "DELETE FROM known_addresses USING accounts
+                 WHERE known_addresses.account = accounts.id AND accounts.key = $1",
+                &[&key],
+            )?;
+            return Ok(());
+        }
         let _write = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let bytes = {
             let mut table = self.lock();
@@ -134,6 +197,10 @@ fn unix_now() -> u64 {
     super::unix_now()
 }
 
+fn to_db(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +225,44 @@ mod tests {
         assert!(!KnownAddresses::open(&path).is_known("bob", "10.0.0.2"));
         std::fs::write(&path, "not json").unwrap();
         assert!(!KnownAddresses::open(&path).is_known("bob", "10.0.0.2"));
+    }
+
+    #[test]
+    fn with_a_database_every_server_knows_the_address() {
+        let Some(db) = crate::db::testing::TestDb::create("every_server_knows_the_address") else {
+            return;
+        };
+        let pool = db.pool();
+        pool.get()
+            .unwrap()
+            .execute(
+                "INSERT INTO accounts (key, name, password_hash, created_at)
+                 VALUES ('alice', 'alice', 'x', 0), ('bob', 'bob', 'x', 0)",
+                &[],
+            )
+            .unwrap();
+        let a = KnownAddresses::with_db(pool.clone());
+        let b = KnownAddresses::with_db(db.pool());
+        assert!(!b.is_known("alice", "10.0.0.1"));
+        a.record("alice", "10.0.0.1").unwrap();
+        assert!(b.is_known("alice", "10.0.0.1"));
+        assert!(!b.is_known("bob", "10.0.0.1"));
+        assert!(!b.is_known("alice", "10.0.0.2"));
+        // An unknown name records nothing.
+        a.record("nobody", "10.0.0.1").unwrap();
+        assert!(!a.is_known("nobody", "10.0.0.1"));
+
+        let old = i64::try_from(unix_now() - KNOWN_FOR.as_secs() - 1).unwrap();
+        pool.get()
+            .unwrap()
+            .execute(
+                "INSERT INTO known_addresses (account, address, last_login)
+                 SELECT id, '10.0.0.3', $1 FROM accounts WHERE key = 'bob'",
+                &[&old],
+            )
+            .unwrap();
+        assert!(!a.is_known("bob", "10.0.0.3"), "expired");
+        b.forget("alice").unwrap();
+        assert!(!a.is_known("alice", "10.0.0.1"));
     }
 }

@@ -1,9 +1,12 @@
-//! The user store: accounts kept in `users.xlsx`, checked with argon2id.
+//! The user store: accounts kept in `users.xlsx` (or, with `serve --db`,
+//! in PostgreSQL), checked with argon2id.
 //!
 //! The sheet is read once at start and rewritten whole on each change;
 //! `sheet` holds its format, the reading and the atomic rewrite, `admin`
 //! the changes an admin makes with the server stopped, `known` the
-//! addresses each user logged in from lately.
+//! addresses each user logged in from lately, `pg` the accounts table of
+//! `--db`, where every lookup is a query and nothing is cached: a password
+//! changed or an account removed by another server holds here at once.
 //!
 //! Locks: `state` is held only to look up or change a record; `write`
 //! serialises changes around the file rewrite. Neither is held while
@@ -20,6 +23,7 @@ mod admin;
 pub mod control;
 mod known;
 pub mod pace;
+mod pg;
 mod sheet;
 
 use std::collections::HashMap;
@@ -28,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::db;
 use crate::error::Error;
 use crate::names;
 use crate::password;
@@ -64,8 +69,11 @@ struct State {
     index: HashMap<String, usize>,
 }
 
-/// Accounts, backed by `users.xlsx`.
+/// Accounts, backed by `users.xlsx` or by the database.
 pub struct UserStore {
+    /// With `--db`: the accounts are there, and `path`, `state` and
+    /// `write` are unused.
+    db: Option<db::Pool>,
     path: PathBuf,
     state: Mutex<State>,
     write: Mutex<()>,
@@ -81,6 +89,16 @@ pub struct UserStore {
 /// Most password hashes computed at once.
 const MAX_HASHERS: usize = 4;
 
+/// The hashing threads (see the module comment).
+fn hashers() -> Result<rayon::ThreadPool, Error> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads((cores / 2).clamp(1, MAX_HASHERS))
+        .thread_name(|i| format!("hasher-{i}"))
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start hashing threads: {e}")))
+}
+
 impl UserStore {
     /// Loads `path`, or starts empty (and writes a header-only file) if it
     /// does not exist, and the known addresses beside it ([`KNOWN_FILE`]).
@@ -90,20 +108,15 @@ impl UserStore {
     /// not empty does not hold a valid account (see [`read_sheet`]): the
     /// server must not start and later overwrite accounts it failed to read.
     pub fn open(path: &Path) -> Result<UserStore, Error> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let hashers = rayon::ThreadPoolBuilder::new()
-            .num_threads((cores / 2).clamp(1, MAX_HASHERS))
-            .thread_name(|i| format!("hasher-{i}"))
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot start hashing threads: {e}")))?;
         let store = UserStore {
+            db: None,
             path: path.to_path_buf(),
             state: Mutex::new(State::default()),
             write: Mutex::new(()),
             limiter: RateLimiter::default(),
             pace: Pace::default(),
             known: KnownAddresses::open(&path.with_file_name(KNOWN_FILE)),
-            hashers,
+            hashers: hashers()?,
         };
         if path.exists() {
             // `read_sheet` has refused duplicates: every key is new here.
@@ -120,6 +133,26 @@ impl UserStore {
         Ok(store)
     }
 
+    /// The accounts in the database of `pool` (`serve --db`), with the
+    /// failed-login limits and the known addresses there too, shared by
+    /// every server on it. The pace of logins that get in stays this
+    /// server's own (see `pace`).
+    ///
+    /// # Errors
+    /// If the hashing threads cannot be started.
+    pub fn open_db(pool: db::Pool) -> Result<UserStore, Error> {
+        Ok(UserStore {
+            path: PathBuf::new(),
+            state: Mutex::new(State::default()),
+            write: Mutex::new(()),
+            limiter: RateLimiter::with_db(pool.clone()),
+            pace: Pace::default(),
+            known: KnownAddresses::with_db(pool.clone()),
+            hashers: hashers()?,
+            db: Some(pool),
+        })
+    }
+
     /// Sets the successful registrations allowed per address per hour.
     pub fn set_register_limit(&mut self, per_hour: u32) {
         self.limiter.set_register_limit(per_hour);
@@ -132,20 +165,42 @@ impl UserStore {
         self.pace = Pace::new(burst, rate);
     }
 
-    /// Number of accounts.
+    /// Number of accounts (0 if the database cannot say).
     pub fn count(&self) -> usize {
-        self.lock_state().list.len()
+        match &self.db {
+            Some(pool) => pg::count(pool).unwrap_or_else(|e| {
+                eprintln!("cannot count the accounts: {e}");
+                0
+            }),
+            None => self.lock_state().list.len(),
+        }
+    }
+
+    /// Looks up a user by canonical name (`None` too if the database
+    /// cannot be asked: the caller treats it as no such user).
+    pub fn get(&self, key: &str) -> Option<Arc<User>> {
+        self.try_get(key).unwrap_or_else(|e| {
+            eprintln!("cannot look up an account: {e}");
+            None
+        })
     }
 
     /// Looks up a user by canonical name.
-    pub fn get(&self, key: &str) -> Option<Arc<User>> {
+    ///
+    /// # Errors
+    /// A database error (`INTERNAL`).
+    pub fn try_get(&self, key: &str) -> Result<Option<Arc<User>>, Error> {
+        if let Some(pool) = &self.db {
+            return Ok(pg::get(pool, key)?.map(Arc::new));
+        }
         let state = self.lock_state();
-        state.index.get(key).map(|&i| Arc::clone(&state.list[i]))
+        Ok(state.index.get(key).map(|&i| Arc::clone(&state.list[i])))
     }
 
     /// Creates an account for a client at `peer`, within the per-address
     /// registration limit. `prepare_home` runs under the registration lock,
-    /// before the account is written, to give the user an empty folder.
+    /// before the account is written, to give the user an empty folder
+    /// (with `--db`: just after, see [`UserStore::create`]).
     ///
     /// # Errors
     /// `INVALID_NAME`, `WEAK_PASSWORD`, `RATE_LIMITED`, `USER_EXISTS`, or an
@@ -170,6 +225,11 @@ impl UserStore {
     /// Creates an account, with no limit (an admin's `netdisk user add`,
     /// and [`UserStore::register`] within its limit).
     ///
+    /// With `--db`, the row is inserted first (the UNIQUE key decides
+    /// between servers registering one name at once) and `prepare_home`
+    /// runs after it, for the disk may need the account's row; if it
+    /// fails, the row is deleted again.
+    ///
     /// # Errors
     /// `INVALID_NAME`, `WEAK_PASSWORD`, `USER_EXISTS`, or an I/O error
     /// (then nothing was registered and `users.xlsx` is unchanged).
@@ -181,10 +241,27 @@ impl UserStore {
     ) -> Result<Arc<User>, Error> {
         let key = names::canonical_user(name)?;
         names::check_password(password.expose())?;
-        if self.get(&key).is_some() {
+        if self.try_get(&key)?.is_some() {
             return Err(Error::UserExists);
         }
         let password_hash = self.hashers.install(|| password::hash(password))?;
+        if let Some(pool) = &self.db {
+            let user = User {
+                name: name.to_string(),
+                key: key.clone(),
+                password_hash,
+                created_at: unix_now(),
+                quota: None,
+            };
+            if !pg::insert(pool, &user)? {
+                return Err(Error::UserExists);
+            }
+            if let Err(e) = prepare_home(&key) {
+                pg::delete(pool, &key)?;
+                return Err(e.into());
+            }
+            return Ok(Arc::new(user));
+        }
         let _write = self.lock_write();
         if self.get(&key).is_some() {
             return Err(Error::UserExists);
@@ -252,7 +329,10 @@ impl UserStore {
         let limit_key = limit_key(name);
         let known = self.known.is_known(&limit_key, peer);
         let slot = self.limiter.begin_login(&limit_key, peer, known)?;
-        let user = key.ok().and_then(|k| self.get(&k));
+        let user = match key {
+            Ok(k) => self.try_get(&k)?,
+            Err(_) => None,
+        };
         let valid = self.hashers.install(|| {
             // Unknown users cost a hash too, so timing does not tell who exists.
             let hash = user
