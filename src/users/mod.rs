@@ -23,7 +23,7 @@ mod admin;
 pub mod control;
 mod known;
 pub mod pace;
-mod pg;
+pub(crate) mod pg;
 mod sheet;
 
 use std::collections::HashMap;

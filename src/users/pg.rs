@@ -10,7 +10,9 @@ use crate::error::Error;
 
 const COLUMNS: &str = "name, key, password_hash, created_at, quota";
 
-fn user(row: &Row) -> User {
+/// The account in the first five columns of `row`: name, key,
+/// password_hash, created_at, quota (as [`COLUMNS`] lists them).
+pub(crate) fn user(row: &Row) -> User {
     let quota: Option<i64> = row.get(4);
     let created_at: i64 = row.get(3);
     User {

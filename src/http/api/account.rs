@@ -110,6 +110,9 @@ pub fn answer_login<S: Stream>(
                 Err(Refused::NoRandomness) => {
                     Response::error(&Error::Internal("no randomness for a session token".into()))
                 }
+                Err(Refused::Database(e)) => {
+                    Response::error(&Error::Internal(format!("cannot start a session: {e}")))
+                }
             }
         }
         Err(e) => {
