@@ -195,16 +195,33 @@ only its own Unix user may use) and applies at once; otherwise it is made
 here. The output is the same either way. The data directory must exist.
 Passwords come from NETDISK_PASSWORD, or are asked twice on a terminal.
 
+With --db URL (or NETDISK_DB), the accounts are those in that database
+(`serve --db`): each subcommand changes it directly, while servers run, and
+a new password or a removal signs the user's web sessions out everywhere.
+`export --xlsx FILE` writes the accounts as a sheet with the columns of
+users.xlsx (from the database with --db, else from the data directory).
+
 Examples:
   netdisk user add alice --data /srv/netdisk
   netdisk user quota alice 10000000000 --data /srv/netdisk
-  netdisk user list --data /srv/netdisk";
+  netdisk user list --data /srv/netdisk
+  netdisk user add alice --db postgres://netdisk@db.example/netdisk
+  netdisk user export --xlsx users.xlsx --db postgres://netdisk@db.example/netdisk";
 
 #[derive(Args)]
 struct UserArgs {
     /// Data directory: users.xlsx and every user's files.
     #[arg(long, global = true, default_value = "./netdisk-data")]
     data: PathBuf,
+    /// The PostgreSQL database of `serve --db`: change the accounts there.
+    #[arg(
+        long,
+        global = true,
+        env = "NETDISK_DB",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    db: Option<String>,
     #[command(subcommand)]
     action: UserAction,
 }
@@ -236,6 +253,12 @@ enum UserAction {
     },
     /// List the accounts: name, quota, created (UTC).
     List,
+    /// Write every account to a sheet with the columns of users.xlsx.
+    Export {
+        /// The sheet to write (replaced if it exists).
+        #[arg(long, value_name = "FILE")]
+        xlsx: PathBuf,
+    },
 }
 
 /// `user quota`'s value.
@@ -364,6 +387,9 @@ fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {
 /// `netdisk user ...`: one change to the accounts, under the data lock.
 fn user(args: UserArgs) -> anyhow::Result<()> {
     use netdisk::users::control::{self, Op};
+    if let Some(url) = args.db.clone() {
+        return user_db(&url, args);
+    }
     // Only `serve` makes a data directory: a mistyped --data must not
     // silently list an empty new one.
     if !args.data.is_dir() {
@@ -394,6 +420,12 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             bytes: bytes.0,
         },
         UserAction::List => Op::List,
+        UserAction::Export { xlsx } => {
+            // A reading of the sheet, which is only ever replaced whole.
+            let users = UserStore::open(&args.data.join("users.xlsx"))
+                .with_context(|| format!("cannot load the accounts in {}", args.data.display()))?;
+            return export(&users, &xlsx);
+        }
     };
     // A running server makes the change itself; else it is made here,
     // under the data directory's lock, the same way.
@@ -407,7 +439,7 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
             let target = control::Target {
                 users: &users,
-                storage: &storage,
+                storage: Some(&storage),
                 data: &args.data,
                 signed_out: &|_| {},
             };
@@ -418,6 +450,58 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
+    Ok(())
+}
+
+/// `netdisk user … --db URL`: one change to the accounts in the database.
+fn user_db(url: &str, args: UserArgs) -> anyhow::Result<()> {
+    use netdisk::http::sessions::Sessions;
+    use netdisk::users::control::{self, Op};
+    let pool = netdisk::db::open(url)?;
+    let users = UserStore::open_db(pool.clone())?;
+    let op = match args.action {
+        UserAction::Export { xlsx } => return export(&users, &xlsx),
+        UserAction::Add { name } => {
+            let password = cli::ask_password(&name, true)?;
+            Op::Add {
+                name,
+                password: password.expose().to_string(),
+            }
+        }
+        UserAction::Passwd { name } => {
+            let password = cli::ask_password(&name, true)?;
+            Op::Passwd {
+                name,
+                password: password.expose().to_string(),
+            }
+        }
+        UserAction::Del { name } => Op::Del { name },
+        UserAction::Quota { name, bytes } => Op::Quota {
+            name,
+            bytes: bytes.0,
+        },
+        UserAction::List => Op::List,
+    };
+    let sessions = Sessions::with_db(pool);
+    let target = control::Target {
+        users: &users,
+        storage: None,
+        data: &args.data,
+        signed_out: &|key| sessions.remove_user(key),
+    };
+    let text = control::apply(&op, &target).map_err(|e| anyhow!("{e}"))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `netdisk user export --xlsx FILE`.
+fn export(users: &UserStore, path: &std::path::Path) -> anyhow::Result<()> {
+    let n = users
+        .export(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("exported {n} accounts to {}", path.display());
     Ok(())
 }
 

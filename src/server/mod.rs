@@ -31,6 +31,7 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 use rustls::ServerConfig;
 
+use crate::http::sessions::Sessions;
 pub use crate::state::{Config, Shared};
 use crate::storage::{DataLock, Storage};
 use crate::tls::server::Identity;
@@ -53,8 +54,9 @@ pub struct Server {
     /// Held while serving: a second server on the same data refuses, and
     /// `netdisk user` goes through the admin socket instead.
     _data_lock: Option<DataLock>,
-    /// The admin socket's file, removed when the server goes.
-    _admin: control::SocketFile,
+    /// The admin socket's file, removed when the server goes (none with
+    /// `--db`: `netdisk user --db` changes the database itself).
+    _admin: Option<control::SocketFile>,
 }
 
 /// Stops a running server from another thread (or a signal handler).
@@ -100,9 +102,13 @@ impl Server {
         storage.set_max_staged(config.max_staged);
         storage.set_max_files(config.max_files);
         storage.set_listing_memory(config.listing_memory);
-        let mut users = UserStore::open(&storage.users_file())
-            .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
-        let identity = Identity::load(&config.tls)?;
+        let mut users = match &db {
+            Some(pool) => UserStore::open_db(pool.clone())?,
+            None => UserStore::open(&storage.users_file())
+                .with_context(|| format!("cannot load {}", storage.users_file().display()))?,
+        };
+        let identity = Identity::load_shared(&config.tls, db.as_ref())?;
+        let web = db.clone().map(Sessions::with_db).unwrap_or_default();
         let tls = identity.server_config()?;
         users.set_register_limit(config.register_limit);
         users.set_login_pace(config.login_burst, config.login_rate);
@@ -118,12 +124,14 @@ impl Server {
             config,
             log: log::Log::new(json_log),
             stop: Arc::new(AtomicBool::new(false)),
-            web: Default::default(),
+            web,
             locks: Default::default(),
             dav_auth: Default::default(),
         };
         let shared = Arc::new(shared);
-        let admin = {
+        let admin = if shared.db.is_some() {
+            None
+        } else {
             let shared = Arc::clone(&shared);
             control::listen(&shared.config.data.clone(), move |op| {
                 let signed_out = |key: &str| {
@@ -132,14 +140,15 @@ impl Server {
                 };
                 let target = control::Target {
                     users: &shared.users,
-                    storage: &shared.storage,
+                    storage: Some(&shared.storage),
                     data: &shared.config.data,
                     signed_out: &signed_out,
                 };
                 control::apply(op, &target)
             })
-        }
-        .with_context(|| "cannot open the admin socket in the data directory".to_string())?;
+            .map(Some)
+            .with_context(|| "cannot open the admin socket in the data directory".to_string())?
+        };
         Ok(Server {
             listener,
             poll,

@@ -5,6 +5,10 @@
 //! makes the same change to `users.xlsx` itself: [`apply`] is the one code
 //! path of both, so the output is the same either way.
 //!
+//! With `--db` there is no socket: the command changes the database
+//! itself, while servers run, and a password change or removal signs the
+//! user's web sessions out on every server (their rows go).
+//!
 //! The socket never leaves the host, so a new password may cross it.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -54,7 +58,9 @@ pub fn socket_path(data: &Path) -> PathBuf {
 /// (a password change signs the user's web sessions out).
 pub struct Target<'a> {
     pub users: &'a UserStore,
-    pub storage: &'a Storage,
+    /// The users' folders, if they are in a data directory here (with
+    /// `--db` and no data directory: none to make or move).
+    pub storage: Option<&'a Storage>,
     pub data: &'a Path,
     /// Called with the user's key after a password change or a removal.
     pub signed_out: &'a dyn Fn(&str),
@@ -81,7 +87,7 @@ pub fn apply(op: &Op, t: &Target<'_>) -> Result<String, String> {
             }
             t.users
                 .create(name, &Password::new(password), |key| {
-                    t.storage.create_home(key)
+                    t.storage.map_or(Ok(()), |s| s.create_home(key))
                 })
                 .map_err(|e| format!("cannot add {name}: {e}"))?;
             Ok(format!("added {name}\n"))
@@ -97,14 +103,17 @@ pub fn apply(op: &Op, t: &Target<'_>) -> Result<String, String> {
         Op::Del { name } => {
             let u = t
                 .users
-                .remove(name, |key| t.storage.remove_home(key))
+                .remove(name, |key| t.storage.map_or(Ok(()), |s| s.remove_home(key)))
                 .map_err(missing(name))?;
             (t.signed_out)(&u.key);
-            Ok(format!(
-                "removed {}; their files are in {}\n",
-                u.name,
-                t.data.join("attic").display()
-            ))
+            Ok(match t.storage {
+                Some(_) => format!(
+                    "removed {}; their files are in {}\n",
+                    u.name,
+                    t.data.join("attic").display()
+                ),
+                None => format!("removed {}\n", u.name),
+            })
         }
         Op::Quota { name, bytes } => {
             let u = t.users.set_quota(name, *bytes).map_err(missing(name))?;
@@ -115,7 +124,7 @@ pub fn apply(op: &Op, t: &Target<'_>) -> Result<String, String> {
         }
         Op::List => {
             let mut out = String::from("user\tquota_bytes\tcreated_at\n");
-            for u in t.users.list() {
+            for u in t.users.try_list().map_err(|e| e.to_string())? {
                 let quota = u.quota.map_or_else(|| "-".to_string(), |q| q.to_string());
                 let created = if u.created_at == 0 {
                     "-".to_string()

@@ -5,6 +5,7 @@ mod serve;
 mod support;
 
 mod abuse;
+mod accounts_db;
 mod admin;
 mod bodies;
 mod browser;
