@@ -188,3 +188,29 @@ fn r8_user_add_passwd_quota_list_del() {
     let mut again = server.user("alice");
     assert!(again.ls().unwrap().is_empty());
 }
+
+/// Without `--db`, `export` writes the accounts of the data directory's
+/// `users.xlsx`, while its server runs.
+#[test]
+fn export_writes_the_sheets_accounts() {
+    let server = TestServer::start();
+    drop(server.user("alice"));
+    let out = tempfile::tempdir().unwrap();
+    let sheet = out.path().join("copy.xlsx");
+    let arg = sheet.to_str().unwrap();
+    assert_eq!(
+        ok(admin(server.data.path(), None, &["export", "--xlsx", arg])),
+        format!("exported 1 accounts to {arg}\n")
+    );
+    use calamine::Reader;
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(&sheet).unwrap();
+    let range = book.worksheet_range_at(0).unwrap().unwrap();
+    assert_eq!(
+        range.get_value((0, 0)),
+        Some(&calamine::Data::String("user".into()))
+    );
+    assert_eq!(
+        range.get_value((1, 0)),
+        Some(&calamine::Data::String("alice".into()))
+    );
+}
