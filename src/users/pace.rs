@@ -13,6 +13,11 @@
 //! Nothing here waits: [`Pace::take`] says how long until both buckets
 //! hold a token, and the login queue (`server::logins`) decides whether
 //! to wait that long.
+//!
+//! The buckets are each server's own, also with `--db`: they bound the
+//! hashing one server does, which is its own CPU and memory, so servers
+//! sharing a database do not share them (the failure limits, which count
+//! guesses, are shared: see `ratelimit`).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
