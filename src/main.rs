@@ -282,6 +282,9 @@ struct FingerprintArgs {
     /// A PEM certificate chain to print the fingerprint of instead.
     #[arg(long, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
+    /// The database of `serve --db`, which keeps the generated certificate.
+    #[arg(long, env = "NETDISK_DB", value_name = "URL", hide_env_values = true)]
+    db: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -379,7 +382,8 @@ fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {
         }
         None => CertSource::Generated(args.data.join("tls")),
     };
-    let identity = Identity::load(&source)?;
+    let pool = args.db.as_deref().map(netdisk::db::open).transpose()?;
+    let identity = Identity::load_shared(&source, pool.as_ref())?;
     println!("tls fingerprint {}", identity.fingerprint);
     Ok(())
 }

@@ -50,6 +50,15 @@ fn accounts_in_the_database_are_shared_by_servers_and_the_admin_command() {
         return;
     };
     assert_eq!(a.fingerprint(), b.fingerprint());
+    let printed = Command::new(bin())
+        .args(["fingerprint", "--db", &db.url])
+        .env_remove("NETDISK_DB")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&printed.stdout).trim(),
+        format!("tls fingerprint {}", a.fingerprint())
+    );
     assert!(!a.data.path().join("users.xlsx").exists());
     assert!(!a.data.path().join("admin.sock").exists());
     drop(a.user("alice"));
