@@ -40,9 +40,7 @@ impl Command for Delete {
         let user = ctx.user()?;
         let recursive = args.recursive.unwrap_or(false);
         ctx.unlocked(&user, &args.name, true)?;
-        ctx.shared
-            .storage
-            .delete(&user.key, &args.name, recursive)?;
+        ctx.shared.disk.delete(&user.key, &args.name, recursive)?;
         ctx.shared.locks.forget(&user.key, &args.name);
         Ok(Reply::new())
     }

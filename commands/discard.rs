@@ -36,7 +36,7 @@ impl Command for Discard {
         ctx.log_name = Some(args.name.clone());
         check_path(&args.name)?;
         let user = ctx.user()?;
-        let storage = &ctx.shared.storage;
+        let storage = &ctx.shared.disk;
         if let Kind::Folder(_) = storage.kind(&user.key, &args.name)? {
             return Err(Error::IsAFolder);
         }

@@ -48,19 +48,20 @@ impl Command for Get {
         ctx.log_name = Some(args.name.clone());
         check_path(&args.name)?;
         let user = ctx.user()?;
-        let storage = &ctx.shared.storage;
-        let (file, meta) = storage.open_file(&user.key, &args.name)?;
-        let size = meta.len();
+        let storage = &ctx.shared.disk;
+        let opened = storage.open_file(&user.key, &args.name)?;
+        let size = opened.size;
         let offset = args.offset.unwrap_or(0);
         if offset > size {
             return Err(Error::bad_request(format!(
                 "offset {offset} is past the end ({size} bytes)"
             )));
         }
-        let md5 = storage.digest(&user.key, &file, &meta)?;
+        let md5 = storage.digest(&user.key, &opened)?;
         ctx.log_bytes = size - offset;
         ctx.then = Some(Then::Send(Body {
-            file,
+            file: opened.file,
+            mtime: opened.mtime,
             offset,
             len: size - offset,
         }));

@@ -70,8 +70,8 @@ impl Command for Ls {
         let user = ctx.user()?;
         let frame = ctx
             .shared
-            .storage
-            .shared_listing(&user.key, path, recursive, encode)?;
+            .disk
+            .shared_listing(&user.key, path, recursive, &mut encode)?;
         ctx.frame = Some(frame);
         Ok(Reply::new())
     }

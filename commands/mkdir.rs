@@ -35,7 +35,7 @@ impl Command for Mkdir {
         check_path(&args.path)?;
         let user = ctx.user()?;
         ctx.unlocked(&user, &args.path, false)?;
-        ctx.shared.storage.mkdir(&user.key, &args.path)?;
+        ctx.shared.disk.mkdir(&user.key, &args.path)?;
         Ok(Reply::new())
     }
 }

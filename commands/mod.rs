@@ -121,6 +121,8 @@ pub struct Body {
     pub file: File,
     pub offset: u64,
     pub len: u64,
+    /// The file's modification time, Unix seconds (HTTP's Last-Modified).
+    pub mtime: u64,
 }
 
 impl<'a> Ctx<'a> {

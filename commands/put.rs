@@ -38,10 +38,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{fields, parse, Command, Ctx, Then};
+use crate::disk::{Upload, UploadLock};
 use crate::error::Error;
 use crate::names::check_path;
 use crate::protocol::{is_md5_hex, Header, Reply};
-use crate::storage::{Upload, UploadLock};
 
 /// Largest upload that may come in one go, with its MD5 up front.
 pub const ONE_GO_MAX: u64 = 4 * 1024 * 1024;
@@ -101,7 +101,7 @@ impl Command for Put {
         }
         check_path(&args.name)?;
         let user = ctx.user()?;
-        let storage = &ctx.shared.storage;
+        let storage = &ctx.shared.disk;
         let quota = ctx.quota(&user);
         ctx.unlocked(&user, &args.name, false)?;
         let lock = storage.lock_upload(&user.key, &args.name, args.size, quota)?;

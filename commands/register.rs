@@ -43,11 +43,11 @@ impl Command for Register {
             check_password(args.password.expose())?;
             return Err(Error::RegistrationClosed);
         }
-        let storage = &ctx.shared.storage;
+        let storage = &ctx.shared.disk;
         ctx.shared
             .users
             .register(&args.user, &args.password, ctx.peer, |key| {
-                storage.create_home(key)
+                storage.create_home(key).map_err(crate::disk::io_error)
             })?;
         Ok(Reply::new())
     }

@@ -39,7 +39,7 @@ impl Command for Rename {
         let user = ctx.user()?;
         ctx.unlocked(&user, &args.from, true)?;
         ctx.unlocked(&user, &args.to, true)?;
-        ctx.shared.storage.rename(&user.key, &args.from, &args.to)?;
+        ctx.shared.disk.rename(&user.key, &args.from, &args.to)?;
         ctx.shared.locks.forget(&user.key, &args.from);
         Ok(Reply::new())
     }
@@ -71,7 +71,7 @@ mod tests {
             ErrorCode::InvalidName,
         );
         s.fails(r#"{"cmd":"rename","from":"b"}"#, ErrorCode::BadRequest);
-        let names: Vec<_> = shared.storage.list(&s.user.clone().unwrap().key).unwrap();
+        let names: Vec<_> = shared.disk.list(&s.user.clone().unwrap().key).unwrap();
         let names: Vec<_> = names.into_iter().map(|f| f.name).collect();
         assert_eq!(names, ["b", "报告 😀"]);
     }

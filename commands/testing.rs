@@ -66,7 +66,7 @@ pub fn shared_with(tweak: impl FnOnce(&mut Config)) -> (TempDir, Shared) {
     let bodies = Bodies::new(config.workers, config.min_rate, config.rate_window);
     let shared = Shared {
         users,
-        storage,
+        disk: Box::new(storage),
         bodies: Arc::new(bodies),
         config,
         log: Log::default(),

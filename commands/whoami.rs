@@ -36,12 +36,12 @@ impl Command for Whoami {
 
     fn run(&self, ctx: &mut Ctx<'_>, _header: &Header) -> Result<Reply, Error> {
         let user = ctx.user()?;
-        let (files, used) = ctx.shared.storage.usage(&user.key)?;
+        let (files, used) = ctx.shared.disk.usage(&user.key)?;
         Ok(fields(Answer {
             user: user.name.clone(),
             files,
             used,
-            staged: ctx.shared.storage.staged_bytes(&user.key),
+            staged: ctx.shared.disk.staged_bytes(&user.key),
             quota: ctx.quota(&user),
         }))
     }

@@ -25,6 +25,7 @@ pub mod client;
 #[path = "../commands/mod.rs"]
 pub mod commands;
 pub mod db;
+pub mod disk;
 pub mod error;
 pub mod hashcopy;
 pub mod http;

@@ -10,7 +10,6 @@ use crate::http::sessions::Sessions;
 use crate::server::bodies::Bodies;
 use crate::server::limits::PeerSet;
 use crate::server::log::Log;
-use crate::storage::Storage;
 use crate::tls::server::CertSource;
 use crate::users::UserStore;
 
@@ -81,7 +80,7 @@ pub struct Shared {
     /// The database (`--db`), if any.
     pub db: Option<crate::db::Pool>,
     pub users: UserStore,
-    pub storage: Storage,
+    pub disk: Box<dyn crate::disk::Disk>,
     pub config: Config,
     /// The request log.
     pub log: Log,

@@ -7,10 +7,11 @@ use std::path::PathBuf;
 
 use super::{Answer, Args, Receive, ONE_GO_MAX};
 use crate::commands::{fields, Ctx, Then};
+use crate::disk::{UploadLock, Verified};
 use crate::error::Error;
 use crate::names::check_path;
 use crate::protocol::{is_md5_hex, Reply};
-use crate::storage::{sync_dir, UploadLock, Verified};
+use crate::storage::sync_dir;
 
 /// Checks what must be answered before the body, and leaves a [`OneGo`]
 /// phase that reads the body whatever else goes wrong. No reply fields:
@@ -39,7 +40,7 @@ pub(super) fn run(ctx: &mut Ctx<'_>, args: Args, md5: String) -> Result<Reply, E
 fn begin_one_go(ctx: &Ctx<'_>, args: &Args) -> Result<Receive, Error> {
     check_path(&args.name)?;
     let user = ctx.user()?;
-    let storage = &ctx.shared.storage;
+    let storage = &ctx.shared.disk;
     let quota = ctx.quota(&user);
     ctx.unlocked(&user, &args.name, false)?;
     let lock = match storage.lock_upload(&user.key, &args.name, args.size, quota) {

@@ -31,6 +31,8 @@ use std::time::Duration;
 use mio::{Poll, Waker};
 use rustls::ServerConfig;
 
+use crate::disk::db::DbDisk;
+use crate::disk::Disk;
 use crate::http::sessions::Sessions;
 pub use crate::state::{Config, Shared};
 use crate::storage::{DataLock, Storage};
@@ -97,15 +99,30 @@ impl Server {
             Some(_) => None,
         };
         let db = config.db.as_deref().map(crate::db::open).transpose()?;
-        let mut storage = Storage::open(&config.data)
-            .with_context(|| format!("cannot open data directory {}", config.data.display()))?;
-        storage.set_max_staged(config.max_staged);
-        storage.set_max_files(config.max_files);
-        storage.set_listing_memory(config.listing_memory);
-        let mut users = match &db {
-            Some(pool) => UserStore::open_db(pool.clone())?,
-            None => UserStore::open(&storage.users_file())
-                .with_context(|| format!("cannot load {}", storage.users_file().display()))?,
+        let (disk, mut users): (Box<dyn Disk>, UserStore) = match &db {
+            Some(pool) => {
+                let limits = crate::disk::db::Limits {
+                    max_staged: config.max_staged,
+                    max_files: config.max_files,
+                    listing_memory: config.listing_memory,
+                };
+                let disk =
+                    DbDisk::open(pool.clone(), &config.data, &limits).with_context(|| {
+                        format!("cannot open the blob folder in {}", config.data.display())
+                    })?;
+                (Box::new(disk), UserStore::open_db(pool.clone())?)
+            }
+            None => {
+                let mut storage = Storage::open(&config.data).with_context(|| {
+                    format!("cannot open data directory {}", config.data.display())
+                })?;
+                storage.set_max_staged(config.max_staged);
+                storage.set_max_files(config.max_files);
+                storage.set_listing_memory(config.listing_memory);
+                let users = UserStore::open(&storage.users_file())
+                    .with_context(|| format!("cannot load {}", storage.users_file().display()))?;
+                (Box::new(storage), users)
+            }
         };
         let identity = Identity::load_shared(&config.tls, db.as_ref())?;
         let web = db.clone().map(Sessions::with_db).unwrap_or_default();
@@ -119,7 +136,7 @@ impl Server {
         let shared = Shared {
             db,
             users,
-            storage,
+            disk,
             bodies: Arc::new(bodies),
             config,
             log: log::Log::new(json_log),
@@ -140,7 +157,7 @@ impl Server {
                 };
                 let target = control::Target {
                     users: &shared.users,
-                    storage: Some(&shared.storage),
+                    storage: Some(&*shared.disk),
                     data: &shared.config.data,
                     signed_out: &signed_out,
                 };
@@ -242,11 +259,11 @@ fn start_janitor(shared: Arc<Shared>) {
     let _ = thread::Builder::new()
         .name("janitor".into())
         .spawn(move || {
-            shared.storage.empty_trash();
+            shared.disk.empty_trash();
             loop {
-                shared.storage.sweep_staging(STAGING_MAX_AGE);
+                shared.disk.sweep_staging(STAGING_MAX_AGE);
                 // Corrects the kept usage for changes made by hand.
-                shared.storage.recount_usage();
+                shared.disk.recount_usage();
                 thread::sleep(Duration::from_secs(3600));
             }
         });

@@ -30,7 +30,7 @@ use crate::names;
 pub const DEFAULT_BYTES: usize = 128 << 20;
 /// Bytes a listing needs per entry beside its name: a row, and the JSON
 /// fields of its entry in the frame.
-const PER_ENTRY: usize = 48 + 112;
+pub const PER_ENTRY: usize = 48 + 112;
 /// A listing estimated past this needs a place to be built in.
 pub const BIG: usize = 256 << 10;
 /// How long a listing waits for its share before `BUSY`.

@@ -65,7 +65,68 @@ pub struct FileRef<'a> {
     pub md5: Option<&'a str>,
 }
 
+/// One entry of a listing being built from records kept elsewhere (a
+/// database): its name (relative to the folder listed), whether it is a
+/// folder, size, mtime and digest.
+pub struct Record {
+    pub name: String,
+    pub folder: bool,
+    pub size: u64,
+    pub mtime: u64,
+    pub md5: Option<String>,
+}
+
 impl Listing {
+    /// A listing of `records`, sorted as every listing is.
+    ///
+    /// # Errors
+    /// If the names hold more than 4 GiB.
+    pub fn of_records(records: impl IntoIterator<Item = Record>) -> Result<Listing, Error> {
+        let mut listing = Listing {
+            names: String::new(),
+            rows: Vec::new(),
+            folders: Vec::new(),
+        };
+        for r in records {
+            let start = u32::try_from(listing.names.len())
+                .map_err(|_| Error::Internal("too many names to list".into()))?;
+            let len = u16::try_from(r.name.len()).unwrap_or(u16::MAX);
+            listing.names.push_str(&r.name);
+            if r.folder {
+                listing.folders.push(FolderRow {
+                    start,
+                    len,
+                    mtime: r.mtime,
+                });
+            } else {
+                let md5 = r
+                    .md5
+                    .filter(|d| crate::protocol::is_md5_hex(d))
+                    .and_then(|d| d.into_bytes().try_into().ok());
+                listing.rows.push(Row {
+                    start,
+                    len,
+                    size: r.size,
+                    mtime: r.mtime,
+                    md5,
+                });
+            }
+        }
+        listing.sort();
+        Ok(listing)
+    }
+
+    fn sort(&mut self) {
+        let Listing {
+            names,
+            rows,
+            folders,
+        } = self;
+        let name = |start: u32, len: u16| &names.as_bytes()[start as usize..][..usize::from(len)];
+        rows.sort_unstable_by(|a, b| name(a.start, a.len).cmp(name(b.start, b.len)));
+        folders.sort_unstable_by(|a, b| name(a.start, a.len).cmp(name(b.start, b.len)));
+    }
+
     /// Number of files.
     pub fn len(&self) -> usize {
         self.rows.len()
@@ -272,14 +333,7 @@ impl Storage {
             rows,
             folders,
         };
-        let Listing {
-            names,
-            rows,
-            folders,
-        } = &mut listing;
-        let name = |start: u32, len: u16| &names.as_bytes()[start as usize..][..usize::from(len)];
-        rows.sort_unstable_by(|a, b| name(a.start, a.len).cmp(name(b.start, b.len)));
-        folders.sort_unstable_by(|a, b| name(a.start, a.len).cmp(name(b.start, b.len)));
+        listing.sort();
         Ok(listing)
     }
 

@@ -39,7 +39,7 @@ impl Storage {
         // that is a file, `IS_A_FOLDER` for a path that is a folder.
         super::tree::check_parents(&self.files_dir(key), name)?;
         let (replaced, replaced_none) = match self.kind(key, name)? {
-            super::Kind::File(meta) => (meta.len(), false),
+            super::Kind::File(stat) => (stat.size, false),
             super::Kind::Folder(_) => return Err(Error::IsAFolder),
             super::Kind::Nothing => (0, true),
         };

@@ -55,9 +55,9 @@ use crate::error::Error;
 
 pub use attrs::{Prop, MAX_PROPS, MAX_PROPS_BYTES};
 pub use datalock::DataLock;
-pub use listing::{FileRef, FolderRef, Folders, Listing};
+pub use listing::{FileRef, FolderRef, Folders, Listing, Record};
 pub use lock::{UploadLock, DEFAULT_MAX_FILES, DEFAULT_MAX_STAGED};
-pub use tree::{Kind, Usage};
+pub use tree::{Kind, Stat, Usage};
 pub use upload::{Upload, Verified};
 
 /// Uploads in progress, and the size each declared.
@@ -191,7 +191,7 @@ impl Storage {
     /// Size of the regular file at `path`, if there is one.
     pub fn size_of(&self, key: &str, path: &str) -> Option<u64> {
         match self.kind(key, path) {
-            Ok(Kind::File(meta)) => Some(meta.len()),
+            Ok(Kind::File(stat)) => Some(stat.size),
             _ => None,
         }
     }
@@ -266,6 +266,12 @@ fn release(file: File, len: u64) {
 fn is_not_found(e: &io::Error) -> bool {
     // ELOOP: the name is a symlink, which does not count as a file.
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// A file's modification time in Unix seconds, as listings show it.
+pub fn mtime_secs(meta: &Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    u64::try_from(meta.mtime()).unwrap_or(0)
 }
 
 fn unix_secs(t: SystemTime) -> u64 {

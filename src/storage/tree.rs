@@ -29,10 +29,27 @@ use crate::names;
 
 /// What a path names.
 pub enum Kind {
-    File(Metadata),
-    Folder(Metadata),
+    File(Stat),
+    Folder(Stat),
     /// Nothing the user can see: absent, a symlink, a FIFO, ...
     Nothing,
+}
+
+/// A file's or folder's size (0 for a folder) and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub size: u64,
+    /// Unix seconds.
+    pub mtime: u64,
+}
+
+impl Stat {
+    fn of(meta: &Metadata) -> Stat {
+        Stat {
+            size: if meta.is_file() { meta.len() } else { 0 },
+            mtime: super::mtime_secs(meta),
+        }
+    }
 }
 
 /// Files and bytes of a user's whole tree (`whoami`, quota checks).
@@ -243,8 +260,8 @@ impl Storage {
         };
         let leaf = path.rsplit('/').next().unwrap_or(path);
         Ok(match fs::symlink_metadata(dir.join(leaf)) {
-            Ok(m) if m.is_file() => Kind::File(m),
-            Ok(m) if m.is_dir() => Kind::Folder(m),
+            Ok(m) if m.is_file() => Kind::File(Stat::of(&m)),
+            Ok(m) if m.is_dir() => Kind::Folder(Stat::of(&m)),
             Ok(_) => Kind::Nothing,
             Err(e) if is_not_found(&e) => Kind::Nothing,
             Err(e) => return Err(e.into()),

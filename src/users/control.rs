@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 use super::{Password, UserStore};
 use crate::error::Error;
 use crate::names::canonical_user;
-use crate::storage::Storage;
 
 /// The largest request the socket reads.
 const MAX_REQUEST: u64 = 64 * 1024;
@@ -60,7 +59,7 @@ pub struct Target<'a> {
     pub users: &'a UserStore,
     /// The users' folders, if they are in a data directory here (with
     /// `--db` and no data directory: none to make or move).
-    pub storage: Option<&'a Storage>,
+    pub storage: Option<&'a dyn crate::disk::Disk>,
     pub data: &'a Path,
     /// Called with the user's key after a password change or a removal.
     pub signed_out: &'a dyn Fn(&str),
@@ -87,7 +86,9 @@ pub fn apply(op: &Op, t: &Target<'_>) -> Result<String, String> {
             }
             t.users
                 .create(name, &Password::new(password), |key| {
-                    t.storage.map_or(Ok(()), |s| s.create_home(key))
+                    t.storage.map_or(Ok(()), |s| {
+                        s.create_home(key).map_err(crate::disk::io_error)
+                    })
                 })
                 .map_err(|e| format!("cannot add {name}: {e}"))?;
             Ok(format!("added {name}\n"))
@@ -103,7 +104,11 @@ pub fn apply(op: &Op, t: &Target<'_>) -> Result<String, String> {
         Op::Del { name } => {
             let u = t
                 .users
-                .remove(name, |key| t.storage.map_or(Ok(()), |s| s.remove_home(key)))
+                .remove(name, |key| {
+                    t.storage.map_or(Ok(()), |s| {
+                        s.remove_home(key).map_err(crate::disk::io_error)
+                    })
+                })
                 .map_err(missing(name))?;
             (t.signed_out)(&u.key);
             Ok(match t.storage {

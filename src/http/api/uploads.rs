@@ -35,7 +35,7 @@ pub(super) fn status(ex: &mut Exchange<'_>, path: String) -> Result<Answer> {
     let s = signed_in(ex)?;
     let size = size(ex)?;
     check_path(&path)?;
-    let storage = &ex.shared.storage;
+    let storage = &ex.shared.disk;
     let key = &s.user.key;
     if let Kind::Folder(_) = storage.kind(key, &path)? {
         return Err(Error::IsAFolder.into());

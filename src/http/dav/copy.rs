@@ -12,7 +12,7 @@ use std::io::Read;
 use serde_json::Value;
 
 use super::write::fields;
-use super::{mtime_of, parent, refuse, url_path, Answer, Dav, Result};
+use super::{parent, refuse, url_path, Answer, Dav, Result};
 use crate::commands::{self, Then};
 use crate::error::Error;
 use crate::locks::is_within;
@@ -45,7 +45,7 @@ pub(super) fn copy_or_move(d: &mut Dav<'_>, moving: bool) -> Result<Answer> {
         Some("0") if !moving => false,
         Some(_) => return Err(Error::bad_request("this Depth is not allowed here").into()),
     };
-    let storage = &d.shared.storage;
+    let storage = &d.shared.disk;
     let source = storage.kind(d.key(), &from)?;
     if matches!(source, Kind::Nothing) {
         return Err(Error::NotFound.into());
@@ -95,7 +95,7 @@ fn copy_folder(d: &mut Dav<'_>, from: &str, to: &str, deep: bool) -> Result<()> 
     if !deep {
         return Ok(());
     }
-    let listing = d.shared.storage.listing(d.key(), from, true)?;
+    let listing = d.shared.disk.listing(d.key(), from, true)?;
     // Sorted by path: a folder comes before what it holds.
     let folders: Vec<String> = listing.folders().map(|f| f.name.to_string()).collect();
     let files: Vec<String> = listing.iter().map(|f| f.name.to_string()).collect();
@@ -114,9 +114,9 @@ fn copy_folder(d: &mut Dav<'_>, from: &str, to: &str, deep: bool) -> Result<()> 
 /// Copies the file `from` to `to` (absent) through `put`, checked against
 /// the source's MD5, with its properties and modification time.
 fn copy_file(d: &mut Dav<'_>, from: &str, to: &str) -> Result<()> {
-    let storage = &d.shared.storage;
-    let (mut file, meta) = storage.open_file(d.key(), from)?;
-    let md5 = storage.digest(d.key(), &file, &meta)?;
+    let storage = &d.shared.disk;
+    let mut opened = storage.open_file(d.key(), from)?;
+    let md5 = storage.digest(d.key(), &opened)?;
     let name = fields(&[("name", Value::from(to.to_string()))]);
     match d.run("discard", name) {
         Ok(_) | Err(Error::NotFound | Error::NothingStaged) => {}
@@ -124,14 +124,14 @@ fn copy_file(d: &mut Dav<'_>, from: &str, to: &str) -> Result<()> {
     }
     let args = commands::put::Args {
         name: to.to_string(),
-        size: meta.len(),
+        size: opened.size,
         md5: None,
     };
     let (_, then) = d.run("put", commands::request("put", &args))?;
     let Some(Then::Receive(mut up)) = then else {
         return Err(Error::Internal("put left no receiver".into()).into());
     };
-    up.receive(|chunk| match file.read_exact(chunk) {
+    up.receive(|chunk| match opened.file.read_exact(chunk) {
         Ok(()) => (chunk.len(), Ok(())),
         Err(e) => (0, Err(Error::Io(e))),
     })?;
@@ -139,12 +139,12 @@ fn copy_file(d: &mut Dav<'_>, from: &str, to: &str) -> Result<()> {
     step4.insert("md5".into(), Value::from(md5));
     up.finish(&step4)?;
     copy_props(d, from, to)?;
-    d.shared.storage.set_mtime(d.key(), to, mtime_of(&meta))?;
+    d.shared.disk.set_mtime(d.key(), to, opened.mtime)?;
     Ok(())
 }
 
 fn copy_props(d: &Dav<'_>, from: &str, to: &str) -> Result<()> {
-    let storage = &d.shared.storage;
+    let storage = &d.shared.disk;
     let props = storage.props(d.key(), from)?;
     if !props.is_empty() {
         storage.set_props(d.key(), to, &props)?;

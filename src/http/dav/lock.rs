@@ -101,9 +101,9 @@ fn parse_if(v: &str) -> std::result::Result<Vec<List>, Error> {
 
 /// The ETag of `path` in this user's tree: a file's quoted MD5.
 pub(super) fn etag_of(d: &Dav<'_>, path: &str) -> Option<String> {
-    let storage = &d.shared.storage;
-    let (file, meta) = storage.open_file(d.key(), path).ok()?;
-    let md5 = storage.digest(d.key(), &file, &meta).ok()?;
+    let storage = &d.shared.disk;
+    let opened = storage.open_file(d.key(), path).ok()?;
+    let md5 = storage.digest(d.key(), &opened).ok()?;
     Some(format!("\"{md5}\""))
 }
 
@@ -241,7 +241,7 @@ pub(super) fn lock<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Ans
         Some("0") => false,
         Some(_) => return Err(Error::bad_request("a lock's Depth is 0 or infinity").into()),
     };
-    let storage = &d.shared.storage;
+    let storage = &d.shared.disk;
     let exists = !matches!(storage.kind(d.key(), &d.path)?, Kind::Nothing);
     if !exists
         && !matches!(

@@ -44,7 +44,7 @@ pub use auth::{Remembered, Verified};
 
 use answer::error_response;
 use answer::{empty, refuse, text, xml_response};
-use urls::{decode, href, mtime_of, parent, url_path};
+use urls::{decode, href, parent, url_path};
 
 /// Where the disk is mounted in the URL space.
 pub const PREFIX: &str = "/dav";

@@ -22,7 +22,7 @@ pub(super) fn proppatch<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Resul
         return Err(Error::NotFound.into());
     };
     d.unlocked(&path, false)?;
-    let mut props = d.shared.storage.props(d.key(), &path)?;
+    let mut props = d.shared.disk.props(d.key(), &path)?;
     // (ns, name, protected) in the order asked.
     let mut asked: Vec<(String, String, bool)> = Vec::new();
     for op in root.elems() {
@@ -50,7 +50,7 @@ pub(super) fn proppatch<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Resul
     let stored = if refused {
         Ok(())
     } else {
-        d.shared.storage.set_props(d.key(), &path, &props)
+        d.shared.disk.set_props(d.key(), &path, &props)
     };
     let status = |protected: bool| match (&stored, refused) {
         (_, true) if protected => "403 Forbidden",

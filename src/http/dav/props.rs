@@ -116,7 +116,7 @@ impl Dav<'_> {
     /// (bytes used, bytes available): the quota's rest, or without one,
     /// the free space of the data dir's filesystem.
     fn quota(&self) -> (u64, u64) {
-        let used = self.shared.storage.usage(self.key()).map_or(0, |u| u.1);
+        let used = self.shared.disk.usage(self.key()).map_or(0, |u| u.1);
         let quota = self.user.quota.or(self.shared.config.quota);
         let free = match quota {
             Some(q) => q.saturating_sub(used),
@@ -149,7 +149,7 @@ impl Dav<'_> {
     fn response(&self, e: &Entry, want: &Want) -> std::result::Result<String, Error> {
         let mut found = String::new();
         let mut missing = String::new();
-        let dead = |d: &Self| d.shared.storage.props(d.key(), &e.path);
+        let dead = |d: &Self| d.shared.disk.props(d.key(), &e.path);
         match want {
             Want::All(include) => {
                 for (ns, name) in Self::live_names(e) {
@@ -225,18 +225,18 @@ fn names_in(prop: &Elem) -> Vec<(String, String)> {
 
 /// The entry of `path`, or `None` if nothing is there.
 pub(super) fn entry_of(d: &Dav<'_>, path: &str) -> std::result::Result<Option<Entry>, Error> {
-    let storage = &d.shared.storage;
+    let storage = &d.shared.disk;
     Ok(match storage.kind(d.key(), path)? {
         Kind::Nothing => None,
         Kind::Folder(m) => Some(Entry {
             path: path.to_string(),
             folder: true,
             size: 0,
-            mtime: super::mtime_of(&m),
+            mtime: m.mtime,
             md5: None,
         }),
         Kind::File(_) => {
-            let (file, meta) = match storage.open_file(d.key(), path) {
+            let opened = match storage.open_file(d.key(), path) {
                 Ok(x) => x,
                 Err(Error::NotFound) => return Ok(None),
                 Err(e) => return Err(e),
@@ -244,9 +244,9 @@ pub(super) fn entry_of(d: &Dav<'_>, path: &str) -> std::result::Result<Option<En
             Some(Entry {
                 path: path.to_string(),
                 folder: false,
-                size: meta.len(),
-                mtime: super::mtime_of(&meta),
-                md5: Some(storage.digest(d.key(), &file, &meta)?),
+                size: opened.size,
+                mtime: opened.mtime,
+                md5: Some(storage.digest(d.key(), &opened)?),
             })
         }
     })
@@ -357,7 +357,7 @@ fn list_into<S: Stream>(
     sink.push(HEAD)?;
     sink.push(first)?;
     if depth1 && me.folder {
-        let listing = d.shared.storage.listing(d.key(), &me.path, false)?;
+        let listing = d.shared.disk.listing(d.key(), &me.path, false)?;
         let join = |name: &str| {
             if me.path.is_empty() {
                 name.to_string()

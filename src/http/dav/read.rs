@@ -40,7 +40,7 @@ pub(super) fn lists_etag(value: &str, etag: &str) -> bool {
 }
 
 pub(super) fn get<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Answer> {
-    if let Kind::Folder(_) = d.shared.storage.kind(d.key(), &d.path)? {
+    if let Kind::Folder(_) = d.shared.disk.kind(d.key(), &d.path)? {
         return Err(refuse(
             405,
             "a folder has no content: list it with PROPFIND",
@@ -63,7 +63,7 @@ pub(super) fn get<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Answ
     };
     let size = answer.size;
     let etag = format!("\"{}\"", answer.md5);
-    let mtime = body.file.metadata().map_or(0, |m| super::mtime_of(&m));
+    let mtime = body.mtime;
     let modified = xml::http_date(mtime);
     if d.req
         .header("if-none-match")

@@ -46,12 +46,6 @@ pub(super) fn decode(url_path: &str) -> std::result::Result<String, Error> {
     paths::decode_path(tail.strip_suffix('/').unwrap_or(tail))
 }
 
-/// A file's or folder's modification time in Unix seconds.
-pub(super) fn mtime_of(meta: &std::fs::Metadata) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    u64::try_from(meta.mtime()).unwrap_or(0)
-}
-
 /// The path a URL in a header names (`Destination`, an `If` tag): an
 /// absolute URL of this host or an absolute path, under `/dav/`.
 ///

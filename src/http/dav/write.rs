@@ -170,7 +170,7 @@ impl Chunks {
 
 /// Refuses a change whose parent folder is missing.
 fn parent_must_exist(d: &Dav<'_>) -> Result<()> {
-    match d.shared.storage.kind(d.key(), parent(&d.path))? {
+    match d.shared.disk.kind(d.key(), parent(&d.path))? {
         Kind::Folder(_) => Ok(()),
         _ => Err(refuse(409, "the parent folder does not exist")),
     }
@@ -185,7 +185,7 @@ pub(super) fn put<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Answ
         return Err(Error::bad_request("the MD5 is malformed").into());
     }
     parent_must_exist(d)?;
-    let existed = match d.shared.storage.kind(d.key(), &d.path)? {
+    let existed = match d.shared.disk.kind(d.key(), &d.path)? {
         Kind::Folder(_) => return Err(refuse(405, "a folder is there")),
         Kind::File(_) => true,
         Kind::Nothing => false,
@@ -247,7 +247,7 @@ pub(super) fn put<S: Stream>(d: &mut Dav<'_>, conn: &mut Conn<S>) -> Result<Answ
         .header("x-oc-mtime")
         .and_then(|v| v.trim().parse::<u64>().ok())
     {
-        d.shared.storage.set_mtime(d.key(), &d.path, secs)?;
+        d.shared.disk.set_mtime(d.key(), &d.path, secs)?;
         r = r.with("X-OC-Mtime", "accepted");
     }
     Ok(Answer::Send(r.with("OC-Checksum", format!("MD5:{md5}"))))
@@ -321,7 +321,7 @@ pub(super) fn delete(d: &mut Dav<'_>) -> Result<Answer> {
         .header("depth")
         .is_some_and(|v| !v.eq_ignore_ascii_case("infinity"))
     {
-        if let Kind::Folder(_) = d.shared.storage.kind(d.key(), &d.path)? {
+        if let Kind::Folder(_) = d.shared.disk.kind(d.key(), &d.path)? {
             return Err(Error::bad_request("a folder is deleted with Depth: infinity").into());
         }
     }
@@ -338,7 +338,7 @@ pub(super) fn mkcol(d: &mut Dav<'_>) -> Result<Answer> {
     if d.body_left > 0 {
         return Err(refuse(415, "MKCOL takes no body"));
     }
-    if d.path.is_empty() || !matches!(d.shared.storage.kind(d.key(), &d.path)?, Kind::Nothing) {
+    if d.path.is_empty() || !matches!(d.shared.disk.kind(d.key(), &d.path)?, Kind::Nothing) {
         return Err(refuse(405, "something is there already"));
     }
     parent_must_exist(d)?;

@@ -1,0 +1,1193 @@
+//! The disk with its namespace in PostgreSQL (`serve --db`) and its bytes
+//! in [`Blobs`].
+//!
+//! Every change that touches more than one row is one transaction, and
+//! every one that changes a user's tree or bookings first locks that
+//! user's `accounts` row: changes to one user's tree are serialised across
+//! all servers (each takes a millisecond or so), so a check made inside
+//! the transaction still holds when it commits. Readers take no lock; a
+//! listing is one statement, so it sees a rename wholly or not at all.
+//!
+//! Bookings are conditional updates of the `accounts` row: an upload is
+//! claimed by one `UPDATE … WHERE used - replaced + staged + size <= quota
+//! AND staged_count < max_staged …`, so two servers never overbook a quota.
+//! An upload's claim is the `holder` of its `staged` row, alive while its
+//! server refreshes `heartbeat` ([`HEARTBEAT`]); a server that dies leaves
+//! claims that lapse after [`CLAIM_LAPSES`].
+//!
+//! A blob no row names any more is written to `retired` in the transaction
+//! that drops its row, and deleted after the commit (or by the next sweep
+//! if the server dies first): no crash leaves a row without its bytes or
+//! bytes nobody can find.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread;
+use std::time::Duration;
+
+use md5::digest::common::hazmat::{SerializableState, SerializedState};
+use md5::{Digest, Md5};
+use postgres::{GenericClient, Transaction};
+
+use super::blobs::Blobs;
+use super::{Disk, Encode, Kind, Opened, Stat, Upload, UploadLock, Verified};
+use crate::db::{now, Pool};
+use crate::error::Error;
+use crate::hashcopy::{hash_prefix, hash_range, hashed_copy};
+use crate::protocol::FileInfo;
+use crate::storage::budget::{Budget, PER_ENTRY};
+use crate::storage::{Listing, Prop, Record};
+
+/// How often a server renews the claims of the uploads it runs.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A claim not renewed for this long belongs to a server that is gone.
+pub const CLAIM_LAPSES: i64 = 60;
+
+/// The PostgreSQL disk.
+pub struct DbDisk {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    blobs: Blobs,
+    /// This server, in the claims it holds (random per start).
+    server: String,
+    claims: AtomicU64,
+    max_staged: usize,
+    max_files: u64,
+    listing_budget: Arc<Budget>,
+}
+
+/// Limits the disk applies (the same flags as the local disk's).
+pub struct Limits {
+    pub max_staged: usize,
+    pub max_files: u64,
+    pub listing_memory: usize,
+}
+
+/// A held upload claim: released (its row's `holder` cleared) on drop.
+pub struct DbLock {
+    inner: Weak<Inner>,
+    account: i64,
+    path: String,
+    pub(super) size: u64,
+    holder: String,
+    blob: String,
+}
+
+impl Drop for DbLock {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        if let Ok(mut c) = inner.pool.get() {
+            let _ = c.execute(
+                "UPDATE staged SET holder = NULL WHERE account = $1 AND path = $2 AND holder = $3",
+                &[&self.account, &self.path, &self.holder],
+            );
+        }
+    }
+}
+
+/// A staged upload being received into its blob.
+pub struct DbUpload {
+    inner: Arc<Inner>,
+    file: File,
+    hasher: Md5,
+    held: u64,
+    size: u64,
+    account: i64,
+    path: String,
+    holder: String,
+    blob: String,
+}
+
+/// An upload whose MD5 matched, ready to commit.
+pub struct DbVerified {
+    upload: DbUpload,
+    md5: String,
+}
+
+fn int(n: u64) -> Result<i64, Error> {
+    i64::try_from(n).map_err(|_| Error::bad_request(format!("{n} bytes is more than a disk holds")))
+}
+
+fn uint(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The parent folder of `path` (`""`: the root).
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+/// `path`'s parents, outermost first.
+fn ancestors(path: &str) -> Vec<String> {
+    path.match_indices('/')
+        .map(|(i, _)| path[..i].to_string())
+        .collect()
+}
+
+/// A node's row: (is_dir, size, mtime, md5, blob).
+type Row = (bool, i64, i64, Option<String>, Option<String>);
+
+/// What the rows of `path` and its parents say.
+struct Found {
+    /// The row of `path` itself.
+    this: Option<Row>,
+    /// Parents present, and whether each is a folder.
+    parents: Vec<(String, bool)>,
+}
+
+impl Found {
+    /// PROTOCOL.md "Folders": the first parent that is missing is
+    /// `NOT_FOUND`, the first that is a file `NOT_A_FOLDER`.
+    fn check_parents(&self, path: &str, missing_ok: bool) -> Result<(), Error> {
+        for want in ancestors(path) {
+            match self.parents.iter().find(|(p, _)| *p == want) {
+                Some((_, true)) => {}
+                Some((_, false)) => return Err(Error::NotAFolder(want)),
+                None if missing_ok => {}
+                None => return Err(Error::NotFound),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DbDisk {
+    /// A disk over `pool`, its bytes under `root/blobs`; starts the thread
+    /// that renews this server's upload claims.
+    ///
+    /// # Errors
+    /// If the blob folder cannot be made.
+    pub fn open(pool: Pool, root: &std::path::Path, limits: &Limits) -> Result<DbDisk, Error> {
+        let blobs = Blobs::open(root)?;
+        let inner = Arc::new(Inner {
+            pool,
+            blobs,
+            server: Blobs::new_key()?[..16].to_string(),
+            claims: AtomicU64::new(0),
+            max_staged: limits.max_staged,
+            max_files: limits.max_files,
+            listing_budget: Arc::new(Budget::new(limits.listing_memory)),
+        });
+        let weak = Arc::downgrade(&inner);
+        thread::Builder::new()
+            .name("claims".into())
+            .spawn(move || heartbeat(&weak))
+            .map_err(|e| Error::Internal(format!("cannot start the claims thread: {e}")))?;
+        Ok(DbDisk { inner })
+    }
+}
+
+/// Renews this server's claims until the disk is dropped.
+fn heartbeat(inner: &Weak<Inner>) {
+    loop {
+        thread::sleep(HEARTBEAT);
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if let Ok(mut c) = inner.pool.get() {
+            let mine = format!("{}/", inner.server);
+            let _ = c.execute(
+                "UPDATE staged SET heartbeat = $1 WHERE starts_with(holder, $2)",
+                &[&now(), &mine],
+            );
+        }
+    }
+}
+
+impl Inner {
+    /// The account id of `key`.
+    fn account(&self, c: &mut impl GenericClient, key: &str) -> Result<i64, Error> {
+        match c.query_opt("SELECT id FROM accounts WHERE key = $1", &[&key])? {
+            Some(row) => Ok(row.get(0)),
+            None => Err(Error::Internal(format!("no account {key:?}"))),
+        }
+    }
+
+    /// Locks `key`'s account row for the rest of `tx` (see the module
+    /// comment); returns its id.
+    fn lock_account(&self, tx: &mut Transaction<'_>, key: &str) -> Result<i64, Error> {
+        match tx.query_opt("SELECT id FROM accounts WHERE key = $1 FOR UPDATE", &[&key])? {
+            Some(row) => Ok(row.get(0)),
+            None => Err(Error::Internal(format!("no account {key:?}"))),
+        }
+    }
+
+    /// The rows of `path` and its parents.
+    fn find(&self, c: &mut impl GenericClient, account: i64, path: &str) -> Result<Found, Error> {
+        let mut wanted = ancestors(path);
+        wanted.push(path.to_string());
+        let rows = c.query(
+            "SELECT path, is_dir, size, mtime, md5, blob FROM nodes
+             WHERE account = $1 AND path = ANY($2)",
+            &[&account, &wanted],
+        )?;
+        let mut found = Found {
+            this: None,
+            parents: Vec::new(),
+        };
+        for row in rows {
+            let p: String = row.get(0);
+            if p == path {
+                found.this = Some((row.get(1), row.get(2), row.get(3), row.get(4), row.get(5)));
+            } else {
+                found.parents.push((p, row.get(1)));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Drops blobs whose rows are gone, once `retired` names them; `only`
+    /// limits it to those (after a commit), else it takes what it can.
+    fn free(&self, only: Option<&[String]>) {
+        let Ok(mut c) = self.pool.get() else {
+            return;
+        };
+        let taken = match only {
+            Some([]) => return,
+            Some(keys) => c.query(
+                "DELETE FROM retired WHERE blob = ANY($1) RETURNING blob",
+                &[&keys],
+            ),
+            None => c.query(
+                "DELETE FROM retired WHERE blob IN
+                   (SELECT blob FROM retired FOR UPDATE SKIP LOCKED LIMIT 10000)
+                 RETURNING blob",
+                &[],
+            ),
+        };
+        // Deleted here after their rows left `retired`: a crash between
+        // costs disk space, never a file.
+        for row in taken.unwrap_or_default() {
+            let blob: String = row.get(0);
+            let _ = self.blobs.delete(&blob);
+        }
+    }
+
+    /// Drops the staged rows of `account` that `filter` selects (their
+    /// bookings with them) and retires their blobs; returns the blobs.
+    fn drop_staged(
+        &self,
+        tx: &mut Transaction<'_>,
+        account: i64,
+        filter: &str,
+        arg: &(dyn postgres::types::ToSql + Sync),
+    ) -> Result<Vec<String>, Error> {
+        let sql = format!(
+            "WITH gone AS (DELETE FROM staged WHERE account = $1 AND {filter} RETURNING blob, size),
+                  booked AS (UPDATE accounts SET
+                      staged_count = staged_count - (SELECT count(*) FROM gone),
+                      staged_bytes = staged_bytes - (SELECT coalesce(sum(size), 0) FROM gone)
+                    WHERE id = $1)
+             INSERT INTO retired (blob, since) SELECT blob, $3 FROM gone
+             ON CONFLICT DO NOTHING RETURNING blob"
+        );
+        let rows = tx.query(&sql, &[&account, arg, &now()])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn claim_name(&self) -> String {
+        let n = self.claims.fetch_add(1, Ordering::Relaxed);
+        format!("{}/{n}", self.server)
+    }
+}
+
+/// Whether a staged row's claim is held by a live server.
+const LIVE: &str = "holder IS NOT NULL AND heartbeat > $9";
+
+impl Disk for DbDisk {
+    fn create_home(&self, _key: &str) -> Result<(), Error> {
+        // A new account row has a new id: it owns no row of an older one.
+        Ok(())
+    }
+
+    fn remove_home(&self, key: &str) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let mut tx = c.transaction()?;
+        let Ok(account) = inner.lock_account(&mut tx, key) else {
+            return Ok(());
+        };
+        let mut freed = inner.drop_staged(&mut tx, account, "true", &true)?;
+        let rows = tx.query(
+            "WITH gone AS (DELETE FROM nodes WHERE account = $1 RETURNING blob),
+                  counted AS (UPDATE accounts SET used_files = 0, used_bytes = 0 WHERE id = $1)
+             INSERT INTO retired (blob, since) SELECT blob, $2 FROM gone WHERE blob IS NOT NULL
+             ON CONFLICT DO NOTHING RETURNING blob",
+            &[&account, &now()],
+        )?;
+        freed.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+        tx.commit()?;
+        inner.free(Some(&freed));
+        Ok(())
+    }
+
+    fn kind(&self, key: &str, path: &str) -> Result<Kind, Error> {
+        if path.is_empty() {
+            return Ok(Kind::Folder(Stat { size: 0, mtime: 0 }));
+        }
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let account = inner.account(&mut *c, key)?;
+        let found = inner.find(&mut *c, account, path)?;
+        match found.check_parents(path, false) {
+            Ok(()) => {}
+            Err(Error::NotFound) => return Ok(Kind::Nothing),
+            Err(e) => return Err(e),
+        }
+        Ok(match found.this {
+            None => Kind::Nothing,
+            Some((dir, size, mtime, _, _)) => {
+                let stat = Stat {
+                    size: uint(size),
+                    mtime: uint(mtime),
+                };
+                if dir {
+                    Kind::Folder(stat)
+                } else {
+                    Kind::File(stat)
+                }
+            }
+        })
+    }
+
+    fn listing(&self, key: &str, path: &str, recursive: bool) -> Result<Listing, Error> {
+        match self.kind(key, path)? {
+            Kind::Folder(_) => {}
+            Kind::File(_) => return Err(Error::NotAFolder(path.to_string())),
+            Kind::Nothing => return Err(Error::NotFound),
+        }
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let account = inner.account(&mut *c, key)?;
+        let rows = if recursive {
+            let prefix = if path.is_empty() {
+                String::new()
+            } else {
+                format!("{path}/")
+            };
+            c.query(
+                "SELECT path, is_dir, size, mtime, md5 FROM nodes
+                 WHERE account = $1 AND starts_with(path, $2)",
+                &[&account, &prefix],
+            )?
+        } else {
+            c.query(
+                "SELECT path, is_dir, size, mtime, md5 FROM nodes
+                 WHERE account = $1 AND parent = $2",
+                &[&account, &path],
+            )?
+        };
+        let skip = if path.is_empty() { 0 } else { path.len() + 1 };
+        Listing::of_records(rows.into_iter().map(|row| {
+            let full: String = row.get(0);
+            Record {
+                name: full.get(skip..).unwrap_or_default().to_string(),
+                folder: row.get(1),
+                size: uint(row.get(2)),
+                mtime: uint(row.get(3)),
+                md5: row.get(4),
+            }
+        }))
+    }
+
+    fn shared_listing(
+        &self,
+        key: &str,
+        path: &str,
+        recursive: bool,
+        encode: Encode<'_>,
+    ) -> Result<Arc<Vec<u8>>, Error> {
+        // What it will take, from the rows' count and name bytes, within
+        // the listings' memory budget; frames are not shared between
+        // requests here (another server may change the folder meanwhile).
+        let inner = &self.inner;
+        let want = {
+            let mut c = inner.pool.get()?;
+            let account = inner.account(&mut *c, key)?;
+            let row = if recursive {
+                let prefix = if path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{path}/")
+                };
+                c.query_one(
+                    "SELECT count(*), coalesce(sum(octet_length(path)), 0)::bigint FROM nodes
+                     WHERE account = $1 AND starts_with(path, $2)",
+                    &[&account, &prefix],
+                )?
+            } else {
+                c.query_one(
+                    "SELECT count(*), coalesce(sum(octet_length(path)), 0)::bigint FROM nodes
+                     WHERE account = $1 AND parent = $2",
+                    &[&account, &path],
+                )?
+            };
+            let (n, bytes): (i64, i64) = (row.get(0), row.get(1));
+            usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(PER_ENTRY)
+                .saturating_add(
+                    usize::try_from(bytes)
+                        .unwrap_or(usize::MAX)
+                        .saturating_mul(2),
+                )
+        };
+        let charge = inner.listing_budget.reserve(want)?;
+        let frame = Arc::new(encode(&self.listing(key, path, recursive)?)?);
+        charge.keep(&frame);
+        Ok(frame)
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<FileInfo>, Error> {
+        Ok(self
+            .listing(key, "", false)?
+            .iter()
+            .map(|f| FileInfo {
+                name: f.name.to_string(),
+                size: f.size,
+                mtime: f.mtime,
+                md5: f.md5.map(str::to_string),
+            })
+            .collect())
+    }
+
+    fn open_file(&self, key: &str, path: &str) -> Result<Opened, Error> {
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let account = inner.account(&mut *c, key)?;
+        let found = inner.find(&mut *c, account, path)?;
+        found.check_parents(path, false)?;
+        let Some((dir, size, mtime, md5, blob)) = found.this else {
+            return Err(Error::NotFound);
+        };
+        if dir {
+            return Err(Error::IsAFolder);
+        }
+        let blob = blob.ok_or_else(|| Error::Internal(format!("{path}: a file without bytes")))?;
+        let file = inner.blobs.open_read(&blob)?;
+        Ok(Opened {
+            file,
+            size: uint(size),
+            mtime: uint(mtime),
+            md5,
+            meta: None,
+        })
+    }
+
+    fn digest(&self, _key: &str, file: &Opened) -> Result<String, Error> {
+        file.md5
+            .clone()
+            .ok_or_else(|| Error::Internal("a file record without its MD5".into()))
+    }
+
+    fn mkdir(&self, key: &str, path: &str) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let mut tx = c.transaction()?;
+        let account = inner.lock_account(&mut tx, key)?;
+        let found = inner.find(&mut tx, account, path)?;
+        found.check_parents(path, true)?;
+        if found.this.is_some() {
+            return Err(Error::Exists);
+        }
+        let mut made = ancestors(path);
+        made.push(path.to_string());
+        let parents: Vec<String> = made.iter().map(|p| parent(p).to_string()).collect();
+        tx.execute(
+            "INSERT INTO nodes (account, path, parent, is_dir, mtime)
+             SELECT $1, p, q, true, $4 FROM unnest($2::text[], $3::text[]) AS t(p, q)
+             ON CONFLICT DO NOTHING",
+            &[&account, &made, &parents, &now()],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn delete(&self, key: &str, path: &str, recursive: bool) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let mut tx = c.transaction()?;
+        let account = inner.lock_account(&mut tx, key)?;
+        let found = inner.find(&mut tx, account, path)?;
+        found.check_parents(path, false)?;
+        let Some((dir, ..)) = found.this else {
+            return Err(Error::NotFound);
+        };
+        let prefix = format!("{path}/");
+        let mut freed = Vec::new();
+        if dir {
+            let full = tx
+                .query_opt(
+                    "SELECT 1 FROM nodes WHERE account = $1 AND parent = $2 LIMIT 1",
+                    &[&account, &path],
+                )?
+                .is_some();
+            if full && !recursive {
+                return Err(Error::NotEmpty);
+            }
+            let busy = tx.query_opt(
+                &format!(
+                    "SELECT 1 FROM staged WHERE account = $1 AND starts_with(path, $2)
+                     AND {}",
+                    LIVE.replace("$9", "$3")
+                ),
+                &[&account, &prefix, &(now() - CLAIM_LAPSES)],
+            )?;
+            if busy.is_some() {
+                return Err(Error::Locked);
+            }
+            freed = inner.drop_staged(&mut tx, account, "starts_with(path, $2)", &prefix)?;
+        }
+        let rows = tx.query(
+            "WITH gone AS (DELETE FROM nodes WHERE account = $1
+                             AND (path = $2 OR starts_with(path, $3))
+                           RETURNING is_dir, size, blob),
+                  counted AS (UPDATE accounts SET
+                      used_files = used_files - (SELECT count(*) FROM gone WHERE NOT is_dir),
+                      used_bytes = used_bytes - (SELECT coalesce(sum(size), 0) FROM gone WHERE NOT is_dir)
+                    WHERE id = $1)
+             INSERT INTO retired (blob, since) SELECT blob, $4 FROM gone WHERE blob IS NOT NULL
+             ON CONFLICT DO NOTHING RETURNING blob",
+            &[&account, &path, &prefix, &now()],
+        )?;
+        freed.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+        tx.commit()?;
+        inner.free(Some(&freed));
+        Ok(())
+    }
+
+    fn rename(&self, key: &str, from: &str, to: &str) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let mut tx = c.transaction()?;
+        let account = inner.lock_account(&mut tx, key)?;
+        let source = inner.find(&mut tx, account, from)?;
+        source.check_parents(from, false)?;
+        let Some((folder, ..)) = source.this else {
+            return Err(Error::NotFound);
+        };
+        if folder && (to == from || to.starts_with(&format!("{from}/"))) {
+            return Err(Error::bad_request(
+                "a folder cannot be moved into itself or below itself",
+            ));
+        }
+        let target = inner.find(&mut tx, account, to)?;
+        target.check_parents(to, false)?;
+        if target.this.is_some() {
+            return Err(Error::Exists);
+        }
+        let cutoff = now() - CLAIM_LAPSES;
+        let busy = if folder {
+            tx.query_opt(
+                &format!(
+                    "SELECT 1 FROM staged WHERE account = $1 AND starts_with(path, $2) AND {}",
+                    LIVE.replace("$9", "$3")
+                ),
+                &[&account, &format!("{from}/"), &cutoff],
+            )?
+        } else {
+            tx.query_opt(
+                &format!(
+                    "SELECT 1 FROM staged WHERE account = $1 AND path = $2 AND {}",
+                    LIVE.replace("$9", "$3")
+                ),
+                &[&account, &from, &cutoff],
+            )?
+        };
+        if busy.is_some() {
+            return Err(Error::Locked);
+        }
+        // One statement: the folder and its whole subtree move at once.
+        tx.execute(
+            "UPDATE nodes SET
+                 path = $3 || substr(path, char_length($2) + 1),
+                 parent = CASE WHEN path = $2 THEN $4
+                               ELSE $3 || substr(parent, char_length($2) + 1) END
+             WHERE account = $1 AND (path = $2 OR starts_with(path, $2 || '/'))",
+            &[&account, &from, &to, &parent(to)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn usage(&self, key: &str) -> Result<(u64, u64), Error> {
+        let mut c = self.inner.pool.get()?;
+        let row = c
+            .query_opt(
+                "SELECT used_files, used_bytes FROM accounts WHERE key = $1",
+                &[&key],
+            )?
+            .ok_or_else(|| Error::Internal(format!("no account {key:?}")))?;
+        Ok((uint(row.get(0)), uint(row.get(1))))
+    }
+
+    fn props(&self, key: &str, path: &str) -> Result<Vec<Prop>, Error> {
+        if path.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let account = inner.account(&mut *c, key)?;
+        let found = inner.find(&mut *c, account, path)?;
+        found.check_parents(path, false)?;
+        if found.this.is_none() {
+            return Err(Error::NotFound);
+        }
+        let row = c.query_one(
+            "SELECT props FROM nodes WHERE account = $1 AND path = $2",
+            &[&account, &path],
+        )?;
+        let props: Option<serde_json::Value> = row.get(0);
+        Ok(props
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default())
+    }
+
+    fn set_props(&self, key: &str, path: &str, props: &[Prop]) -> Result<(), Error> {
+        if path.is_empty() {
+            return Err(Error::bad_request("the root folder keeps no properties"));
+        }
+        let value = serde_json::to_value(props).map_err(|e| Error::Internal(e.to_string()))?;
+        let value = (!props.is_empty()).then_some(value);
+        self.update_node(key, path, "props = $3", &value)
+    }
+
+    fn set_mtime(&self, key: &str, path: &str, secs: u64) -> Result<(), Error> {
+        if path.is_empty() {
+            return Ok(());
+        }
+        self.update_node(key, path, "mtime = $3", &int(secs)?)
+    }
+
+    fn lock_upload(
+        &self,
+        key: &str,
+        name: &str,
+        size: u64,
+        quota: Option<u64>,
+    ) -> Result<UploadLock, Error> {
+        let inner = &self.inner;
+        let signed = int(size)?;
+        let quota_signed = quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX));
+        let mut c = inner.pool.get()?;
+        let mut tx = c.transaction()?;
+        let account = inner.lock_account(&mut tx, key)?;
+        let found = inner.find(&mut tx, account, name)?;
+        found.check_parents(name, true)?;
+        let replaced = match &found.this {
+            Some((true, ..)) => return Err(Error::IsAFolder),
+            Some((false, size, ..)) => Some(*size),
+            None => None,
+        };
+        let cutoff = now() - CLAIM_LAPSES;
+        let staged = tx.query_opt(
+            "SELECT size, blob, holder IS NOT NULL AND heartbeat > $3 FROM staged
+             WHERE account = $1 AND path = $2 FOR UPDATE",
+            &[&account, &name, &cutoff],
+        )?;
+        let (had, prev, blob) = match staged {
+            Some(row) => {
+                if row.get::<_, bool>(2) {
+                    return Err(Error::Locked);
+                }
+                (1i32, row.get::<_, i64>(0), row.get::<_, String>(1))
+            }
+            None => (0, 0, Blobs::new_key()?),
+        };
+        let max_staged = i32::try_from(inner.max_staged).unwrap_or(i32::MAX);
+        let max_files = i64::try_from(inner.max_files).unwrap_or(i64::MAX);
+        // The booking: one conditional statement (see the module comment).
+        let booked = tx.query_opt(
+            "UPDATE accounts SET staged_count = staged_count + 1 - $2,
+                                 staged_bytes = staged_bytes - $3 + $4
+             WHERE id = $1
+               AND staged_count - $2 < $5
+               AND ($6 OR used_files + staged_count - $2 < $7)
+               AND ($8::bigint IS NULL
+                    OR used_bytes - $9 + staged_bytes - $3 + $4 <= $8::bigint)
+             RETURNING id",
+            &[
+                &account,
+                &had,
+                &prev,
+                &signed,
+                &max_staged,
+                &replaced.is_some(),
+                &max_files,
+                &quota_signed,
+                &replaced.unwrap_or(0),
+            ],
+        )?;
+        if booked.is_none() {
+            let row = tx.query_one(
+                "SELECT used_files, used_bytes, staged_count, staged_bytes FROM accounts WHERE id = $1",
+                &[&account],
+            )?;
+            let (files, used, count, bytes): (i64, i64, i32, i64) =
+                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let others = usize::try_from(count - had).unwrap_or(0);
+            if others >= inner.max_staged {
+                return Err(Error::TooManyStaged(others));
+            }
+            if replaced.is_none() && uint(files) + others as u64 >= inner.max_files {
+                return Err(Error::TooManyFiles(inner.max_files));
+            }
+            let quota = quota.unwrap_or(0);
+            let taken = uint(used - replaced.unwrap_or(0) + bytes - prev);
+            return Err(Error::QuotaExceeded {
+                needs: size,
+                left: quota.saturating_sub(taken),
+                quota,
+            });
+        }
+        let holder = inner.claim_name();
+        // A row of another size is an upload started over: its bytes and
+        // digest state go (`begin_upload` truncates the blob).
+        tx.execute(
+            "INSERT INTO staged (account, path, size, blob, holder, heartbeat, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)
+             ON CONFLICT (account, path) DO UPDATE SET
+                 holder = $5, heartbeat = $6,
+                 hashed = CASE WHEN staged.size = $3 THEN staged.hashed ELSE 0 END,
+                 hash_state = CASE WHEN staged.size = $3 THEN staged.hash_state END,
+                 created_at = CASE WHEN staged.size = $3 THEN staged.created_at ELSE $6 END,
+                 size = $3",
+            &[&account, &name, &signed, &blob, &holder, &now()],
+        )?;
+        tx.commit()?;
+        Ok(UploadLock::Db(DbLock {
+            inner: Arc::downgrade(&self.inner),
+            account,
+            path: name.to_string(),
+            size,
+            holder,
+            blob,
+        }))
+    }
+
+    fn begin_upload(&self, lock: &UploadLock) -> Result<Upload, Error> {
+        let UploadLock::Db(lock) = lock else {
+            return Err(Error::Internal("a lock from another disk".into()));
+        };
+        let inner = &self.inner;
+        let state = {
+            let mut c = inner.pool.get()?;
+            c.query_opt(
+                "SELECT hashed, hash_state FROM staged
+                 WHERE account = $1 AND path = $2 AND holder = $3",
+                &[&lock.account, &lock.path, &lock.holder],
+            )?
+            .ok_or_else(|| Error::Internal("the upload's claim is gone".into()))?
+        };
+        let (hashed, saved): (i64, Option<Vec<u8>>) = (state.get(0), state.get(1));
+        let mut file = inner.blobs.open_staged(&lock.blob)?;
+        let mut held = file.metadata()?.len();
+        let mut hasher = Md5::new();
+        let saved = saved
+            .and_then(|s| SerializedState::<Md5>::try_from(s.as_slice()).ok())
+            .and_then(|s| Md5::deserialize(&s).ok());
+        if held > lock.size {
+            file.set_len(0)?;
+            held = 0;
+        } else if held > 0 {
+            // The digest state kept when it stopped, then only the bytes
+            // after it (none, normally).
+            match saved.filter(|_| uint(hashed) <= held && hashed > 0) {
+                Some(state) => {
+                    hasher = state;
+                    hash_range(&file, uint(hashed), held, &mut hasher)?;
+                }
+                None => hash_prefix(&file, held, &mut hasher)?,
+            }
+        }
+        file.seek(SeekFrom::Start(held))?;
+        Ok(Upload::Db(self.upload(lock, file, hasher, held)))
+    }
+
+    fn begin_fresh_upload(&self, lock: &UploadLock) -> Result<Upload, Error> {
+        let UploadLock::Db(lock) = lock else {
+            return Err(Error::Internal("a lock from another disk".into()));
+        };
+        let file = self.inner.blobs.open_staged(&lock.blob)?;
+        file.set_len(0)?;
+        {
+            let mut c = self.inner.pool.get()?;
+            c.execute(
+                "UPDATE staged SET hashed = 0, hash_state = NULL
+                 WHERE account = $1 AND path = $2 AND holder = $3",
+                &[&lock.account, &lock.path, &lock.holder],
+            )?;
+        }
+        Ok(Upload::Db(self.upload(lock, file, Md5::new(), 0)))
+    }
+
+    fn staged_bytes(&self, key: &str) -> u64 {
+        let Ok(mut c) = self.inner.pool.get() else {
+            return 0;
+        };
+        let rows = c
+            .query(
+                "SELECT s.blob FROM staged s JOIN accounts a ON a.id = s.account WHERE a.key = $1",
+                &[&key],
+            )
+            .unwrap_or_default();
+        rows.iter()
+            .map(|r| self.inner.blobs.len(r.get(0)))
+            .fold(0u64, u64::saturating_add)
+    }
+
+    fn staged_offset(&self, key: &str, name: &str, size: u64) -> u64 {
+        let Ok(mut c) = self.inner.pool.get() else {
+            return 0;
+        };
+        let row = c.query_opt(
+            "SELECT s.size, s.blob FROM staged s JOIN accounts a ON a.id = s.account
+             WHERE a.key = $1 AND s.path = $2",
+            &[&key, &name],
+        );
+        match row {
+            Ok(Some(row)) if uint(row.get(0)) == size => {
+                let held = self.inner.blobs.len(row.get(1));
+                if held <= size {
+                    held
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        }
+    }
+
+    fn uploading(&self, key: &str, name: &str) -> bool {
+        let Ok(mut c) = self.inner.pool.get() else {
+            return false;
+        };
+        c.query_opt(
+            "SELECT 1 FROM staged s JOIN accounts a ON a.id = s.account
+             WHERE a.key = $1 AND s.path = $2 AND s.holder IS NOT NULL AND s.heartbeat > $3",
+            &[&key, &name, &(now() - CLAIM_LAPSES)],
+        )
+        .is_ok_and(|r| r.is_some())
+    }
+
+    fn discard(&self, key: &str, name: &str) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let mut tx = c.transaction()?;
+        let account = inner.lock_account(&mut tx, key)?;
+        let row = tx.query_opt(
+            "SELECT holder IS NOT NULL AND heartbeat > $3 FROM staged
+             WHERE account = $1 AND path = $2",
+            &[&account, &name, &(now() - CLAIM_LAPSES)],
+        )?;
+        match row {
+            None => return Err(Error::NothingStaged),
+            Some(r) if r.get::<_, bool>(0) => return Err(Error::Locked),
+            Some(_) => {}
+        }
+        let freed = inner.drop_staged(&mut tx, account, "path = $2", &name)?;
+        tx.commit()?;
+        inner.free(Some(&freed));
+        Ok(())
+    }
+
+    fn sweep_staging(&self, max_age: Duration) {
+        let inner = &self.inner;
+        let Ok(mut c) = inner.pool.get() else {
+            return;
+        };
+        let old = now() - i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        let stale = c
+            .query(
+                "SELECT DISTINCT account FROM staged WHERE created_at < $1
+                 AND (holder IS NULL OR heartbeat <= $2)",
+                &[&old, &(now() - CLAIM_LAPSES)],
+            )
+            .unwrap_or_default();
+        for row in stale {
+            let account: i64 = row.get(0);
+            let Ok(mut tx) = c.transaction() else {
+                return;
+            };
+            let locked = tx.query_opt(
+                "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+                &[&account],
+            );
+            if !matches!(locked, Ok(Some(_))) {
+                continue;
+            }
+            let filter = format!(
+                "created_at < $2 AND (holder IS NULL OR heartbeat <= {})",
+                now() - CLAIM_LAPSES
+            );
+            if inner.drop_staged(&mut tx, account, &filter, &old).is_ok() {
+                let _ = tx.commit();
+            }
+        }
+        inner.free(None);
+    }
+
+    fn recount_usage(&self) {
+        // Every figure is changed by the statement that changes what it
+        // counts, in one transaction: nothing to correct after a crash.
+        self.inner.free(None);
+    }
+
+    fn empty_trash(&self) {
+        self.inner.free(None);
+    }
+}
+
+impl DbDisk {
+    fn upload(&self, lock: &DbLock, file: File, hasher: Md5, held: u64) -> DbUpload {
+        DbUpload {
+            inner: Arc::clone(&self.inner),
+            file,
+            hasher,
+            held,
+            size: lock.size,
+            account: lock.account,
+            path: lock.path.clone(),
+            holder: lock.holder.clone(),
+            blob: lock.blob.clone(),
+        }
+    }
+
+    /// Sets one column of the row at `path`.
+    fn update_node(
+        &self,
+        key: &str,
+        path: &str,
+        set: &str,
+        value: &(dyn postgres::types::ToSql + Sync),
+    ) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut c = inner.pool.get()?;
+        let account = inner.account(&mut *c, key)?;
+        let found = inner.find(&mut *c, account, path)?;
+        found.check_parents(path, false)?;
+        let n = c.execute(
+            &format!("UPDATE nodes SET {set} WHERE account = $1 AND path = $2"),
+            &[&account, &path, value],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+}
+
+impl DbUpload {
+    pub fn offset(&self) -> u64 {
+        self.held
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.size - self.held
+    }
+
+    pub fn held_md5(&self) -> String {
+        crate::protocol::md5_hex(self.hasher.clone().finalize())
+    }
+
+    /// As [`crate::storage::Upload::receive`]; an interrupted upload keeps
+    /// its digest state in its row, so that any server resumes it without
+    /// hashing a staged byte again.
+    ///
+    /// # Errors
+    /// `fill`'s, or a write's.
+    pub fn receive(
+        &mut self,
+        mut fill: impl FnMut(&mut [u8]) -> (usize, Result<(), Error>),
+    ) -> Result<(), Error> {
+        let file = &self.file;
+        let held = &mut self.held;
+        let mut unhashed = 0;
+        let received = hashed_copy(&mut self.hasher, self.size - *held, Some(file), |chunk| {
+            let (got, read) = fill(chunk);
+            let mut w = file;
+            w.write_all(&chunk[..got])?;
+            *held += got as u64;
+            if read.is_err() {
+                unhashed = got as u64;
+            }
+            read
+        });
+        if received.is_err() {
+            let hashed = self.held - unhashed;
+            if hashed > 0 {
+                self.keep_state(hashed);
+            }
+        }
+        received
+    }
+
+    fn keep_state(&self, hashed: u64) {
+        let Ok(mut c) = self.inner.pool.get() else {
+            return;
+        };
+        let state = self.hasher.serialize().to_vec();
+        let _ = c.execute(
+            "UPDATE staged SET hashed = $4, hash_state = $5
+             WHERE account = $1 AND path = $2 AND holder = $3",
+            &[
+                &self.account,
+                &self.path,
+                &self.holder,
+                &i64::try_from(hashed).unwrap_or(0),
+                &state,
+            ],
+        );
+    }
+
+    /// Drops what this upload staged, its row and its booking.
+    pub fn discard(self) {
+        let inner = Arc::clone(&self.inner);
+        let Ok(mut c) = inner.pool.get() else {
+            return;
+        };
+        let Ok(mut tx) = c.transaction() else {
+            return;
+        };
+        if tx
+            .query_opt(
+                "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE",
+                &[&self.account],
+            )
+            .is_err()
+        {
+            return;
+        }
+        let filter = "path = $2 AND holder = '".to_string() + &self.holder.replace('\'', "") + "'";
+        let freed = inner.drop_staged(&mut tx, self.account, &filter, &self.path);
+        if let Ok(freed) = freed {
+            if tx.commit().is_ok() {
+                drop(self.file);
+                inner.free(Some(&freed));
+            }
+        }
+    }
+
+    /// Checks the digest: on a match ready to commit, else discarded.
+    ///
+    /// # Errors
+    /// `CHECKSUM_MISMATCH`.
+    pub fn verify(self, expected: &str) -> Result<DbVerified, Error> {
+        debug_assert_eq!(self.held, self.size);
+        let actual = crate::protocol::md5_hex(self.hasher.clone().finalize());
+        if actual != expected {
+            self.discard();
+            return Err(Error::ChecksumMismatch);
+        }
+        Ok(DbVerified {
+            upload: self,
+            md5: actual,
+        })
+    }
+}
+
+impl DbVerified {
+    pub fn sync(&self) -> Result<(), Error> {
+        self.upload.file.sync_all()?;
+        Ok(())
+    }
+
+    /// Commits the upload in one transaction: the parents it lacks made,
+    /// the file row written over the old one (whose blob is retired), the
+    /// staged row and its booking dropped, the usage updated. Its bytes
+    /// were synced and their name made durable before.
+    ///
+    /// # Errors
+    /// `IS_A_FOLDER`, `NOT_A_FOLDER`, `INTERNAL` (the old file kept, the
+    /// upload staged).
+    pub fn place(self) -> Result<(String, PathBuf), Error> {
+        let up = self.upload;
+        let inner = &up.inner;
+        let mut c = inner.pool.get()?;
+        let mut tx = c.transaction()?;
+        tx.query_one(
+            "SELECT id FROM accounts WHERE id = $1 FOR UPDATE",
+            &[&up.account],
+        )?;
+        let ours = tx.query_opt(
+            "SELECT 1 FROM staged WHERE account = $1 AND path = $2 AND holder = $3 AND blob = $4",
+            &[&up.account, &up.path, &up.holder, &up.blob],
+        )?;
+        if ours.is_none() {
+            return Err(Error::Internal("the upload's claim lapsed".into()));
+        }
+        let found = inner.find(&mut tx, up.account, &up.path)?;
+        found.check_parents(&up.path, true)?;
+        let old = match found.this {
+            Some((true, ..)) => return Err(Error::IsAFolder),
+            Some((false, size, _, _, blob)) => Some((size, blob)),
+            None => None,
+        };
+        let at = now();
+        let made = ancestors(&up.path);
+        if !made.is_empty() {
+            let parents: Vec<String> = made.iter().map(|p| parent(p).to_string()).collect();
+            tx.execute(
+                "INSERT INTO nodes (account, path, parent, is_dir, mtime)
+                 SELECT $1, p, q, true, $4 FROM unnest($2::text[], $3::text[]) AS t(p, q)
+                 ON CONFLICT DO NOTHING",
+                &[&up.account, &made, &parents, &at],
+            )?;
+        }
+        let size = int(up.size)?;
+        tx.execute(
+            "INSERT INTO nodes (account, path, parent, is_dir, size, mtime, md5, blob)
+             VALUES ($1, $2, $3, false, $4, $5, $6, $7)
+             ON CONFLICT (account, path) DO UPDATE SET
+                 size = $4, mtime = $5, md5 = $6, blob = $7, props = NULL",
+            &[
+                &up.account,
+                &up.path,
+                &parent(&up.path),
+                &size,
+                &at,
+                &self.md5,
+                &up.blob,
+            ],
+        )?;
+        let replaced = old.is_some();
+        let (old_size, old_blob) = old.map_or((0, None), |(s, b)| (s, b));
+        tx.execute(
+            "UPDATE accounts SET
+                 used_files = used_files + $2, used_bytes = used_bytes + $3 - $4,
+                 staged_count = staged_count - 1, staged_bytes = staged_bytes - $3
+             WHERE id = $1",
+            &[&up.account, &i64::from(!replaced), &size, &old_size],
+        )?;
+        tx.execute(
+            "DELETE FROM staged WHERE account = $1 AND path = $2",
+            &[&up.account, &up.path],
+        )?;
+        let mut freed = Vec::new();
+        if let Some(blob) = old_blob.filter(|b| *b != up.blob) {
+            tx.execute(
+                "INSERT INTO retired (blob, since) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&blob, &at],
+            )?;
+            freed.push(blob);
+        }
+        tx.commit()?;
+        inner.free(Some(&freed));
+        let dir = inner.blobs.dir_of(&up.blob)?;
+        Ok((self.md5, dir))
+    }
+}
+
+impl From<DbVerified> for Verified {
+    fn from(v: DbVerified) -> Verified {
+        Verified::Db(v)
+    }
+}
