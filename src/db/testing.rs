@@ -45,6 +45,8 @@ impl TestDb {
         );
         let mut client = postgres::Client::connect(&admin, NoTls)
             .unwrap_or_else(|e| panic!("{test}: cannot reach {ENV}: {e}"));
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(|| drop_stale(&mut client));
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("{test}: cannot create a database: {e}"));
@@ -68,6 +70,25 @@ impl Drop for TestDb {
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
             ));
+        }
+    }
+}
+
+/// Drops the test databases of test processes that are gone (killed
+/// before their databases' drop ran, or whose databases lived to the end).
+fn drop_stale(client: &mut postgres::Client) {
+    let Ok(rows) = client.query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'netdisk\\_test\\_%'",
+        &[],
+    ) else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
     }
 }

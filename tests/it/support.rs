@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use netdisk::client::Client;
+use netdisk::db::testing::TestDb;
 use netdisk::protocol::Password;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -38,6 +39,44 @@ pub fn serve_refuses(data: &Path) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "{:?}", out.status);
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The variable that runs the suite's servers on PostgreSQL: with
+/// `NETDISK_TEST_ENGINE=db` every server gets `--db` and a database of its
+/// own (made on `NETDISK_TEST_PG`'s server), kept for as long as its data
+/// directory exists, so that a restart finds its disk again.
+pub const ENGINE: &str = "NETDISK_TEST_ENGINE";
+
+/// Whether this run's servers keep accounts and metadata in PostgreSQL.
+pub fn on_db() -> bool {
+    std::env::var(ENGINE).is_ok_and(|v| v == "db")
+}
+
+/// Says that `test` checks what only the local engine has (the data
+/// directory's layout, `users.xlsx`, the admin socket) and is skipped on
+/// PostgreSQL; `true` if so.
+pub fn local_only(test: &str) -> bool {
+    if on_db() {
+        eprintln!("skipped {test} with {ENGINE}=db: it checks the local data directory");
+    }
+    on_db()
+}
+
+/// The database of the data directory `data`, made on first use.
+fn db_for(data: &Path) -> Option<Arc<TestDb>> {
+    static DBS: Mutex<Vec<(PathBuf, Arc<TestDb>)>> = Mutex::new(Vec::new());
+    if !on_db() {
+        return None;
+    }
+    let mut dbs = DBS.lock().unwrap();
+    // Those of data directories gone are dropped (and their databases).
+    dbs.retain(|(dir, _)| dir.exists());
+    if let Some((_, db)) = dbs.iter().find(|(dir, _)| dir == data) {
+        return Some(Arc::clone(db));
+    }
+    let db = Arc::new(TestDb::create("the suite on PostgreSQL").expect("NETDISK_TEST_PG is set"));
+    dbs.push((data.to_path_buf(), Arc::clone(&db)));
+    Some(db)
 }
 
 /// A running server; killed and reaped on drop.
@@ -78,7 +117,11 @@ impl TestServer {
     }
 
     fn spawn(mut command: Command, data: Arc<TempDir>, args: &[&str]) -> TestServer {
-        let mut child = serve_args(&mut command, data.path())
+        serve_args(&mut command, data.path());
+        if let Some(db) = db_for(data.path()) {
+            command.arg("--db").arg(&db.url);
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
