@@ -30,6 +30,7 @@ pub mod error;
 pub mod hashcopy;
 pub mod http;
 pub mod locks;
+pub mod migrate;
 pub mod names;
 pub mod password;
 pub mod protocol;

@@ -37,8 +37,37 @@ enum Command {
     /// Manage accounts in a data directory, while its server runs or not.
     #[command(after_help = USER_HELP)]
     User(UserArgs),
+    /// Move a single-machine data directory into PostgreSQL (`serve --db`).
+    #[command(after_help = MIGRATE_HELP)]
+    Migrate(MigrateArgs),
     #[command(flatten)]
     Client(cli::Command),
+}
+
+const MIGRATE_HELP: &str = "\
+Copies the accounts (names, password hashes, quotas), every folder and file
+(with its modification time, MD5 and WebDAV properties) and the unfinished
+uploads of the data directory into the database, and the files' bytes into
+DIR/blobs (or --to DIR2/blobs): hard links where that is the same filesystem,
+copies otherwise. users.xlsx and the users' files are only read. Stop the
+directory's server first: the directory's lock is held meanwhile.
+
+Run it again after an interruption: what is there already is kept and only
+the rest is moved. At the end every account is checked: the numbers of files
+and folders and their bytes, and each file's MD5. Then serve the same disk
+with `netdisk serve --db URL --data DIR` (or --data DIR2).";
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The data directory to move (that of `netdisk serve --data DIR`).
+    #[arg(long)]
+    data: PathBuf,
+    /// The database of `serve --db`.
+    #[arg(long, env = "NETDISK_DB", value_name = "URL", hide_env_values = true)]
+    db: String,
+    /// Where the blobs go (default: the data directory itself).
+    #[arg(long, value_name = "DIR")]
+    to: Option<PathBuf>,
 }
 
 const SERVE_HELP: &str = "\
@@ -293,6 +322,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Fingerprint(args) => fingerprint(&args),
         Command::User(args) => user(args),
+        Command::Migrate(args) => migrate(&args),
         Command::Client(cmd) => cli::run(&cli.global, cmd),
     };
     match result {
@@ -388,6 +418,28 @@ fn fingerprint(args: &FingerprintArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `netdisk migrate`.
+fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    if !args.data.is_dir() {
+        bail!("there is no data directory at {}", args.data.display());
+    }
+    let pool = netdisk::db::open(&args.db)?;
+    let to = args.to.as_deref().unwrap_or(&args.data);
+    let report = netdisk::migrate::run(&args.data, to, &pool, &mut |line| println!("{line}"))?;
+    println!(
+        "moved {} accounts ({} already there): {} files ({} already there), {} folders, \
+         {} bytes, {} unfinished uploads; every count and MD5 checked",
+        report.accounts,
+        report.accounts_kept,
+        report.files,
+        report.files_kept,
+        report.folders,
+        report.bytes,
+        report.staged
+    );
+    Ok(())
+}
+
 /// `netdisk user ...`: one change to the accounts, under the data lock.
 fn user(args: UserArgs) -> anyhow::Result<()> {
     use netdisk::users::control::{self, Op};
@@ -444,7 +496,6 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             let target = control::Target {
                 users: &users,
                 storage: Some(&storage),
-                data: &args.data,
                 signed_out: &|_| {},
             };
             control::apply(&op, &target)
@@ -486,11 +537,13 @@ fn user_db(url: &str, args: UserArgs) -> anyhow::Result<()> {
         },
         UserAction::List => Op::List,
     };
-    let sessions = Sessions::with_db(pool);
+    let sessions = Sessions::with_db(pool.clone());
+    // Rows only: a new account owns no rows of an old one; a removed one's
+    // files are retired, for the servers to free.
+    let disk = netdisk::disk::db::DbDisk::for_admin(pool);
     let target = control::Target {
         users: &users,
-        storage: None,
-        data: &args.data,
+        storage: Some(&disk),
         signed_out: &|key| sessions.remove_user(key),
     };
     let text = control::apply(&op, &target).map_err(|e| anyhow!("{e}"))?;

@@ -41,7 +41,7 @@ impl Blobs {
     }
 
     /// Where `key`'s bytes are; refuses anything but a key this store made.
-    fn path(&self, key: &str) -> Result<PathBuf, Error> {
+    pub(crate) fn path(&self, key: &str) -> Result<PathBuf, Error> {
         let ok = key.len() == 32 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !ok {
             return Err(Error::Internal(format!("not a blob key: {key:?}")));

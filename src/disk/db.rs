@@ -53,7 +53,9 @@ pub struct DbDisk {
 
 struct Inner {
     pool: Pool,
-    blobs: Blobs,
+    /// `None` for an admin command, which changes rows only: the blobs it
+    /// retires are freed by the servers' housekeeping.
+    blobs: Option<Blobs>,
     /// This server, in the claims it holds (random per start).
     server: String,
     claims: AtomicU64,
@@ -169,7 +171,7 @@ impl DbDisk {
         let blobs = Blobs::open(root)?;
         let inner = Arc::new(Inner {
             pool,
-            blobs,
+            blobs: Some(blobs),
             server: Blobs::new_key()?[..16].to_string(),
             claims: AtomicU64::new(0),
             max_staged: limits.max_staged,
@@ -182,6 +184,22 @@ impl DbDisk {
             .spawn(move || heartbeat(&weak))
             .map_err(|e| Error::Internal(format!("cannot start the claims thread: {e}")))?;
         Ok(DbDisk { inner })
+    }
+
+    /// The disk as `netdisk user … --db` sees it: rows only, no blob
+    /// folder (the command may run anywhere), no claims to renew.
+    pub fn for_admin(pool: Pool) -> DbDisk {
+        DbDisk {
+            inner: Arc::new(Inner {
+                pool,
+                blobs: None,
+                server: "admin".into(),
+                claims: AtomicU64::new(0),
+                max_staged: 0,
+                max_files: 0,
+                listing_budget: Arc::new(Budget::new(0)),
+            }),
+        }
     }
 }
 
@@ -203,6 +221,12 @@ fn heartbeat(inner: &Weak<Inner>) {
 }
 
 impl Inner {
+    fn blobs(&self) -> Result<&Blobs, Error> {
+        self.blobs
+            .as_ref()
+            .ok_or_else(|| Error::Internal("an admin command reads no file".into()))
+    }
+
     /// The account id of `key`.
     fn account(&self, c: &mut impl GenericClient, key: &str) -> Result<i64, Error> {
         match c.query_opt("SELECT id FROM accounts WHERE key = $1", &[&key])? {
@@ -247,6 +271,9 @@ impl Inner {
     /// Drops blobs whose rows are gone, once `retired` names them; `only`
     /// limits it to those (after a commit), else it takes what it can.
     fn free(&self, only: Option<&[String]>) {
+        let Some(blobs) = &self.blobs else {
+            return;
+        };
         let Ok(mut c) = self.pool.get() else {
             return;
         };
@@ -267,7 +294,7 @@ impl Inner {
         // costs disk space, never a file.
         for row in taken.unwrap_or_default() {
             let blob: String = row.get(0);
-            let _ = self.blobs.delete(&blob);
+            let _ = blobs.delete(&blob);
         }
     }
 
@@ -327,6 +354,10 @@ impl Disk for DbDisk {
         tx.commit()?;
         inner.free(Some(&freed));
         Ok(())
+    }
+
+    fn attic(&self) -> Option<PathBuf> {
+        None
     }
 
     fn kind(&self, key: &str, path: &str) -> Result<Kind, Error> {
@@ -472,7 +503,7 @@ impl Disk for DbDisk {
             return Err(Error::IsAFolder);
         }
         let blob = blob.ok_or_else(|| Error::Internal(format!("{path}: a file without bytes")))?;
-        let file = inner.blobs.open_read(&blob)?;
+        let file = inner.blobs()?.open_read(&blob)?;
         Ok(Opened {
             file,
             size: uint(size),
@@ -788,7 +819,7 @@ impl Disk for DbDisk {
             .ok_or_else(|| Error::Internal("the upload's claim is gone".into()))?
         };
         let (hashed, saved): (i64, Option<Vec<u8>>) = (state.get(0), state.get(1));
-        let mut file = inner.blobs.open_staged(&lock.blob)?;
+        let mut file = inner.blobs()?.open_staged(&lock.blob)?;
         let mut held = file.metadata()?.len();
         let mut hasher = Md5::new();
         let saved = saved
@@ -816,7 +847,7 @@ impl Disk for DbDisk {
         let UploadLock::Db(lock) = lock else {
             return Err(Error::Internal("a lock from another disk".into()));
         };
-        let file = self.inner.blobs.open_staged(&lock.blob)?;
+        let file = self.inner.blobs()?.open_staged(&lock.blob)?;
         file.set_len(0)?;
         {
             let mut c = self.inner.pool.get()?;
@@ -840,7 +871,7 @@ impl Disk for DbDisk {
             )
             .unwrap_or_default();
         rows.iter()
-            .map(|r| self.inner.blobs.len(r.get(0)))
+            .map(|r| self.inner.blobs.as_ref().map_or(0, |b| b.len(r.get(0))))
             .fold(0u64, u64::saturating_add)
     }
 
@@ -855,7 +886,7 @@ impl Disk for DbDisk {
         );
         match row {
             Ok(Some(row)) if uint(row.get(0)) == size => {
-                let held = self.inner.blobs.len(row.get(1));
+                let held = self.inner.blobs.as_ref().map_or(0, |b| b.len(row.get(1)));
                 if held <= size {
                     held
                 } else {
@@ -1181,7 +1212,7 @@ impl DbVerified {
         }
         tx.commit()?;
         inner.free(Some(&freed));
-        let dir = inner.blobs.dir_of(&up.blob)?;
+        let dir = inner.blobs()?.dir_of(&up.blob)?;
         Ok((self.md5, dir))
     }
 }

@@ -17,6 +17,10 @@ impl Disk for Storage {
         Ok(Storage::remove_home(self, key)?)
     }
 
+    fn attic(&self) -> Option<std::path::PathBuf> {
+        Some(self.attic_dir())
+    }
+
     fn kind(&self, key: &str, path: &str) -> Result<Kind, Error> {
         Storage::kind(self, key, path)
     }

@@ -59,6 +59,9 @@ pub trait Disk: Send + Sync {
     fn create_home(&self, key: &str) -> Result<(), Error>;
     /// Puts a removed user's files out of reach (`netdisk user del`).
     fn remove_home(&self, key: &str) -> Result<(), Error>;
+    /// Where [`Disk::remove_home`] keeps a removed user's files, if it
+    /// keeps them.
+    fn attic(&self) -> Option<PathBuf>;
     /// What `path` names.
     fn kind(&self, key: &str, path: &str) -> Result<Kind, Error>;
     /// A folder's files and folders (or its subtree's), sorted by bytes.

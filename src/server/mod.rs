@@ -158,7 +158,6 @@ impl Server {
                 let target = control::Target {
                     users: &shared.users,
                     storage: Some(&*shared.disk),
-                    data: &shared.config.data,
                     signed_out: &signed_out,
                 };
                 control::apply(op, &target)

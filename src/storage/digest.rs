@@ -53,6 +53,12 @@ impl Storage {
         self.user_dir(key).join("digests").join(ino.to_string())
     }
 
+    /// The MD5 the server recorded for the open `file`, which `meta`
+    /// describes, if it did; never hashes nor records.
+    pub fn recorded_digest(&self, key: &str, file: &File, meta: &Metadata) -> Option<String> {
+        self.cached_digest_of(key, file, meta)
+    }
+
     /// The recorded MD5 of the open `file`, which `meta` describes.
     fn cached_digest_of(&self, key: &str, file: &File, meta: &Metadata) -> Option<String> {
         use xattr::FileExt;

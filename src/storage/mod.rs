@@ -112,6 +112,11 @@ impl Storage {
         self.listing_budget.high_water()
     }
 
+    /// Where removed users' folders go.
+    pub fn attic_dir(&self) -> PathBuf {
+        self.root.join("attic")
+    }
+
     /// Path of `users.xlsx`.
     pub fn users_file(&self) -> PathBuf {
         self.root.join("users.xlsx")

@@ -101,6 +101,11 @@ impl Storage {
         )
     }
 
+    /// The `.part` file staging an upload of `name`.
+    pub fn staged_part(&self, key: &str, name: &str) -> PathBuf {
+        self.staged_paths(key, name).0
+    }
+
     /// The user's unfinished uploads on disk: each name with its declared
     /// size. A record that cannot be read, or whose `.part` is gone, holds
     /// nothing and is left to the staging sweep.

@@ -268,6 +268,14 @@ impl Storage {
         })
     }
 
+    /// Where the file or folder `path` is on disk (`netdisk migrate`).
+    ///
+    /// # Errors
+    /// `NOT_FOUND` or `NOT_A_FOLDER` for a parent.
+    pub fn file_path(&self, key: &str, path: &str) -> Result<PathBuf, Error> {
+        self.locate(key, path)
+    }
+
     /// Where `path` is on disk, its parents checked (see [`parent_of`]).
     ///
     /// # Errors

@@ -60,7 +60,6 @@ pub struct Target<'a> {
     /// The users' folders, if they are in a data directory here (with
     /// `--db` and no data directory: none to make or move).
     pub storage: Option<&'a dyn crate::disk::Disk>,
-    pub data: &'a Path,
     /// Called with the user's key after a password change or a removal.
     pub signed_out: &'a dyn Fn(&str),
 }
@@ -111,12 +110,13 @@ pub fn apply(op: &Op, t: &Target<'_>) -> Result<String, String> {
                 })
                 .map_err(missing(name))?;
             (t.signed_out)(&u.key);
-            Ok(match t.storage {
-                Some(_) => format!(
+            Ok(match t.storage.map(|s| s.attic()) {
+                Some(Some(attic)) => format!(
                     "removed {}; their files are in {}\n",
                     u.name,
-                    t.data.join("attic").display()
+                    attic.display()
                 ),
+                Some(None) => format!("removed {} and their files\n", u.name),
                 None => format!("removed {}\n", u.name),
             })
         }

@@ -55,7 +55,7 @@ pub(super) fn list(pool: &Pool) -> Result<Vec<User>, Error> {
 
 /// Adds `u`; `false` if its key is taken (the UNIQUE key decides a race
 /// between two servers registering one name).
-pub(super) fn insert(pool: &Pool, u: &User) -> Result<bool, Error> {
+pub(crate) fn insert(pool: &Pool, u: &User) -> Result<bool, Error> {
     let created_at = i64::try_from(u.created_at).unwrap_or(i64::MAX);
     let n = pool.get()?.execute(
         "INSERT INTO accounts (key, name, password_hash, created_at, quota)
