@@ -25,6 +25,7 @@ mod lifecycle;
 mod limits;
 mod logins;
 mod logs;
+mod migrate;
 mod ping;
 mod pipeline;
 mod profile;
