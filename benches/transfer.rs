@@ -1041,7 +1041,14 @@ impl BenchServer {
     }
 
     fn start_with(bin: &Path, data: &Path, extra: &[&str]) -> BenchServer {
-        let mut child = serve::serve_args(&mut Command::new(bin), data)
+        let mut command = Command::new(bin);
+        serve::serve_args(&mut command, data);
+        // `NETDISK_BENCH_DB=URL`: the same rows with accounts and metadata
+        // in that (empty, throw-away) PostgreSQL database.
+        if let Some(url) = std::env::var_os("NETDISK_BENCH_DB") {
+            command.arg("--db").arg(url);
+        }
+        let mut child = command
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
