@@ -23,9 +23,7 @@ pub fn fingerprint(bin: &Path, data: &Path) -> String {
     if let Some(url) = std::env::var_os("NETDISK_BENCH_DB") {
         command.arg("--db").arg(url);
     }
-    let out = command
-        .output()
-        .expect("netdisk fingerprint");
+    let out = command.output().expect("netdisk fingerprint");
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim()
         .strip_prefix("tls fingerprint ")

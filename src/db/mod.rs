@@ -14,18 +14,19 @@
 mod schema;
 #[doc(hidden)]
 pub mod testing;
+mod tls;
 
 use std::time::Duration;
 
-use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use schema::MIGRATIONS;
 
 /// A pool of connections to one database.
-pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 /// One connection taken from the [`Pool`].
-pub type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// Connections a server keeps open at most: one per worker would be 32 per
 /// server, too many for a default PostgreSQL (100) behind a few servers.
@@ -59,15 +60,12 @@ pub fn redact(url: &str) -> String {
 /// its password), or its schema is newer than this server knows.
 pub fn open(url: &str) -> anyhow::Result<Pool> {
     let shown = redact(url);
-    let config: postgres::Config = url
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--db {shown}: not a PostgreSQL URL: {e}"))?;
-    let mut config = config;
+    let (mut config, tls) = tls::settings(url, &shown)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
     config.application_name("netdisk");
-    let manager = PostgresConnectionManager::new(config, NoTls);
+    let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
     let pool = r2d2::Pool::builder()
         .max_size(POOL_SIZE)
         .min_idle(Some(1))
@@ -78,8 +76,7 @@ pub fn open(url: &str) -> anyhow::Result<Pool> {
         Ok(c) => c,
         Err(_) => {
             // The pool hides the cause: connect once more to show it.
-            let config: postgres::Config = url.parse()?;
-            let why = match config.connect(NoTls) {
+            let why = match config.connect(tls) {
                 Ok(_) => "no connection within 10 s".to_string(),
                 Err(e) => e.to_string(),
             };

@@ -60,8 +60,10 @@ fn migrate(data: &Path, db: &TestDb) -> String {
     text
 }
 
-/// (path, size, md5) of every file of the user's tree, and the folders.
-fn tree(c: &mut netdisk::client::Client) -> (Vec<(String, u64, Option<String>)>, Vec<String>) {
+/// (path, size, md5) of every file of a user's tree, and the folders.
+type Tree = (Vec<(String, u64, Option<String>)>, Vec<String>);
+
+fn tree(c: &mut netdisk::client::Client) -> Tree {
     let list = c.list("", true).unwrap();
     let mut files: Vec<_> = list
         .files
