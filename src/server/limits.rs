@@ -21,6 +21,16 @@ impl PeerSet {
         "127.0.0.0/8,::1".parse().expect("a valid default")
     }
 
+    /// The empty set (`none`).
+    pub fn none() -> PeerSet {
+        PeerSet { blocks: Vec::new() }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
     /// Whether `ip` is in the set. An IPv4 peer on an IPv6 socket
     /// (`::ffff:127.0.0.1`) counts as its IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {

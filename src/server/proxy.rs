@@ -12,7 +12,8 @@
 //! [`MAX_V2`] bytes (checked from its length field before waiting for the
 //! rest), and the event loop's header deadline.
 
-use std::net::{IpAddr, SocketAddr};
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 
 use ppp::v2;
 use ppp::{v1, PartialResult};
@@ -109,6 +110,49 @@ fn v1_line(line: &[u8]) -> Parsed {
     }
 }
 
+/// Where reading a connection's PROXY header stands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing more has arrived yet.
+    Wait,
+    /// The header is in and taken off `pending`, which keeps what came
+    /// after it; the client it names, if any (see [`Parsed::Header`]).
+    Done(Option<SocketAddr>),
+    /// Not a header we take.
+    Bad(&'static str),
+    /// The peer closed, or the socket failed.
+    Closed,
+}
+
+/// Reads a non-blocking `tcp` into `pending` until a whole header is in,
+/// it is known to be bad, or nothing more has arrived. Never reads past
+/// [`MAX_V2`] bytes in all: what the client sent after the header stays
+/// in the socket (or in `pending`) for the protocol to read.
+pub fn read_header(tcp: &TcpStream, pending: &mut Vec<u8>) -> Progress {
+    let mut buf = [0u8; MAX_V2];
+    loop {
+        match parse(pending) {
+            Parsed::Incomplete => {}
+            Parsed::Header { len, client } => {
+                pending.drain(..len);
+                return Progress::Done(client);
+            }
+            Parsed::Invalid(why) => return Progress::Bad(why),
+        }
+        let want = MAX_V2.saturating_sub(pending.len());
+        if want == 0 {
+            return Progress::Bad("the PROXY header is too long");
+        }
+        match (&*tcp).read(&mut buf[..want]) {
+            Ok(0) => return Progress::Closed,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Wait,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Progress::Closed,
+        }
+    }
+}
+
 /// Why a v2 header whose length field is already in is too long.
 fn v2_oversize(buf: &[u8]) -> Option<&'static str> {
     if buf.len() < V2_FIXED || !buf.starts_with(V2_SIGNATURE) {
@@ -118,14 +162,10 @@ fn v2_oversize(buf: &[u8]) -> Option<&'static str> {
     (V2_FIXED + len > MAX_V2).then_some("the PROXY v2 header is too long")
 }
 
-/// Whether `buf` begins like a PROXY header: what a peer outside
-/// `--proxy-from` must not send. A v1 header needs its `PROXY ` in; a v2
-/// one is known by its first byte, which nothing else we speak begins
-/// with, if what follows matches the signature so far.
-pub fn looks_like_header(buf: &[u8]) -> bool {
-    let n = buf.len().min(V2_SIGNATURE.len());
-    (n > 0 && buf[..n] == V2_SIGNATURE[..n]) || buf.starts_with(b"PROXY ")
-}
+/// How a v1 header begins: a peer outside `--proxy-from` that sends it
+/// is refused (a v2 header is known by its first byte, `\r`, which
+/// nothing else we speak begins with).
+pub const V1_START: &[u8] = b"PROXY ";
 
 #[cfg(test)]
 mod tests {
@@ -327,17 +367,5 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    #[test]
-    fn headers_from_elsewhere_are_recognised() {
-        assert!(looks_like_header(b"\r"));
-        assert!(looks_like_header(&v2(1, 0x11, &v4_addresses())));
-        assert!(looks_like_header(b"PROXY TCP4 "));
-        assert!(!looks_like_header(b"PROX"));
-        assert!(!looks_like_header(b"PROPFIND / HTTP/1.1\r\n"));
-        assert!(!looks_like_header(b"\x16\x03"));
-        assert!(!looks_like_header(b"\0\0"));
-        assert!(!looks_like_header(b""));
     }
 }

@@ -32,6 +32,9 @@ struct Waiting {
     until: Instant,
     /// Answered: waiting for the peer to close.
     answered: bool,
+    /// The first byte it sent, when it was read before (after a PROXY
+    /// header).
+    first: Option<u8>,
 }
 
 /// The refused connections not answered or not closed yet.
@@ -44,6 +47,18 @@ impl Refused {
     /// Takes a refused connection (non-blocking), answering it at once if
     /// it already spoke.
     pub fn add(&mut self, tcp: TcpStream, why: &'static str, now: Instant) {
+        self.add_after(tcp, why, None, now);
+    }
+
+    /// [`Refused::add`] for a connection whose first bytes were read
+    /// already (`first`, the first of them, if any came).
+    pub fn add_after(
+        &mut self,
+        tcp: TcpStream,
+        why: &'static str,
+        first: Option<u8>,
+        now: Instant,
+    ) {
         if self.waiting.len() >= AT_ONCE {
             if let Some(mut oldest) = self.waiting.pop_front() {
                 if !oldest.answered {
@@ -56,6 +71,7 @@ impl Refused {
             why,
             until: now + LISTEN,
             answered: false,
+            first,
         };
         if !step(&mut w, now) {
             self.waiting.push_back(w);
@@ -79,6 +95,7 @@ fn step(w: &mut Waiting, now: Instant) -> bool {
         Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
         Err(_) => return true,
     };
+    let read = w.first.take().or(read);
     if w.answered {
         // Lingering: what it sends is dropped until it closes.
         return now >= w.until;
