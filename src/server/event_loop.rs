@@ -205,7 +205,11 @@ impl EventLoop {
                         Full::Address => "too many connections from your address",
                     };
                     // Answered in its own words once it speaks (`refused`).
-                    self.refused.add(tcp, why, Instant::now());
+                    if proxied {
+                        self.refused.add_proxied(tcp, why, Instant::now());
+                    } else {
+                        self.refused.add(tcp, why, Instant::now());
+                    }
                     self.log_refusal(&peer.to_string(), "BUSY", why);
                 }
             }

@@ -203,3 +203,24 @@ fn a_listed_peer_without_a_valid_header_is_dropped() {
     let mut fine = proxied(&server, &v2([127, 0, 0, 4], 40040, &[]));
     assert_code(&fine.call(whoami()), "NOT_LOGGED_IN");
 }
+
+#[test]
+fn a_full_table_answers_a_proxied_client_in_its_own_words() {
+    let server = TestServer::with_args(&["--proxy-from", "127.0.0.1", "--max-connections", "1"]);
+    // A logged-in connection, which is not closed to make room.
+    let raw = proxied(&server, &v2([127, 0, 0, 4], 40050, &[]));
+    raw.stream.set_read_timeout(None).unwrap();
+    let mut owner = Client::from_stream(raw.stream).unwrap();
+    owner.register("owner", &pw()).unwrap();
+    owner.login("owner", &pw()).unwrap();
+    let mut header = v2([127, 0, 0, 5], 40051, &[]);
+    header.extend_from_slice(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut http = proxied(&server, &header);
+    let mut answer = String::new();
+    http.stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    let mut v1 = proxied(&server, &v2([127, 0, 0, 5], 40052, &[]));
+    v1.send(&whoami());
+    assert_code(&v1.recv(), "BUSY");
+    assert!(owner.ls().unwrap().is_empty());
+}
