@@ -39,6 +39,7 @@ pub fn config(data: &Path) -> Config {
         max_connections: 64,
         max_per_address: 16,
         plaintext_from: PeerSet::loopback(),
+        proxy_from: PeerSet::none(),
         tls: CertSource::Generated(data.join("tls")),
         quota: None,
         grace: Duration::from_secs(1),

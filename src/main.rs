@@ -83,6 +83,10 @@ The same port serves the web page and its API (docs/HTTP.md): open
 https://HOST:PORT/ in a browser (plain http:// works only from the peers of
 --plaintext-from).
 
+Behind a load balancer in TCP mode (HAProxy with send-proxy-v2), name it
+in --proxy-from: each connection's client address is then the one the
+balancer's PROXY header carries.
+
 Example:
   netdisk serve --addr 0.0.0.0:9000 --data /srv/netdisk";
 
@@ -148,6 +152,14 @@ struct ServeArgs {
     /// blocks (comma-separated). Others must use TLS (TLS_REQUIRED).
     #[arg(long, value_name = "PEERS", default_value = "127.0.0.0/8,::1")]
     plaintext_from: PeerSet,
+    /// Load balancers (addresses and CIDR blocks, comma-separated) whose
+    /// connections begin with a PROXY protocol v1 or v2 header (HAProxy's
+    /// send-proxy-v2): the client it names is the connection's address for
+    /// the per-address limits, --plaintext-from, the login limits and the
+    /// log. A PROXY header from anyone else is refused; one of these that
+    /// sends none within --header-timeout is dropped.
+    #[arg(long, value_name = "PEERS")]
+    proxy_from: Option<PeerSet>,
     /// PEM certificate chain (leaf first) to use instead of the
     /// self-signed one, e.g. Let's Encrypt's fullchain.pem.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -363,6 +375,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
         max_per_address: usize::try_from(args.max_per_address).unwrap_or(usize::MAX),
         plaintext_from: args.plaintext_from,
+        proxy_from: args.proxy_from.unwrap_or_else(PeerSet::none),
         tls,
         quota: args.quota,
         grace: Duration::from_secs(args.grace),

@@ -42,6 +42,9 @@ pub struct Config {
     pub max_per_address: usize,
     /// Peers that may speak plaintext; the rest must use TLS.
     pub plaintext_from: PeerSet,
+    /// Load balancers whose connections begin with a PROXY protocol
+    /// header naming the client (`--proxy-from`; empty: none do).
+    pub proxy_from: PeerSet,
     /// The server's certificate.
     pub tls: CertSource,
     /// Default quota for users without their own `quota_bytes`.

@@ -23,6 +23,7 @@ use rustls::{ServerConfig, ServerConnection};
 use super::conn::frame_ready;
 use super::limits::{Full, Slots};
 use super::link::{Kind, Link};
+use super::proxy::{self, Progress};
 use super::refused::Refused;
 use crate::error::ErrorCode;
 use crate::protocol::{encode_frame, error_header, MAX_REQUEST_HEADER};
@@ -50,7 +51,13 @@ struct Parked {
     /// Plain HTTP from a peer that must use TLS: once its header is in,
     /// it is sent to the same page over `https://` (301), then closed.
     to_https: bool,
+    /// From a peer of `--proxy-from`, its PROXY header not read yet (the
+    /// header clock runs): its slot counts only towards the total.
+    proxy: bool,
 }
+
+/// Refusal of a PROXY header from a peer outside `--proxy-from`.
+const NOT_A_PROXY: &str = "a PROXY protocol header from an address not in --proxy-from";
 
 /// What to do with a connection after it was read.
 enum Next {
@@ -172,14 +179,25 @@ impl EventLoop {
             if tcp.set_nonblocking(true).is_err() || tcp.set_nodelay(true).is_err() {
                 continue;
             }
-            let mut taken = self.slots.take(peer.ip());
+            // A proxy's own address carries every client's connections:
+            // only the total counts it until its header names the client.
+            let proxied = self.shared.config.proxy_from.contains(peer.ip());
+            let take = |slots: &Slots| match proxied {
+                true => slots.take_total(),
+                false => slots.take(peer.ip()),
+            };
+            let mut taken = take(&self.slots);
             if matches!(taken, Err(Full::Total)) && self.evict_anonymous() {
-                taken = self.slots.take(peer.ip());
+                taken = take(&self.slots);
             }
             match taken {
                 Ok(slot) => {
                     let link = Link::new(tcp, peer, slot);
-                    self.park(link);
+                    if proxied {
+                        self.park_proxied(link);
+                    } else {
+                        self.park(link);
+                    }
                 }
                 Err(full) => {
                     let why = match full {
@@ -187,7 +205,11 @@ impl EventLoop {
                         Full::Address => "too many connections from your address",
                     };
                     // Answered in its own words once it speaks (`refused`).
-                    self.refused.add(tcp, why, Instant::now());
+                    if proxied {
+                        self.refused.add_proxied(tcp, why, Instant::now());
+                    } else {
+                        self.refused.add(tcp, why, Instant::now());
+                    }
                     self.log_refusal(&peer.to_string(), "BUSY", why);
                 }
             }
@@ -238,6 +260,57 @@ impl EventLoop {
         }
     }
 
+    /// Registers a connection from a peer of `--proxy-from`, which must
+    /// first send its PROXY header, within the header deadline.
+    fn park_proxied(&mut self, link: Link) {
+        if let Some(i) = self.insert(link) {
+            if let Some(p) = self.conns[i].as_mut() {
+                p.proxy = true;
+                p.header_since = Some(Instant::now());
+            }
+            self.ready(i);
+        }
+    }
+
+    /// Reads a proxied connection's PROXY header; once it is in, counts
+    /// the connection for the client it names (or, for a header that
+    /// names none, its own peer). Returns whether the connection goes on
+    /// to the protocol.
+    fn read_proxy_header(&mut self, i: usize) -> bool {
+        let Some(p) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return false;
+        };
+        let client = match proxy::read_header(&p.link.wire.tcp, &mut p.link.pending) {
+            Progress::Wait => return false,
+            Progress::Done(client) => client.unwrap_or(p.link.peer),
+            Progress::Bad(why) => {
+                let peer = p.link.peer.to_string();
+                self.log_refusal(&peer, ErrorCode::BadRequest.as_str(), why);
+                self.remove(i);
+                return false;
+            }
+            Progress::Closed => {
+                self.remove(i);
+                return false;
+            }
+        };
+        if self.slots.assign(&mut p.link._slot, client.ip()).is_err() {
+            let why = "too many connections from your address";
+            let first = p.link.pending.first().copied();
+            self.log_refusal(&client.to_string(), "BUSY", why);
+            if let Some(p) = self.remove_parked(i) {
+                // Answered in its own words once it speaks, as at accept.
+                self.refused
+                    .add_after(p.link.wire.tcp, why, first, Instant::now());
+            }
+            return false;
+        }
+        p.link.set_peer(client);
+        p.proxy = false;
+        p.header_since = None;
+        true
+    }
+
     /// Registers a connection with the poller; `None` if that failed (the
     /// connection is then dropped).
     fn insert(&mut self, link: Link) -> Option<usize> {
@@ -266,6 +339,7 @@ impl EventLoop {
             header_since: None,
             linger_until: None,
             to_https: false,
+            proxy: false,
         });
         Some(i)
     }
@@ -289,6 +363,12 @@ impl EventLoop {
             }
             return;
         }
+        if p.proxy && !self.read_proxy_header(i) {
+            return;
+        }
+        let Some(p) = self.conns.get_mut(i).and_then(Option::as_mut) else {
+            return;
+        };
         let config = &self.shared.config;
         let next = step(p, &self.tls, |ip| config.plaintext_from.contains(ip));
         match next {
@@ -387,8 +467,17 @@ impl EventLoop {
         self.refused.sweep(now);
         let config = &self.shared.config;
         let mut due = Vec::new();
+        let mut no_header = Vec::new();
         for (i, c) in self.conns.iter().enumerate() {
             let Some(p) = c else { continue };
+            if p.proxy {
+                if p.header_since
+                    .is_some_and(|h| now - h >= config.header_timeout)
+                {
+                    no_header.push(i);
+                }
+                continue;
+            }
             let verdict = if let Some(until) = p.linger_until {
                 (now >= until).then_some(None)
             } else if p
@@ -411,6 +500,15 @@ impl EventLoop {
             if let Some(v) = verdict {
                 due.push((i, v));
             }
+        }
+        // A proxy that sends no header gets no answer: nothing it could
+        // pass on would be in its client's protocol.
+        for i in no_header {
+            if let Some(p) = &self.conns[i] {
+                let peer = p.link.peer.to_string();
+                self.log_refusal(&peer, "TIMEOUT", "no PROXY header in time");
+            }
+            self.remove(i);
         }
         for (i, why) in due {
             match why {
@@ -488,6 +586,8 @@ fn step(
                     "this server takes plaintext only from its own host; connect with TLS",
                 )
             }
+            // A PROXY v2 signature's first byte.
+            Some(b'\r') => return Next::Refuse(ErrorCode::BadRequest, NOT_A_PROXY),
             Some(b) if b.is_ascii_alphabetic() => {
                 p.link.http = true;
                 p.to_https = !plaintext_ok(p.link.peer.ip());
@@ -509,6 +609,10 @@ fn step(
 
 fn plain_step(p: &mut Parked, now: Instant) -> Next {
     loop {
+        // `PROXY TCP4 ...` would otherwise be read as an HTTP request.
+        if p.link.http && p.link.pending.starts_with(proxy::V1_START) {
+            return Next::Refuse(ErrorCode::BadRequest, NOT_A_PROXY);
+        }
         if request_ready(p.link.http, &p.link.pending) {
             return Next::Hand;
         }

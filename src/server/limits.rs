@@ -21,6 +21,16 @@ impl PeerSet {
         "127.0.0.0/8,::1".parse().expect("a valid default")
     }
 
+    /// The empty set (`none`).
+    pub fn none() -> PeerSet {
+        PeerSet { blocks: Vec::new() }
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
     /// Whether `ip` is in the set. An IPv4 peer on an IPv6 socket
     /// (`::ffff:127.0.0.1`) counts as its IPv4 address.
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -164,9 +174,51 @@ impl Slots {
         *n += 1;
         c.total += 1;
         Ok(Slot {
-            key,
+            key: Some(key),
             counts: Arc::clone(&self.counts),
         })
+    }
+
+    /// Takes a slot that counts only towards the total: for a connection
+    /// from a proxy (`--proxy-from`), whose own address carries every
+    /// client's connections, until [`Slots::assign`] names the client.
+    ///
+    /// # Errors
+    /// [`Full::Total`].
+    pub fn take_total(&self) -> Result<Slot, Full> {
+        let mut c = lock(&self.counts);
+        if c.total >= self.max_total {
+            return Err(Full::Total);
+        }
+        c.total += 1;
+        Ok(Slot {
+            key: None,
+            counts: Arc::clone(&self.counts),
+        })
+    }
+
+    /// Counts a slot from [`Slots::take_total`] towards `ip`'s limit too
+    /// (a slot already counted for an address stays as it is).
+    ///
+    /// # Errors
+    /// [`Full::Address`]; the slot then still counts towards the total
+    /// until it drops.
+    pub fn assign(&self, slot: &mut Slot, ip: IpAddr) -> Result<(), Full> {
+        if slot.key.is_some() {
+            return Ok(());
+        }
+        let key = address_key(ip);
+        let mut c = lock(&self.counts);
+        let n = c.per_address.entry(key).or_insert(0);
+        if *n >= self.max_per_address {
+            if *n == 0 {
+                c.per_address.remove(&key);
+            }
+            return Err(Full::Address);
+        }
+        *n += 1;
+        slot.key = Some(key);
+        Ok(())
     }
 
     /// Connections open now.
@@ -177,7 +229,8 @@ impl Slots {
 
 /// One connection's share of [`Slots`].
 pub struct Slot {
-    key: IpAddr,
+    /// The address it counts for; `None` while only the total counts it.
+    key: Option<IpAddr>,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -185,10 +238,11 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut c = lock(&self.counts);
         c.total -= 1;
-        if let Some(n) = c.per_address.get_mut(&self.key) {
+        let Some(key) = self.key else { return };
+        if let Some(n) = c.per_address.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                c.per_address.remove(&self.key);
+                c.per_address.remove(&key);
             }
         }
     }
@@ -244,6 +298,26 @@ mod tests {
         assert_eq!(slots.take(ip("10.0.0.3")).err(), Some(Full::Total));
         drop(a1);
         assert_eq!(slots.open(), 2);
+        assert!(slots.take(ip("10.0.0.1")).is_ok());
+    }
+
+    #[test]
+    fn proxied_slots_count_in_all_then_for_the_carried_address() {
+        let slots = Slots::new(4, 1);
+        // The proxy's own address is not capped...
+        let mut a = slots.take_total().unwrap();
+        let mut b = slots.take_total().unwrap();
+        // ...the client it names is.
+        slots.assign(&mut a, ip("10.0.0.1")).unwrap();
+        assert_eq!(slots.assign(&mut b, ip("10.0.0.1")), Err(Full::Address));
+        assert_eq!(slots.take(ip("10.0.0.1")).err(), Some(Full::Address));
+        slots.assign(&mut b, ip("10.0.0.2")).unwrap();
+        assert_eq!(slots.open(), 2);
+        let _c = slots.take_total().unwrap();
+        let _d = slots.take_total().unwrap();
+        assert_eq!(slots.take_total().err(), Some(Full::Total));
+        drop(a);
+        assert_eq!(slots.open(), 3);
         assert!(slots.take(ip("10.0.0.1")).is_ok());
     }
 }

@@ -131,6 +131,13 @@ impl Link {
             _slot: slot,
         }
     }
+
+    /// Takes `peer` as the connection's address from now on (the client
+    /// a PROXY header named).
+    pub fn set_peer(&mut self, peer: SocketAddr) {
+        self.peer = peer;
+        self.peer_ip = peer.ip().to_canonical().to_string();
+    }
 }
 
 /// A front end that serves requests on a worker: protocol v1 or HTTP.

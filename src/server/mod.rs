@@ -17,6 +17,7 @@ pub mod link;
 pub mod log;
 pub mod logins;
 pub mod pool;
+pub mod proxy;
 pub mod reach;
 pub mod refused;
 pub mod session;

@@ -17,6 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::proxy::{self, Parsed};
 use crate::error::ErrorCode;
 use crate::protocol::{encode_frame, error_header};
 
@@ -32,6 +33,12 @@ struct Waiting {
     until: Instant,
     /// Answered: waiting for the peer to close.
     answered: bool,
+    /// The first byte it sent, when it was read before (after a PROXY
+    /// header).
+    first: Option<u8>,
+    /// From a peer of `--proxy-from`, its PROXY header not read yet: the
+    /// client's first byte comes after it.
+    proxied: bool,
 }
 
 /// The refused connections not answered or not closed yet.
@@ -44,6 +51,35 @@ impl Refused {
     /// Takes a refused connection (non-blocking), answering it at once if
     /// it already spoke.
     pub fn add(&mut self, tcp: TcpStream, why: &'static str, now: Instant) {
+        self.push(tcp, why, None, false, now);
+    }
+
+    /// [`Refused::add`] for a connection from a peer of `--proxy-from`,
+    /// whose PROXY header comes before the client's first byte.
+    pub fn add_proxied(&mut self, tcp: TcpStream, why: &'static str, now: Instant) {
+        self.push(tcp, why, None, true, now);
+    }
+
+    /// [`Refused::add`] for a connection whose first bytes were read
+    /// already (`first`, the first of them, if any came).
+    pub fn add_after(
+        &mut self,
+        tcp: TcpStream,
+        why: &'static str,
+        first: Option<u8>,
+        now: Instant,
+    ) {
+        self.push(tcp, why, first, false, now);
+    }
+
+    fn push(
+        &mut self,
+        tcp: TcpStream,
+        why: &'static str,
+        first: Option<u8>,
+        proxied: bool,
+        now: Instant,
+    ) {
         if self.waiting.len() >= AT_ONCE {
             if let Some(mut oldest) = self.waiting.pop_front() {
                 if !oldest.answered {
@@ -56,6 +92,8 @@ impl Refused {
             why,
             until: now + LISTEN,
             answered: false,
+            first,
+            proxied,
         };
         if !step(&mut w, now) {
             self.waiting.push_back(w);
@@ -74,11 +112,21 @@ fn step(w: &mut Waiting, now: Instant) -> bool {
     let mut first = [0u8; 4096];
     let read = match (&w.tcp).read(&mut first) {
         Ok(0) => return true,
+        Ok(n) if w.proxied && !w.answered => {
+            // The header is expected whole in the first read (HAProxy
+            // sends it in one write); a cut or bad one is just closed.
+            let Parsed::Header { len, .. } = proxy::parse(&first[..n]) else {
+                return true;
+            };
+            w.proxied = false;
+            first[..n].get(len).copied()
+        }
         Ok(_) => Some(first[0]),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
         Err(_) => return true,
     };
+    let read = w.first.take().or(read);
     if w.answered {
         // Lingering: what it sends is dropped until it closes.
         return now >= w.until;

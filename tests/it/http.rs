@@ -76,17 +76,23 @@ impl Web {
     /// HTTP inside TLS, by ALPN `http/1.1`, trusting the server's
     /// fingerprint.
     pub(crate) fn tls(server: &TestServer) -> Web {
+        Web::tls_at(&server.addr, server.fingerprint())
+    }
+
+    /// HTTP inside TLS to `addr` (a server, or a proxy before one),
+    /// trusting `fingerprint`.
+    pub(crate) fn tls_at(addr: &str, fingerprint: String) -> Web {
         use netdisk::tls::client::{KnownServers, Verifier};
         let dir = tempfile::tempdir().unwrap();
         let known = KnownServers {
             path: dir.path().join("known"),
         };
-        let verifier = Verifier::new(&server.addr, known, Some(server.fingerprint()));
+        let verifier = Verifier::new(addr, known, Some(fingerprint));
         let mut config = (*verifier.client_config().unwrap()).clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let name = netdisk::tls::client::server_name(&server.addr).unwrap();
+        let name = netdisk::tls::client::server_name(addr).unwrap();
         let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let sock = tcp(TcpStream::connect(&server.addr).unwrap());
+        let sock = tcp(TcpStream::connect(addr).unwrap());
         Web::over(Box::new(rustls::StreamOwned::new(conn, sock)))
     }
 

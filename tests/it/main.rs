@@ -30,6 +30,8 @@ mod ping;
 mod pipeline;
 mod profile;
 mod protocol;
+mod proxy;
+mod proxy_haproxy;
 mod pty;
 mod sheet;
 mod shell;

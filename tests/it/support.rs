@@ -106,6 +106,14 @@ impl TestServer {
         TestServer::spawn(Command::new(bin()), data, args)
     }
 
+    /// Starts a server listening on `addr` (a loopback address with port
+    /// 0) instead of `127.0.0.1:0`.
+    pub fn on(addr: &str, args: &[&str]) -> TestServer {
+        let mut command = Command::new(bin());
+        command.args(["serve", "--addr", addr, "--data"]);
+        TestServer::spawn_with(command, Arc::new(tempfile::tempdir().unwrap()), args, false)
+    }
+
     /// Starts a server through `sh`, which first runs `prelude` (to set a
     /// resource limit, say) and then execs the server.
     pub fn start_under_shell(prelude: &str, args: &[&str]) -> TestServer {
@@ -116,8 +124,23 @@ impl TestServer {
         TestServer::spawn(sh, Arc::new(tempfile::tempdir().unwrap()), args)
     }
 
-    fn spawn(mut command: Command, data: Arc<TempDir>, args: &[&str]) -> TestServer {
-        serve_args(&mut command, data.path());
+    fn spawn(command: Command, data: Arc<TempDir>, args: &[&str]) -> TestServer {
+        TestServer::spawn_with(command, data, args, true)
+    }
+
+    /// Spawns `command` over `data`, after [`serve_args`] if `default_addr`
+    /// (else `command` ends in `--data`).
+    fn spawn_with(
+        mut command: Command,
+        data: Arc<TempDir>,
+        args: &[&str],
+        default_addr: bool,
+    ) -> TestServer {
+        if default_addr {
+            serve_args(&mut command, data.path());
+        } else {
+            command.arg(data.path());
+        }
         if let Some(db) = db_for(data.path()) {
             command.arg("--db").arg(&db.url);
         }
