@@ -16,6 +16,7 @@ mod cli_transfer;
 mod concurrency;
 mod dav;
 mod dav_clients;
+mod disk_db;
 mod exit_codes;
 mod folders;
 mod hostile;
