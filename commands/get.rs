@@ -60,7 +60,7 @@ impl Command for Get {
         let md5 = storage.digest(&user.key, &opened)?;
         ctx.log_bytes = size - offset;
         ctx.then = Some(Then::Send(Body {
-            file: opened.file,
+            source: opened.source,
             mtime: opened.mtime,
             offset,
             len: size - offset,

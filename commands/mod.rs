@@ -13,7 +13,6 @@
 //! [`put::Receive`] or [`put::OneGo`] phase to feed), and whichever front end carries the
 //! request drives it. Handlers can thus be run without a connection.
 
-use std::fs::File;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -118,7 +117,7 @@ pub enum Then {
 
 /// A file body to stream after a reply.
 pub struct Body {
-    pub file: File,
+    pub source: crate::disk::Source,
     pub offset: u64,
     pub len: u64,
     /// The file's modification time, Unix seconds (HTTP's Last-Modified).

@@ -505,7 +505,7 @@ impl Disk for DbDisk {
         let blob = blob.ok_or_else(|| Error::Internal(format!("{path}: a file without bytes")))?;
         let file = inner.blobs()?.open_read(&blob)?;
         Ok(Opened {
-            file,
+            source: super::Source::File(file),
             size: uint(size),
             mtime: uint(mtime),
             md5,

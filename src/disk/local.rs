@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Disk, Encode, Kind, Opened, Upload, UploadLock};
+use super::{Disk, Encode, Kind, Opened, Source, Upload, UploadLock};
 use crate::error::Error;
 use crate::protocol::FileInfo;
 use crate::storage::{Listing, Prop, Storage};
@@ -46,7 +46,7 @@ impl Disk for Storage {
     fn open_file(&self, key: &str, path: &str) -> Result<Opened, Error> {
         let (file, meta) = Storage::open_file(self, key, path)?;
         Ok(Opened {
-            file,
+            source: Source::File(file),
             size: meta.len(),
             mtime: crate::storage::mtime_secs(&meta),
             md5: None,
@@ -56,7 +56,10 @@ impl Disk for Storage {
 
     fn digest(&self, key: &str, file: &Opened) -> Result<String, Error> {
         match &file.meta {
-            Some(meta) => Storage::digest(self, key, &file.file, meta),
+            Some(meta) => match &file.source {
+                Source::File(f) => Storage::digest(self, key, f, meta),
+                Source::Remote(_) => Err(Error::Internal("a file opened elsewhere".into())),
+            },
             None => Err(Error::Internal("a file opened elsewhere".into())),
         }
     }

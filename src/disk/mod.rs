@@ -20,6 +20,7 @@ pub mod db;
 mod local;
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,9 +31,37 @@ use crate::storage::{self, Listing, Prop};
 
 pub use crate::storage::{Kind, Stat};
 
+/// Opens a remote object's bytes from an offset.
+pub type OpenAt = Box<dyn FnOnce(u64) -> Result<Box<dyn Read + Send>, Error> + Send>;
+
+/// Where a file's bytes are read from.
+pub enum Source {
+    /// A local file (sent with `sendfile` where the connection allows).
+    File(File),
+    /// A remote object, opened from an offset once the sending starts
+    /// (an HTTP range may move the offset after the `get`).
+    Remote(OpenAt),
+}
+
+impl Source {
+    /// The bytes from `offset` on, as a reader.
+    ///
+    /// # Errors
+    /// If the bytes cannot be reached.
+    pub fn reader(self, offset: u64) -> Result<Box<dyn Read + Send>, Error> {
+        match self {
+            Source::File(mut f) => {
+                f.seek(SeekFrom::Start(offset))?;
+                Ok(Box::new(f))
+            }
+            Source::Remote(open) => open(offset),
+        }
+    }
+}
+
 /// A file opened for reading: its bytes and its record.
 pub struct Opened {
-    pub file: File,
+    pub source: Source,
     pub size: u64,
     /// Unix seconds.
     pub mtime: u64,

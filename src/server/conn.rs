@@ -18,6 +18,7 @@ use rustls::{ServerConnection, StreamOwned};
 
 use super::bodies::{Bodies, Meter, Ticket};
 use crate::commands::Body;
+use crate::disk::Source;
 use crate::error::Error;
 use crate::protocol::{
     encode_frame, read_header, FrameError, Header, Timed, MAX_REQUEST_HEADER, MAX_RESPONSE_HEADER,
@@ -57,20 +58,25 @@ impl Stream for StreamOwned<ServerConnection, Timed> {
     fn send_file(&mut self, mut file: &File, offset: u64, len: u64) -> io::Result<u64> {
         use std::io::Seek;
         file.seek(io::SeekFrom::Start(offset))?;
-        let mut buf = vec![0u8; TLS_COPY.min(usize::try_from(len).unwrap_or(TLS_COPY))];
-        let mut sent = 0;
-        while sent < len {
-            let want = (len - sent).min(buf.len() as u64) as usize;
-            let n = file.read(&mut buf[..want])?;
-            if n == 0 {
-                break;
-            }
-            self.write_all(&buf[..n])?;
-            sent += n as u64;
-        }
-        self.flush()?;
-        Ok(sent)
+        send_reader(self, &mut file, len)
     }
+}
+
+/// Copies up to `len` bytes of `from` to `to`; returns how many there were.
+fn send_reader(to: &mut impl Write, from: &mut dyn Read, len: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; TLS_COPY.min(usize::try_from(len).unwrap_or(TLS_COPY))];
+    let mut sent = 0;
+    while sent < len {
+        let want = (len - sent).min(buf.len() as u64) as usize;
+        let n = from.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        to.write_all(&buf[..n])?;
+        sent += n as u64;
+    }
+    to.flush()?;
+    Ok(sent)
 }
 
 /// Time limits of a served connection.
@@ -348,10 +354,14 @@ impl<S: Stream> Conn<S> {
         if let Some(t) = &self.ticket {
             t.sends();
         }
-        let sent = self
-            .stream
-            .send_file(&body.file, body.offset, body.len)
-            .map_err(net_error);
+        let sent = match body.source {
+            Source::File(file) => self.stream.send_file(&file, body.offset, body.len),
+            remote => {
+                let mut from = remote.reader(body.offset)?;
+                send_reader(&mut self.stream, &mut from, body.len)
+            }
+        }
+        .map_err(net_error);
         self.sent = self.ticket.take().map_or(0, |t| t.meter().moved());
         let sent = sent?;
         if sent != body.len {

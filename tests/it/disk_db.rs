@@ -94,8 +94,15 @@ fn guesses_spread_over_two_servers_and_two_addresses_count_once() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let checked = codes.iter().filter(|c| **c == ErrorCode::AuthFailed).count();
-    assert_eq!(checked, netdisk::ratelimit::MAX_PER_USER as usize, "{codes:?}");
+    let checked = codes
+        .iter()
+        .filter(|c| **c == ErrorCode::AuthFailed)
+        .count();
+    assert_eq!(
+        checked,
+        netdisk::ratelimit::MAX_PER_USER as usize,
+        "{codes:?}"
+    );
     assert!(codes
         .iter()
         .all(|c| matches!(c, ErrorCode::AuthFailed | ErrorCode::RateLimited)));
@@ -156,7 +163,11 @@ fn an_upload_cut_by_a_database_outage_fails_cleanly_and_resumes_after() {
     c.write_body(&data[..1 << 20]).unwrap();
     // The database goes away: no new connection, the old ones cut.
     let name = db.url.rsplit('/').next().unwrap().to_string();
-    let mut admin = postgres::Client::connect(&std::env::var(netdisk::db::testing::ENV).unwrap(), postgres::NoTls).unwrap();
+    let mut admin = postgres::Client::connect(
+        &std::env::var(netdisk::db::testing::ENV).unwrap(),
+        postgres::NoTls,
+    )
+    .unwrap();
     admin
         .batch_execute(&format!(
             "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
@@ -198,7 +209,9 @@ fn an_unreachable_database_is_a_clear_error_without_the_password() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("cannot reach the database postgres://nd:***@127.0.0.1:{port}/netdisk")),
+        err.contains(&format!(
+            "cannot reach the database postgres://nd:***@127.0.0.1:{port}/netdisk"
+        )),
         "{err}"
     );
     assert!(!err.contains("sekrit"), "{err}");
@@ -259,7 +272,10 @@ fn a_server_killed_mid_commit_leaves_rows_and_bytes_that_agree() {
     }
     // No row without its bytes, no bytes other than a row says.
     let rows = sql(&db)
-        .query("SELECT path, size, md5, blob FROM nodes WHERE NOT is_dir", &[])
+        .query(
+            "SELECT path, size, md5, blob FROM nodes WHERE NOT is_dir",
+            &[],
+        )
         .unwrap();
     for row in rows {
         let (path, size, want, blob): (String, i64, String, String) =

@@ -115,8 +115,10 @@ fn copy_folder(d: &mut Dav<'_>, from: &str, to: &str, deep: bool) -> Result<()> 
 /// the source's MD5, with its properties and modification time.
 fn copy_file(d: &mut Dav<'_>, from: &str, to: &str) -> Result<()> {
     let storage = &d.shared.disk;
-    let mut opened = storage.open_file(d.key(), from)?;
+    let opened = storage.open_file(d.key(), from)?;
     let md5 = storage.digest(d.key(), &opened)?;
+    let (size, mtime) = (opened.size, opened.mtime);
+    let mut file = opened.source.reader(0)?;
     let name = fields(&[("name", Value::from(to.to_string()))]);
     match d.run("discard", name) {
         Ok(_) | Err(Error::NotFound | Error::NothingStaged) => {}
@@ -124,14 +126,14 @@ fn copy_file(d: &mut Dav<'_>, from: &str, to: &str) -> Result<()> {
     }
     let args = commands::put::Args {
         name: to.to_string(),
-        size: opened.size,
+        size,
         md5: None,
     };
     let (_, then) = d.run("put", commands::request("put", &args))?;
     let Some(Then::Receive(mut up)) = then else {
         return Err(Error::Internal("put left no receiver".into()).into());
     };
-    up.receive(|chunk| match opened.file.read_exact(chunk) {
+    up.receive(|chunk| match file.read_exact(chunk) {
         Ok(()) => (chunk.len(), Ok(())),
         Err(e) => (0, Err(Error::Io(e))),
     })?;
@@ -139,7 +141,7 @@ fn copy_file(d: &mut Dav<'_>, from: &str, to: &str) -> Result<()> {
     step4.insert("md5".into(), Value::from(md5));
     up.finish(&step4)?;
     copy_props(d, from, to)?;
-    d.shared.disk.set_mtime(d.key(), to, opened.mtime)?;
+    d.shared.disk.set_mtime(d.key(), to, mtime)?;
     Ok(())
 }
 
