@@ -54,6 +54,7 @@ pub fn config(data: &Path) -> Config {
         listing_memory: crate::storage::budget::DEFAULT_BYTES,
         log_json: false,
         db: None,
+        blobs: None,
     }
 }
 

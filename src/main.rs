@@ -112,6 +112,12 @@ struct ServeArgs {
     /// one data directory.
     #[arg(long, env = "NETDISK_DB", value_name = "URL", hide_env_values = true)]
     db: Option<String>,
+    /// Keep the file bytes in this S3 bucket (s3://BUCKET[/PREFIX]) instead
+    /// of under --data; needs --db. The endpoint and credentials come from
+    /// AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+    /// AWS_REGION.
+    #[arg(long, env = "NETDISK_BLOBS", value_name = "S3_URL")]
+    blobs: Option<String>,
     /// Worker threads: requests served at once. Idle connections do not
     /// hold one.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
@@ -349,6 +355,12 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.blobs.is_some() && args.db.is_none() {
+        bail!(
+            "--blobs needs --db: with the bytes in S3, the folders, file records and \
+             unfinished uploads must be where every server sees them (PostgreSQL)"
+        );
+    }
     // Idle connections cost a descriptor each: take all the system allows.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     let workers = args.workers as usize;
@@ -365,6 +377,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         addr: args.addr,
         data: args.data,
         db: args.db,
+        blobs: args.blobs,
         workers,
         queue: args.queue as usize,
         idle_timeout: Duration::from_secs(args.idle_timeout),

@@ -21,6 +21,8 @@ pub struct Config {
     /// PostgreSQL URL (`--db`): accounts and metadata there, not in
     /// `users.xlsx` and the folders.
     pub db: Option<String>,
+    /// S3 bucket of the file bytes (`--blobs`), only with `db`.
+    pub blobs: Option<String>,
     /// Blocking worker threads: requests served at once.
     pub workers: usize,
     /// Requests (whole headers) that may wait for a worker; beyond that
