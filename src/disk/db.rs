@@ -20,11 +20,12 @@
 //! if the server dies first): no crash leaves a row without its bytes or
 //! bytes nobody can find.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -59,6 +60,10 @@ struct Inner {
     /// This server, in the claims it holds (random per start).
     server: String,
     claims: AtomicU64,
+    /// The claims this server's connections hold now: only these are
+    /// renewed, so a claim whose release failed (the database away when
+    /// its upload ended) lapses, and this server takes it over at once.
+    live: Mutex<HashSet<String>>,
     max_staged: usize,
     max_files: u64,
     listing_budget: Arc<Budget>,
@@ -86,6 +91,7 @@ impl Drop for DbLock {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        inner.live_claims().remove(&self.holder);
         if let Ok(mut c) = inner.pool.get() {
             let _ = c.execute(
                 "UPDATE staged SET holder = NULL WHERE account = $1 AND path = $2 AND holder = $3",
@@ -174,6 +180,7 @@ impl DbDisk {
             blobs: Some(blobs),
             server: Blobs::new_key()?[..16].to_string(),
             claims: AtomicU64::new(0),
+            live: Mutex::default(),
             max_staged: limits.max_staged,
             max_files: limits.max_files,
             listing_budget: Arc::new(Budget::new(limits.listing_memory)),
@@ -195,6 +202,7 @@ impl DbDisk {
                 blobs: None,
                 server: "admin".into(),
                 claims: AtomicU64::new(0),
+                live: Mutex::default(),
                 max_staged: 0,
                 max_files: 0,
                 listing_budget: Arc::new(Budget::new(0)),
@@ -210,11 +218,14 @@ fn heartbeat(inner: &Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
+        let live: Vec<String> = inner.live_claims().iter().cloned().collect();
+        if live.is_empty() {
+            continue;
+        }
         if let Ok(mut c) = inner.pool.get() {
-            let mine = format!("{}/", inner.server);
             let _ = c.execute(
-                "UPDATE staged SET heartbeat = $1 WHERE starts_with(holder, $2)",
-                &[&now(), &mine],
+                "UPDATE staged SET heartbeat = $1 WHERE holder = ANY($2)",
+                &[&now(), &live],
             );
         }
     }
@@ -322,7 +333,23 @@ impl Inner {
 
     fn claim_name(&self) -> String {
         let n = self.claims.fetch_add(1, Ordering::Relaxed);
-        format!("{}/{n}", self.server)
+        let name = format!("{}/{n}", self.server);
+        self.live_claims().insert(name.clone());
+        name
+    }
+
+    fn live_claims(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A set of names: nothing is left half-changed by a panic.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `holder` is a claim of this server that no connection holds
+    /// any more (its release failed): free to take over.
+    fn orphaned(&self, holder: &str) -> bool {
+        holder
+            .strip_prefix(self.server.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+            && !self.live_claims().contains(holder)
     }
 }
 
@@ -720,13 +747,14 @@ impl Disk for DbDisk {
         };
         let cutoff = now() - CLAIM_LAPSES;
         let staged = tx.query_opt(
-            "SELECT size, blob, holder IS NOT NULL AND heartbeat > $3 FROM staged
+            "SELECT size, blob, holder IS NOT NULL AND heartbeat > $3, holder FROM staged
              WHERE account = $1 AND path = $2 FOR UPDATE",
             &[&account, &name, &cutoff],
         )?;
         let (had, prev, blob) = match staged {
             Some(row) => {
-                if row.get::<_, bool>(2) {
+                let holder: Option<String> = row.get(3);
+                if row.get::<_, bool>(2) && !holder.is_some_and(|h| inner.orphaned(&h)) {
                     return Err(Error::Locked);
                 }
                 (1i32, row.get::<_, i64>(0), row.get::<_, String>(1))
