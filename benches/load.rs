@@ -18,12 +18,11 @@ use super::{mib, BenchServer, Row, Target, PASSWORD, USER};
 
 /// The server's fingerprint, as `netdisk fingerprint` prints it.
 pub fn fingerprint(bin: &Path, data: &Path) -> String {
-    let mut command = Command::new(bin);
-    command.args(["fingerprint", "--data"]).arg(data);
-    if let Some(url) = std::env::var_os("NETDISK_BENCH_DB") {
-        command.arg("--db").arg(url);
-    }
-    let out = command.output().expect("netdisk fingerprint");
+    let out = Command::new(bin)
+        .args(["fingerprint", "--data"])
+        .arg(data)
+        .output()
+        .expect("netdisk fingerprint");
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim()
         .strip_prefix("tls fingerprint ")

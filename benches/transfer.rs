@@ -42,6 +42,7 @@ use serde_json::json;
 
 mod attack;
 mod dav;
+mod engines;
 mod flood;
 mod load;
 #[path = "../tests/it/serve.rs"]
@@ -119,6 +120,15 @@ fn main() -> ExitCode {
             .tempdir()
             .expect("temp dir");
         let (rows, targets) = dav::dav(&binary(), work.path(), quick);
+        print_table(&rows, quick);
+        return print_targets(&targets);
+    }
+    if std::env::args().any(|a| a == "--db") {
+        let work = tempfile::Builder::new()
+            .prefix("netdisk-bench")
+            .tempdir()
+            .expect("temp dir");
+        let (rows, targets) = engines::engines(&binary(), work.path(), quick);
         print_table(&rows, quick);
         return print_targets(&targets);
     }
@@ -1041,14 +1051,7 @@ impl BenchServer {
     }
 
     fn start_with(bin: &Path, data: &Path, extra: &[&str]) -> BenchServer {
-        let mut command = Command::new(bin);
-        serve::serve_args(&mut command, data);
-        // `NETDISK_BENCH_DB=URL`: the same rows with accounts and metadata
-        // in that (empty, throw-away) PostgreSQL database.
-        if let Some(url) = std::env::var_os("NETDISK_BENCH_DB") {
-            command.arg("--db").arg(url);
-        }
-        let mut child = command
+        let mut child = serve::serve_args(&mut Command::new(bin), data)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -1,0 +1,171 @@
+//! `just bench --db`: the disk with accounts and metadata in PostgreSQL
+//! (`serve --db`) beside the default one, in one run, round by round: a big
+//! file up and down, many small ones, and logins. The database is a fresh
+//! one on the server `NETDISK_TEST_PG` names (as the tests use).
+
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use netdisk::client::Client;
+use netdisk::db::testing::TestDb;
+use netdisk::protocol::Password;
+
+use super::{
+    file_md5, median, sizes, write_random, BenchServer, Row, SmallSet, Target, PASSWORD, ROUNDS,
+    USER,
+};
+
+/// Connections logging in at once in the login rows.
+const LOGIN_CLIENTS: usize = 8;
+
+struct Engine {
+    name: &'static str,
+    server: BenchServer,
+    puts: Vec<f64>,
+    gets: Vec<f64>,
+    small_puts: Vec<f64>,
+    small_gets: Vec<f64>,
+    logins: f64,
+}
+
+pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) {
+    let Some(db) = TestDb::create("bench --db") else {
+        panic!("bench --db: set NETDISK_TEST_PG to a PostgreSQL superuser URL");
+    };
+    let sizes = sizes(quick);
+    let logins = if quick { 1000 } else { 10_000 };
+    let big = work.join("big.bin");
+    let big_md5 = write_random(&big, sizes.big);
+    let small = SmallSet::write(&work.join("small"), sizes.small_count, sizes.small_size);
+    let start = |name: &'static str, extra: &[&str]| {
+        let mut args = vec!["--workers", "40"];
+        args.extend_from_slice(extra);
+        let server = BenchServer::start_with(bin, &work.join(format!("data-{name}")), &args);
+        let mut c = Client::connect(&server.addr).expect("connect");
+        c.register(USER, &Password::new(PASSWORD))
+            .expect("register");
+        Engine {
+            name,
+            server,
+            puts: Vec::new(),
+            gets: Vec::new(),
+            small_puts: Vec::new(),
+            small_gets: Vec::new(),
+            logins: 0.0,
+        }
+    };
+    let mut engines = [start("default", &[]), start("--db", &["--db", &db.url])];
+    let down = work.join("down.bin");
+    let big_arg = big.display().to_string();
+    let down_arg = down.display().to_string();
+    // Engines take turns within a round, so that a machine slowing down
+    // over the run weighs on both alike.
+    for round in 0..ROUNDS {
+        for e in &mut engines {
+            let (secs, _) = e.server.client(bin, &["put", &big_arg]);
+            e.puts.push(secs);
+            let (secs, _) = e
+                .server
+                .client(bin, &["get", "big.bin", "--overwrite", "-o", &down_arg]);
+            assert_eq!(file_md5(&down), big_md5, "{}: the download differs", e.name);
+            fs::remove_file(&down).ok();
+            e.gets.push(secs);
+            let back = work.join(format!("back-{}-{round}", e.name));
+            let user = format!("small{round}");
+            let (put, get) = small.round(&e.server, &e.server.addr, bin, &user, &back);
+            e.small_puts.push(put);
+            e.small_gets.push(get);
+            fs::remove_dir_all(&back).ok();
+        }
+    }
+    for e in &mut engines {
+        e.logins = login_rate(&e.server.addr, logins);
+    }
+    let mut rows = Vec::new();
+    for e in &mut engines {
+        let (put, get) = (median(&mut e.puts), median(&mut e.gets));
+        rows.push(Row::rate(
+            &format!("{}: put {} MiB", e.name, sizes.big >> 20),
+            sizes.big,
+            sizes.big as f64 / put,
+            None,
+        ));
+        rows.push(Row::rate(
+            &format!("{}: get {} MiB", e.name, sizes.big >> 20),
+            sizes.big,
+            sizes.big as f64 / get,
+            None,
+        ));
+        let (count, size) = (sizes.small_count, sizes.small_size);
+        rows.push(Row::files(
+            &format!("{}: put small files", e.name),
+            count,
+            size,
+            median(&mut e.small_puts),
+        ));
+        rows.push(Row::files(
+            &format!("{}: get small files", e.name),
+            count,
+            size,
+            median(&mut e.small_gets),
+        ));
+        rows.push(Row {
+            what: format!("{}: {logins} logins", e.name),
+            bytes: 0,
+            rate_mb_s: None,
+            files_s: Some(e.logins),
+            ratio: None,
+            rss: None,
+            note: format!("{LOGIN_CLIENTS} at once, each on a new connection (per second)"),
+        });
+    }
+    let [plain, on_db] = &mut engines;
+    let ratio = |a: &mut Vec<f64>, b: &mut Vec<f64>| median(a) / median(b);
+    let targets = vec![
+        Target::at_least(
+            "--db: big put / default",
+            ratio(&mut plain.puts, &mut on_db.puts),
+            0.95,
+        ),
+        Target::at_least(
+            "--db: big get / default",
+            ratio(&mut plain.gets, &mut on_db.gets),
+            0.95,
+        ),
+        Target::at_least(
+            "--db: small puts / default",
+            ratio(&mut plain.small_puts, &mut on_db.small_puts),
+            0.7,
+        ),
+        Target::at_least(
+            "--db: small gets / default",
+            ratio(&mut plain.small_gets, &mut on_db.small_gets),
+            0.7,
+        ),
+    ];
+    (rows, targets)
+}
+
+/// Logins a second: `total` logins of one user, each on a new connection,
+/// over [`LOGIN_CLIENTS`] at once.
+fn login_rate(addr: &str, total: usize) -> f64 {
+    let left = AtomicUsize::new(total);
+    let started = Instant::now();
+    thread::scope(|s| {
+        for _ in 0..LOGIN_CLIENTS {
+            s.spawn(|| {
+                while left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    let mut c = Client::connect(addr).expect("connect");
+                    c.login(USER, &Password::new(PASSWORD)).expect("login");
+                }
+            });
+        }
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
