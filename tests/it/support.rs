@@ -1,6 +1,7 @@
 //! Test fixtures: a real `netdisk serve` on `127.0.0.1:0` with a temp data
 //! dir, a raw frame client for hostile input, and small helpers.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
@@ -87,6 +88,9 @@ pub struct TestServer {
     /// The data directory (kept across restarts by [`TestServer::restart`]).
     pub data: Arc<TempDir>,
     log: Arc<(Mutex<String>, Condvar)>,
+    /// The database of a server started with `--db`.
+    db_url: Option<String>,
+    _db: Option<Arc<TestDb>>,
     _stdout: BufReader<ChildStdout>,
 }
 
@@ -118,9 +122,26 @@ impl TestServer {
 
     fn spawn(mut command: Command, data: Arc<TempDir>, args: &[&str]) -> TestServer {
         serve_args(&mut command, data.path());
-        if let Some(db) = db_for(data.path()) {
+        // A test that names its own database keeps it.
+        let named = args
+            .iter()
+            .position(|a| *a == "--db")
+            .and_then(|i| args.get(i + 1))
+            .map(|url| (*url).to_string())
+            .or_else(|| {
+                args.iter()
+                    .find_map(|a| a.strip_prefix("--db="))
+                    .map(str::to_string)
+            });
+        let db = if named.is_some() {
+            None
+        } else {
+            db_for(data.path())
+        };
+        if let Some(db) = &db {
             command.arg("--db").arg(&db.url);
         }
+        let db_url = named.or_else(|| db.as_ref().map(|d| d.url.clone()));
         let mut child = command
             .args(args)
             .stdin(Stdio::null())
@@ -153,7 +174,153 @@ impl TestServer {
             addr,
             data,
             log,
+            db_url,
+            _db: db,
             _stdout: stdout,
+        }
+    }
+
+    /// The database the server keeps its disk in (`--db`), if any.
+    pub fn db_url(&self) -> Option<&str> {
+        self.db_url.as_deref()
+    }
+
+    /// A connection to the server's database, if it has one.
+    fn pg(&self) -> Option<postgres::Client> {
+        let url = self.db_url()?;
+        Some(postgres::Client::connect(url, postgres::NoTls).expect("connect to the test database"))
+    }
+
+    /// The row of `path` on `user`'s disk: whether it is a folder, and
+    /// its blob. `None` without a database.
+    fn node(&self, user: &str, path: &str) -> Option<Option<(bool, Option<String>)>> {
+        let mut pg = self.pg()?;
+        let row = pg
+            .query_opt(
+                "SELECT n.is_dir, n.blob FROM nodes n JOIN accounts a ON a.id = n.account
+                 WHERE a.key = $1 AND n.path = $2",
+                &[&user, &path],
+            )
+            .unwrap();
+        Some(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Where the blob `key` keeps its bytes.
+    fn blob_path(&self, key: &str) -> PathBuf {
+        self.data.path().join("blobs").join(&key[..2]).join(key)
+    }
+
+    /// The bytes of the file at `path` on `user`'s disk, as the server
+    /// stored them (`None`: no file there), whichever engine keeps it.
+    pub fn stored(&self, user: &str, path: &str) -> Option<Vec<u8>> {
+        match self.node(user, path) {
+            None => std::fs::read(self.user_files(user).join(path)).ok(),
+            Some(Some((false, Some(blob)))) => {
+                Some(std::fs::read(self.blob_path(&blob)).expect("a file row's blob"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Whether anything (file or folder) is stored at `path`.
+    pub fn is_stored(&self, user: &str, path: &str) -> bool {
+        match self.node(user, path) {
+            None => self.user_files(user).join(path).exists(),
+            Some(row) => row.is_some(),
+        }
+    }
+
+    /// Whether a folder is stored at `path`.
+    pub fn is_stored_dir(&self, user: &str, path: &str) -> bool {
+        match self.node(user, path) {
+            None => self.user_files(user).join(path).is_dir(),
+            Some(row) => matches!(row, Some((true, _))),
+        }
+    }
+
+    /// The names in the folder `path` (`""`: the top), sorted, without
+    /// the local engine's hidden ones.
+    pub fn stored_names(&self, user: &str, path: &str) -> Vec<String> {
+        let mut names: Vec<String> = match self.pg() {
+            None => std::fs::read_dir(self.user_files(user).join(path))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| !n.starts_with('.'))
+                .collect(),
+            Some(mut pg) => pg
+                .query(
+                    "SELECT n.path FROM nodes n JOIN accounts a ON a.id = n.account
+                     WHERE a.key = $1 AND n.parent = $2",
+                    &[&user, &path],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let full: String = r.get(0);
+                    full.rsplit('/').next().unwrap().to_string()
+                })
+                .collect(),
+        };
+        names.sort();
+        names
+    }
+
+    /// The subtree below the folder `path`: each path relative to it, with
+    /// a file's bytes or `None` for a folder (hidden names left out).
+    pub fn stored_tree(&self, user: &str, path: &str) -> BTreeMap<String, Option<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![String::new()];
+        while let Some(rel) = todo.pop() {
+            let at = |name: &str| {
+                [path, &rel, name]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/")
+            };
+            for name in self.stored_names(user, &at("")) {
+                let full = at(&name);
+                let rel = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if self.is_stored_dir(user, &full) {
+                    out.insert(rel.clone(), None);
+                    todo.push(rel);
+                } else {
+                    let bytes = self.stored(user, &full).expect("a file listed");
+                    out.insert(rel, Some(bytes));
+                }
+            }
+        }
+        out
+    }
+
+    /// How many unfinished uploads `user` has staged.
+    pub fn staged_count(&self, user: &str) -> usize {
+        match self.pg() {
+            // One `.part` (beside its `.meta` and `.md5`) per upload.
+            None => std::fs::read_dir(self.data.path().join("users").join(user).join("staging"))
+                .map_or(0, |d| {
+                    d.filter(|e| {
+                        e.as_ref()
+                            .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".part"))
+                    })
+                    .count()
+                }),
+            Some(mut pg) => {
+                let n: i64 = pg
+                    .query_one(
+                        "SELECT count(*) FROM staged s JOIN accounts a ON a.id = s.account
+                         WHERE a.key = $1",
+                        &[&user],
+                    )
+                    .unwrap()
+                    .get(0);
+                usize::try_from(n).unwrap()
+            }
         }
     }
 
