@@ -15,7 +15,7 @@ use crate::support::{bin, TestServer, PASSWORD};
 
 /// Runs `netdisk user ARGS --db URL` with `password` in NETDISK_PASSWORD;
 /// returns success, stdout and stderr.
-fn admin_db(url: &str, password: Option<&str>, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn admin_db(url: &str, password: Option<&str>, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(bin());
     cmd.arg("user").args(args).arg("--db").arg(url);
     cmd.env_remove("NETDISK_PASSWORD").env_remove("NETDISK_DB");

@@ -238,14 +238,12 @@ impl TestServer {
         }
     }
 
-    /// The names in the folder `path` (`""`: the top), sorted, without
-    /// the local engine's hidden ones.
+    /// The names in the folder `path` (`""`: the top), sorted.
     pub fn stored_names(&self, user: &str, path: &str) -> Vec<String> {
         let mut names: Vec<String> = match self.pg() {
             None => std::fs::read_dir(self.user_files(user).join(path))
                 .unwrap()
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
-                .filter(|n| !n.starts_with('.'))
                 .collect(),
             Some(mut pg) => pg
                 .query(
@@ -280,7 +278,14 @@ impl TestServer {
                     .join("/")
             };
             for name in self.stored_names(user, &at("")) {
+                if name.starts_with('.') {
+                    continue;
+                }
                 let full = at(&name);
+                if self.db_url.is_none() {
+                    let meta = std::fs::symlink_metadata(self.user_files(user).join(&full));
+                    assert!(!meta.unwrap().is_symlink(), "a link at {full}");
+                }
                 let rel = if rel.is_empty() {
                     name.clone()
                 } else {
@@ -298,17 +303,128 @@ impl TestServer {
         out
     }
 
+    /// Whether `user` has a home: a folder under `users/`, or an account
+    /// row.
+    pub fn has_home(&self, user: &str) -> bool {
+        match self.pg() {
+            None => self.data.path().join("users").join(user).exists(),
+            Some(mut pg) => pg
+                .query_opt("SELECT 1 FROM accounts WHERE key = $1", &[&user])
+                .unwrap()
+                .is_some(),
+        }
+    }
+
+    /// Whether the server has kept where its users logged in from
+    /// (`known-addresses.json`, or its table).
+    pub fn keeps_known_addresses(&self) -> bool {
+        match self.pg() {
+            None => self.path("known-addresses.json").exists(),
+            Some(mut pg) => pg
+                .query_opt("SELECT 1 FROM known_addresses LIMIT 1", &[])
+                .unwrap()
+                .is_some(),
+        }
+    }
+
+    /// The PEM of the certificate the server presents (as rclone or curl
+    /// would be given it).
+    pub fn cert_pem(&self) -> Vec<u8> {
+        match self.pg() {
+            None => std::fs::read(self.path("tls/cert.pem")).unwrap(),
+            Some(mut pg) => pg
+                .query_one(
+                    "SELECT value FROM settings WHERE name = 'tls.cert_pem'",
+                    &[],
+                )
+                .unwrap()
+                .get(0),
+        }
+    }
+
+    /// The file an unfinished upload of `name` is staged in, once it
+    /// exists (a failing test gives up after a minute).
+    #[track_caller]
+    pub fn staged_file(&self, user: &str, name: &str) -> PathBuf {
+        let Some(mut pg) = self.pg() else {
+            let id = md5(name.as_bytes());
+            return self
+                .data
+                .path()
+                .join(format!("users/{user}/staging/{id}.part"));
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let row = pg
+                .query_opt(
+                    "SELECT s.blob FROM staged s JOIN accounts a ON a.id = s.account
+                     WHERE a.key = $1 AND s.path = $2",
+                    &[&user, &name],
+                )
+                .unwrap();
+            if let Some(blob) = row.map(|r| self.blob_path(r.get(0))) {
+                if blob.exists() {
+                    return blob;
+                }
+            }
+            assert!(Instant::now() < deadline, "{name} was never staged");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sets the modification time of the file at `path`, as kept by the
+    /// engine, to `secs` after the epoch.
+    pub fn set_stored_mtime(&self, user: &str, path: &str, secs: u64) {
+        match self.pg() {
+            None => std::fs::File::options()
+                .write(true)
+                .open(self.user_files(user).join(path))
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap(),
+            Some(mut pg) => {
+                let n = pg
+                    .execute(
+                        "UPDATE nodes SET mtime = $3 FROM accounts a
+                         WHERE a.id = nodes.account AND a.key = $1 AND nodes.path = $2",
+                        &[&user, &path, &i64::try_from(secs).unwrap()],
+                    )
+                    .unwrap();
+                assert_eq!(n, 1, "{path}");
+            }
+        }
+    }
+
+    /// The names of the accounts, in the order they were made: the rows of
+    /// `users.xlsx`, or of the accounts table.
+    pub fn account_names(&self) -> Vec<String> {
+        match self.pg() {
+            None => crate::lifecycle::sheet_rows(&self.path("users.xlsx"))[1..]
+                .iter()
+                .map(|r| r[0].to_string())
+                .collect(),
+            Some(mut pg) => pg
+                .query("SELECT name FROM accounts ORDER BY id", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        }
+    }
+
     /// How many unfinished uploads `user` has staged.
     pub fn staged_count(&self, user: &str) -> usize {
         match self.pg() {
-            // One `.part` (beside its `.meta` and `.md5`) per upload.
+            // `H.part`, `H.meta`, `H.md5`: one upload.
             None => std::fs::read_dir(self.data.path().join("users").join(user).join("staging"))
                 .map_or(0, |d| {
-                    d.filter(|e| {
-                        e.as_ref()
-                            .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".part"))
-                    })
-                    .count()
+                    let stems: std::collections::BTreeSet<String> = d
+                        .map(|e| {
+                            let name = e.unwrap().file_name().into_string().unwrap();
+                            name.split('.').next().unwrap().to_string()
+                        })
+                        .collect();
+                    stems.len()
                 }),
             Some(mut pg) => {
                 let n: i64 = pg
