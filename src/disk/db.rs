@@ -274,6 +274,9 @@ impl Inner {
         let Some(blobs) = &self.blobs else {
             return;
         };
+        if only.is_some_and(<[String]>::is_empty) {
+            return;
+        }
         let Ok(mut c) = self.pool.get() else {
             return;
         };
@@ -354,6 +357,9 @@ impl Disk for DbDisk {
         )?;
         freed.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         Ok(())
     }
@@ -593,6 +599,9 @@ impl Disk for DbDisk {
         )?;
         freed.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         Ok(())
     }
@@ -822,6 +831,9 @@ impl Disk for DbDisk {
             )?;
         }
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         Ok(UploadLock::Db(DbLock {
             inner: Arc::downgrade(&self.inner),
@@ -955,6 +967,9 @@ impl Disk for DbDisk {
         }
         let freed = inner.drop_staged(&mut tx, account, "path = $2", &name)?;
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         Ok(())
     }
@@ -992,6 +1007,7 @@ impl Disk for DbDisk {
                 let _ = tx.commit();
             }
         }
+        drop(c);
         inner.free(None);
     }
 
@@ -1139,11 +1155,13 @@ impl DbUpload {
         }
         let filter = "path = $2 AND holder = '".to_string() + &self.holder.replace('\'', "") + "'";
         let freed = inner.drop_staged(&mut tx, self.account, &filter, &self.path);
-        if let Ok(freed) = freed {
-            if tx.commit().is_ok() {
-                drop(self.file);
-                inner.free(Some(&freed));
-            }
+        let Ok(freed) = freed else {
+            return;
+        };
+        if tx.commit().is_ok() {
+            drop(c);
+            drop(self.file);
+            inner.free(Some(&freed));
         }
     }
 
@@ -1251,6 +1269,9 @@ impl DbVerified {
             freed.push(blob);
         }
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         let dir = inner.blobs()?.dir_of(&up.blob)?;
         Ok((self.md5, dir))
@@ -1369,6 +1390,42 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Every change that frees blobs does it with one connection at a
+    /// time: with all but one of the pool's taken, each still works (it
+    /// used to wait for a second one until the checkout timed out).
+    #[test]
+    fn changes_that_free_blobs_need_one_connection_at_a_time() {
+        let Some((db, root, _)) = disk("changes_that_free_blobs") else {
+            return;
+        };
+        let pool = db.pool();
+        let disk = DbDisk::open(pool.clone(), root.path(), &LIMITS).unwrap();
+        put(&disk, "f", b"old");
+        stage(&disk, "s", 100, b"half");
+        let held: Vec<_> = (1..crate::db::POOL_SIZE)
+            .map(|_| pool.get().unwrap())
+            .collect();
+        let started = std::time::Instant::now();
+        put(&disk, "f", b"new");
+        disk.rename("alice", "f", "g").unwrap();
+        disk.discard("alice", "s").unwrap();
+        disk.delete("alice", "g", false).unwrap();
+        disk.sweep_staging(Duration::ZERO);
+        let lock = disk.lock_upload("alice", "big", 10, None).unwrap();
+        let up = disk.begin_upload(&lock).unwrap();
+        up.discard();
+        drop(lock);
+        disk.remove_home("alice").unwrap();
+        // None waited for a connection (a wait ends after CHECKOUT_WAIT,
+        // and the blobs to free stay behind).
+        assert!(
+            started.elapsed() < crate::db::CHECKOUT_WAIT,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(held);
     }
 
     #[test]
