@@ -143,7 +143,7 @@ fn accounts_in_the_database_are_shared_by_servers_and_the_admin_command() {
 
     assert_eq!(
         ok(admin_db(&db.url, None, &["del", "bob"])),
-        "removed bob\n"
+        "removed bob and their files\n"
     );
     assert_eq!(
         code(a.client().login("bob", &Password::new(PASSWORD))),
