@@ -1323,8 +1323,12 @@ mod tests {
             let n = left.len().min(buf.len());
             buf[..n].copy_from_slice(&left[..n]);
             left = &left[n..];
-            let end = left.is_empty().then(|| Err(Error::Timeout));
-            (n, end.unwrap_or(Ok(())))
+            let end = if left.is_empty() {
+                Err(Error::Timeout)
+            } else {
+                Ok(())
+            };
+            (n, end)
         });
         offset
     }
