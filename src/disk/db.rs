@@ -285,6 +285,9 @@ impl Inner {
         let Some(blobs) = &self.blobs else {
             return;
         };
+        if only.is_some_and(<[String]>::is_empty) {
+            return;
+        }
         let Ok(mut c) = self.pool.get() else {
             return;
         };
@@ -369,7 +372,9 @@ impl Disk for DbDisk {
         let Ok(account) = inner.lock_account(&mut tx, key) else {
             return Ok(());
         };
-        let mut freed = inner.drop_staged(&mut tx, account, "true", &true)?;
+        // The filter must use its parameter: PostgreSQL refuses a
+        // statement with one whose type it cannot tell.
+        let mut freed = inner.drop_staged(&mut tx, account, "$2::boolean", &true)?;
         let rows = tx.query(
             "WITH gone AS (DELETE FROM nodes WHERE account = $1 RETURNING blob),
                   counted AS (UPDATE accounts SET used_files = 0, used_bytes = 0 WHERE id = $1)
@@ -379,6 +384,9 @@ impl Disk for DbDisk {
         )?;
         freed.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         Ok(())
     }
@@ -618,6 +626,9 @@ impl Disk for DbDisk {
         )?;
         freed.extend(rows.iter().map(|r| r.get::<_, String>(0)));
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         Ok(())
     }
@@ -733,7 +744,13 @@ impl Disk for DbDisk {
         quota: Option<u64>,
     ) -> Result<UploadLock, Error> {
         let inner = &self.inner;
-        let signed = int(size)?;
+        // Sizes are the client's: under a quota one past what a bigint
+        // holds is booked as the most it holds, which no quota admits;
+        // without one it is refused as more than a disk holds.
+        let signed = match quota {
+            Some(_) => i64::try_from(size).unwrap_or(i64::MAX),
+            None => int(size)?,
+        };
         let quota_signed = quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX));
         let mut c = inner.pool.get()?;
         let mut tx = c.transaction()?;
@@ -751,13 +768,22 @@ impl Disk for DbDisk {
              WHERE account = $1 AND path = $2 FOR UPDATE",
             &[&account, &name, &cutoff],
         )?;
+        // A staged row of another size is an upload started over: its
+        // bytes are retired with the old blob, and it starts on a new one.
+        let mut freed = Vec::new();
         let (had, prev, blob) = match staged {
             Some(row) => {
                 let holder: Option<String> = row.get(3);
                 if row.get::<_, bool>(2) && !holder.is_some_and(|h| inner.orphaned(&h)) {
                     return Err(Error::Locked);
                 }
-                (1i32, row.get::<_, i64>(0), row.get::<_, String>(1))
+                let (prev, old): (i64, String) = (row.get(0), row.get(1));
+                if prev == signed {
+                    (1i32, prev, old)
+                } else {
+                    freed.push(old);
+                    (1, prev, Blobs::new_key()?)
+                }
             }
             None => (0, 0, Blobs::new_key()?),
         };
@@ -771,7 +797,8 @@ impl Disk for DbDisk {
                AND staged_count - $2 < $5
                AND ($6 OR used_files + staged_count - $2 < $7)
                AND ($8::bigint IS NULL
-                    OR used_bytes - $9 + staged_bytes - $3 + $4 <= $8::bigint)
+                    OR used_bytes::numeric - $9::bigint + staged_bytes - $3::bigint + $4::bigint
+                       <= $8::bigint)
              RETURNING id",
             &[
                 &account,
@@ -800,7 +827,11 @@ impl Disk for DbDisk {
                 return Err(Error::TooManyFiles(inner.max_files));
             }
             let quota = quota.unwrap_or(0);
-            let taken = uint(used - replaced.unwrap_or(0) + bytes - prev);
+            let taken = uint(
+                used.saturating_sub(replaced.unwrap_or(0))
+                    .saturating_add(bytes)
+                    .saturating_sub(prev),
+            );
             return Err(Error::QuotaExceeded {
                 needs: size,
                 left: quota.saturating_sub(taken),
@@ -808,20 +839,30 @@ impl Disk for DbDisk {
             });
         }
         let holder = inner.claim_name();
-        // A row of another size is an upload started over: its bytes and
-        // digest state go (`begin_upload` truncates the blob).
+        // A row of another size loses its digest state with its bytes.
         tx.execute(
             "INSERT INTO staged (account, path, size, blob, holder, heartbeat, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)
              ON CONFLICT (account, path) DO UPDATE SET
-                 holder = $5, heartbeat = $6,
+                 holder = $5, heartbeat = $6, blob = $4,
                  hashed = CASE WHEN staged.size = $3 THEN staged.hashed ELSE 0 END,
                  hash_state = CASE WHEN staged.size = $3 THEN staged.hash_state END,
                  created_at = CASE WHEN staged.size = $3 THEN staged.created_at ELSE $6 END,
                  size = $3",
             &[&account, &name, &signed, &blob, &holder, &now()],
         )?;
+        if !freed.is_empty() {
+            tx.execute(
+                "INSERT INTO retired (blob, since) SELECT unnest($1::text[]), $2
+                 ON CONFLICT DO NOTHING",
+                &[&freed, &now()],
+            )?;
+        }
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
+        inner.free(Some(&freed));
         Ok(UploadLock::Db(DbLock {
             inner: Arc::downgrade(&self.inner),
             account,
@@ -954,6 +995,9 @@ impl Disk for DbDisk {
         }
         let freed = inner.drop_staged(&mut tx, account, "path = $2", &name)?;
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         Ok(())
     }
@@ -991,6 +1035,7 @@ impl Disk for DbDisk {
                 let _ = tx.commit();
             }
         }
+        drop(c);
         inner.free(None);
     }
 
@@ -1002,6 +1047,17 @@ impl Disk for DbDisk {
 
     fn empty_trash(&self) {
         self.inner.free(None);
+    }
+
+    fn release_claims(&self) {
+        let inner = &self.inner;
+        if let Ok(mut c) = inner.pool.get() {
+            let mine = format!("{}/", inner.server);
+            let _ = c.execute(
+                "UPDATE staged SET holder = NULL WHERE starts_with(holder, $1)",
+                &[&mine],
+            );
+        }
     }
 }
 
@@ -1127,11 +1183,13 @@ impl DbUpload {
         }
         let filter = "path = $2 AND holder = '".to_string() + &self.holder.replace('\'', "") + "'";
         let freed = inner.drop_staged(&mut tx, self.account, &filter, &self.path);
-        if let Ok(freed) = freed {
-            if tx.commit().is_ok() {
-                drop(self.file);
-                inner.free(Some(&freed));
-            }
+        let Ok(freed) = freed else {
+            return;
+        };
+        if tx.commit().is_ok() {
+            drop(c);
+            drop(self.file);
+            inner.free(Some(&freed));
         }
     }
 
@@ -1239,6 +1297,9 @@ impl DbVerified {
             freed.push(blob);
         }
         tx.commit()?;
+        // Freeing takes a connection of its own: this one goes back
+        // first, or a busy pool would wait on itself.
+        drop(c);
         inner.free(Some(&freed));
         let dir = inner.blobs()?.dir_of(&up.blob)?;
         Ok((self.md5, dir))
@@ -1248,5 +1309,223 @@ impl DbVerified {
 impl From<DbVerified> for Verified {
     fn from(v: DbVerified) -> Verified {
         Verified::Db(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::TestDb;
+
+    const LIMITS: Limits = Limits {
+        max_staged: 16,
+        max_files: 1000,
+        listing_memory: 1 << 20,
+    };
+
+    /// A disk on a new database with the account `alice`, and its folder.
+    fn disk(test: &str) -> Option<(TestDb, tempfile::TempDir, DbDisk)> {
+        let db = TestDb::create(test)?;
+        let pool = db.pool();
+        pool.get()
+            .unwrap()
+            .execute(
+                "INSERT INTO accounts (key, name, password_hash, created_at)
+                 VALUES ('alice', 'alice', 'x', 0)",
+                &[],
+            )
+            .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let disk = DbDisk::open(pool, root.path(), &LIMITS).unwrap();
+        Some((db, root, disk))
+    }
+
+    /// Stages `data` of an upload of `size` bytes and stops, as a client
+    /// that hangs up; returns the offset it began at.
+    fn stage(disk: &DbDisk, name: &str, size: u64, data: &[u8]) -> u64 {
+        let lock = disk.lock_upload("alice", name, size, None).unwrap();
+        let mut up = disk.begin_upload(&lock).unwrap();
+        let offset = up.offset();
+        let mut left = data;
+        let _ = up.receive(|buf| {
+            let n = left.len().min(buf.len());
+            buf[..n].copy_from_slice(&left[..n]);
+            left = &left[n..];
+            let end = if left.is_empty() {
+                Err(Error::Timeout)
+            } else {
+                Ok(())
+            };
+            (n, end)
+        });
+        offset
+    }
+
+    fn put(disk: &DbDisk, name: &str, data: &[u8]) {
+        let lock = disk
+            .lock_upload("alice", name, data.len() as u64, None)
+            .unwrap();
+        let mut up = disk.begin_upload(&lock).unwrap();
+        let mut left = data;
+        up.receive(|buf| {
+            let n = left.len().min(buf.len());
+            buf[..n].copy_from_slice(&left[..n]);
+            left = &left[n..];
+            (n, Ok(()))
+        })
+        .unwrap();
+        let md5 = crate::protocol::md5_hex(Md5::digest(data));
+        up.finish(&md5).unwrap();
+    }
+
+    #[test]
+    fn removing_a_home_with_files_and_staged_uploads_drops_them_all() {
+        let Some((db, root, disk)) = disk("removing_a_home_drops_its_rows") else {
+            return;
+        };
+        disk.mkdir("alice", "docs").unwrap();
+        put(&disk, "docs/a", b"some bytes");
+        stage(&disk, "b", 100, b"half");
+        let admin = DbDisk::for_admin(db.pool());
+        admin.remove_home("alice").unwrap();
+        let mut c = db.pool().get().unwrap();
+        for table in ["nodes", "staged"] {
+            let n: i64 = c
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .unwrap()
+                .get(0);
+            assert_eq!(n, 0, "{table}");
+        }
+        let (count, bytes): (i32, i64) = {
+            let row = c
+                .query_one(
+                    "SELECT staged_count, staged_bytes FROM accounts WHERE key = 'alice'",
+                    &[],
+                )
+                .unwrap();
+            (row.get(0), row.get(1))
+        };
+        assert_eq!((count, bytes), (0, 0));
+        // The servers free the blobs the admin command retired.
+        disk.empty_trash();
+        let left: Vec<_> = walk(&root.path().join("blobs"));
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+        out
+    }
+
+    /// Every change that frees blobs does it with one connection at a
+    /// time: with all but one of the pool's taken, each still works (it
+    /// used to wait for a second one until the checkout timed out).
+    #[test]
+    fn changes_that_free_blobs_need_one_connection_at_a_time() {
+        let Some((db, root, _)) = disk("changes_that_free_blobs") else {
+            return;
+        };
+        let pool = db.pool();
+        let disk = DbDisk::open(pool.clone(), root.path(), &LIMITS).unwrap();
+        put(&disk, "f", b"old");
+        stage(&disk, "s", 100, b"half");
+        let held: Vec<_> = (1..crate::db::POOL_SIZE)
+            .map(|_| pool.get().unwrap())
+            .collect();
+        let started = std::time::Instant::now();
+        put(&disk, "f", b"new");
+        disk.rename("alice", "f", "g").unwrap();
+        disk.discard("alice", "s").unwrap();
+        disk.delete("alice", "g", false).unwrap();
+        disk.sweep_staging(Duration::ZERO);
+        let lock = disk.lock_upload("alice", "big", 10, None).unwrap();
+        let up = disk.begin_upload(&lock).unwrap();
+        up.discard();
+        drop(lock);
+        disk.remove_home("alice").unwrap();
+        // None waited for a connection (a wait ends after CHECKOUT_WAIT,
+        // and the blobs to free stay behind).
+        assert!(
+            started.elapsed() < crate::db::CHECKOUT_WAIT,
+            "{:?}",
+            started.elapsed()
+        );
+        drop(held);
+    }
+
+    #[test]
+    fn sizes_past_a_bigint_are_over_any_quota() {
+        let Some((_db, _root, disk)) = disk("sizes_past_a_bigint") else {
+            return;
+        };
+        for size in [u64::MAX, i64::MAX as u64, (i64::MAX as u64) + 1, 1001] {
+            assert!(
+                matches!(
+                    disk.lock_upload("alice", "big", size, Some(1000)),
+                    Err(Error::QuotaExceeded { needs, left: 1000, quota: 1000 }) if needs == size
+                ),
+                "{size}"
+            );
+        }
+        put(&disk, "a", &[7; 600]);
+        assert!(matches!(
+            disk.lock_upload("alice", "big", u64::MAX, Some(1000)),
+            Err(Error::QuotaExceeded { left: 400, .. })
+        ));
+        assert!(disk.lock_upload("alice", "b", 400, Some(1000)).is_ok());
+    }
+
+    #[test]
+    fn an_upload_started_over_with_another_size_keeps_none_of_the_old_bytes() {
+        let Some((db, root, disk)) = disk("an_upload_started_over") else {
+            return;
+        };
+        let size = 5u64 << 30;
+        assert_eq!(stage(&disk, "huge", size, &[1; 4096]), 0);
+        assert_eq!(disk.staged_offset("alice", "huge", size), 4096);
+        assert_eq!(stage(&disk, "huge", size, &[2; 4096]), 4096);
+        assert_eq!(disk.staged_offset("alice", "huge", size + (1 << 32)), 0);
+        assert_eq!(stage(&disk, "huge", size + (1 << 32), &[3; 10]), 0);
+        assert_eq!(disk.staged_offset("alice", "huge", size + (1 << 32)), 10);
+        assert_eq!(disk.staged_bytes("alice"), 10);
+        // The old blob is gone, not left behind.
+        assert_eq!(walk(&root.path().join("blobs")).len(), 1);
+        let row = db
+            .pool()
+            .get()
+            .unwrap()
+            .query_one("SELECT staged_count, staged_bytes FROM accounts", &[])
+            .unwrap();
+        let (count, bytes): (i32, i64) = (row.get(0), row.get(1));
+        assert_eq!((count, uint(bytes)), (1, size + (1 << 32)));
+    }
+
+    #[test]
+    fn claims_released_at_shutdown_free_the_name_for_the_next_server() {
+        let Some((db, root, disk)) = disk("claims_released_at_shutdown") else {
+            return;
+        };
+        let held = disk.lock_upload("alice", "f", 10, None).unwrap();
+        let next = DbDisk::open(db.pool(), root.path(), &LIMITS).unwrap();
+        assert!(matches!(
+            next.lock_upload("alice", "f", 10, None),
+            Err(Error::Locked)
+        ));
+        assert!(next.uploading("alice", "f"));
+        // The grace period is over: the upload is cut off with the server.
+        disk.release_claims();
+        assert!(!next.uploading("alice", "f"));
+        let lock = next.lock_upload("alice", "f", 10, None).unwrap();
+        // The old claim's end takes nothing from the new one.
+        drop(held);
+        assert!(next.uploading("alice", "f"));
+        drop(lock);
     }
 }

@@ -147,6 +147,11 @@ pub trait Disk: Send + Sync {
     fn recount_usage(&self);
     /// Housekeeping: frees what deletes and replacements left to free.
     fn empty_trash(&self);
+    /// At shutdown, once the grace period is over: gives up the claims of
+    /// the uploads still running (they are cut off with the process), so
+    /// that the next server resumes them at once instead of answering
+    /// `LOCKED` until the claims lapse.
+    fn release_claims(&self);
 }
 
 /// The right to upload one name, held until the upload ends.

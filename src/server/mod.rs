@@ -250,6 +250,7 @@ impl Server {
         if !pool.join(grace) {
             let cut = "shutdown: requests still running after the grace period were cut off";
             self.shared.log.write(cut, cut);
+            self.shared.disk.release_claims();
         }
         result
     }

@@ -15,7 +15,7 @@ use crate::support::{bin, TestServer, PASSWORD};
 
 /// Runs `netdisk user ARGS --db URL` with `password` in NETDISK_PASSWORD;
 /// returns success, stdout and stderr.
-fn admin_db(url: &str, password: Option<&str>, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn admin_db(url: &str, password: Option<&str>, args: &[&str]) -> (bool, String, String) {
     let mut cmd = Command::new(bin());
     cmd.arg("user").args(args).arg("--db").arg(url);
     cmd.env_remove("NETDISK_PASSWORD").env_remove("NETDISK_DB");
@@ -143,7 +143,7 @@ fn accounts_in_the_database_are_shared_by_servers_and_the_admin_command() {
 
     assert_eq!(
         ok(admin_db(&db.url, None, &["del", "bob"])),
-        "removed bob\n"
+        "removed bob and their files\n"
     );
     assert_eq!(
         code(a.client().login("bob", &Password::new(PASSWORD))),

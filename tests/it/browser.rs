@@ -116,16 +116,15 @@ fn the_page_signs_in_uploads_resumes_downloads_renames_deletes_and_shows_the_quo
         ["big 大文件.bin", "dropped 拖放.txt", "报告 2026 😀.txt"],
         "{files:?}"
     );
-    let report = std::fs::read(server.user_files("alice").join("报告 2026 😀.txt")).unwrap();
+    let report = server.stored("alice", "报告 2026 😀.txt").unwrap();
     assert_eq!(report.len(), 300 * 1024);
     assert_eq!(files[2].md5.as_deref(), Some(md5(&report).as_str()));
     let log = server.log();
     assert!(log.contains("\"PUT /api/uploads/"), "{log}");
     // The folders it made, uploaded (picked and dropped), moved into and
     // deleted.
-    let root = server.user_files("alice");
-    let album = root.join("相册 photos");
-    let read = |p: &str| std::fs::read_to_string(album.join(p)).unwrap();
+    let album = |p: &str| format!("相册 photos/{p}");
+    let read = |p: &str| String::from_utf8(server.stored("alice", &album(p)).unwrap()).unwrap();
     assert_eq!(read("pick/a.txt"), "picked a\n");
     assert_eq!(read("pick/sub/b.txt"), "picked b\n");
     assert_eq!(
@@ -133,7 +132,10 @@ fn the_page_signs_in_uploads_resumes_downloads_renames_deletes_and_shows_the_quo
         "one\n",
         "moved from the dropped folder"
     );
-    assert!(!album.join("dropped 文件夹").exists(), "deleted whole");
+    assert!(
+        !server.is_stored("alice", &album("dropped 文件夹")),
+        "deleted whole"
+    );
     assert!(
         !log.contains(".DS_Store"),
         "hidden files are left out: {log}"

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use netdisk::protocol::{encode_frame, read_header, MAX_REQUEST_HEADER};
 use serde_json::{json, Value};
@@ -140,12 +140,7 @@ fn ls_table_json_and_whoami() {
     });
     // Fixed times for the table.
     for (i, name) in FIXTURES.iter().enumerate() {
-        let f = fs::File::options()
-            .write(true)
-            .open(server.user_files(USER).join(name))
-            .unwrap();
-        f.set_modified(UNIX_EPOCH + Duration::from_secs(1_700_000_000 + 3_600 * i as u64))
-            .unwrap();
+        server.set_stored_mtime(USER, name, 1_700_000_000 + 3_600 * i as u64);
     }
     let table = success(netdisk(&server, dir.path()).arg("ls"));
     insta::assert_snapshot!("ls_table", table);
@@ -290,7 +285,7 @@ fn shell_driven_through_stdin() {
         fs::read(testdata().join("small.bin")).unwrap()
     );
     // `quit` ended the session: the last `rm` never ran.
-    assert!(server.user_files(USER).join("moved.bin").exists());
+    assert!(server.is_stored(USER, "moved.bin"));
 }
 
 #[test]

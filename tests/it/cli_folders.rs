@@ -72,7 +72,7 @@ fn put_r_and_get_r_round_trip_a_tree_with_empty_folders_and_unicode_names() {
     let out = success(netdisk(&server, d).args(["put", "-r", "src", "--as", "备份/src"]));
     // Only empty/inside-empty holds nothing; the rest come with files.
     assert_eq!(out, "uploaded 5 files (5.1 MiB), made 1 folder\n");
-    assert_eq!(tree(&server.user_files(USER).join("备份/src")), tree(&src));
+    assert_eq!(server.stored_tree(USER, "备份/src"), tree(&src));
 
     let out = success(netdisk(&server, d).args(["get", "-r", "备份/src", "-o", "down"]));
     assert_eq!(out, "downloaded 5 files (5.1 MiB), made 9 folders\n");
@@ -86,7 +86,7 @@ fn put_r_and_get_r_round_trip_a_tree_with_empty_folders_and_unicode_names() {
     );
     // Without --as, the folder keeps its name, in the top folder.
     success(netdisk(&server, d).args(["-q", "put", "-r", "src"]));
-    assert_eq!(tree(&server.user_files(USER).join("src")), tree(&src));
+    assert_eq!(server.stored_tree(USER, "src"), tree(&src));
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn put_r_skips_links_and_hidden_names_and_says_so() {
         err.contains("skipped src/link: a symbolic link (not followed)"),
         "{err}"
     );
-    let stored = tree(&server.user_files(USER).join("src"));
+    let stored = server.stored_tree(USER, "src");
     assert_eq!(stored.keys().collect::<Vec<_>>(), ["sub", "sub/kept.txt"]);
 }
 
@@ -164,7 +164,6 @@ fn get_r_continues_an_interrupted_download_and_skips_what_is_there() {
 fn rm_r_removes_a_folder_and_rm_takes_several_paths() {
     let (server, dir) = setup(&[]);
     let d = dir.path();
-    let files = server.user_files(USER);
     success(netdisk(&server, d).args(["-q", "put", "small.bin", "empty", "--as", "docs/2024"]));
     success(netdisk(&server, d).args(["-q", "put", "small.bin", "my file.txt"]));
     let err = failure(netdisk(&server, d).args(["rm", "docs"]), 1);
@@ -172,10 +171,10 @@ fn rm_r_removes_a_folder_and_rm_takes_several_paths() {
         err,
         "error: cannot remove docs: the folder is not empty (use -r to delete all it holds)\n"
     );
-    assert!(files.join("docs/2024/small.bin").exists());
+    assert!(server.is_stored(USER, "docs/2024/small.bin"));
     let out = success(netdisk(&server, d).args(["rm", "-r", "docs"]));
     assert_eq!(out, "removed docs\n");
-    assert!(!files.join("docs").exists());
+    assert!(!server.is_stored(USER, "docs"));
 
     // Several paths: each is tried, each failure named.
     let err = failure(
@@ -187,15 +186,14 @@ fn rm_r_removes_a_folder_and_rm_takes_several_paths() {
         "error: cannot remove nope: no such file or folder on the server\n\
          error: 1 of 3 removals failed\n"
     );
-    assert!(!files.join("small.bin").exists());
-    assert!(!files.join("my file.txt").exists());
+    assert!(!server.is_stored(USER, "small.bin"));
+    assert!(!server.is_stored(USER, "my file.txt"));
 }
 
 #[test]
 fn mv_moves_files_and_folders_across_folders() {
     let (server, dir) = setup(&[]);
     let d = dir.path();
-    let files = server.user_files(USER);
     success(netdisk(&server, d).args(["-q", "put", "small.bin", "--as", "a/small.bin"]));
     success(netdisk(&server, d).args(["-q", "mkdir", "b/c"]));
     // To a new path in another folder, into an existing folder, and into
@@ -207,7 +205,7 @@ fn mv_moves_files_and_folders_across_folders() {
     let out = success(netdisk(&server, d).args(["mv", "b", "a/"]));
     assert_eq!(out, "moved b to a/b\n");
     assert_eq!(
-        fs::read(files.join("a/b/c/renamed.bin")).unwrap(),
+        server.stored(USER, "a/b/c/renamed.bin").unwrap(),
         fs::read(d.join("small.bin")).unwrap()
     );
     let err = failure(netdisk(&server, d).args(["mv", "a", "a/b/c"]), 1);
@@ -256,16 +254,15 @@ fn ls_lists_folders_first_then_files() {
 fn put_as_takes_a_path_and_a_folder_for_several_files() {
     let (server, dir) = setup(&[]);
     let d = dir.path();
-    let files = server.user_files(USER);
     let out = success(netdisk(&server, d).args(["put", "small.bin", "--as", "a/b.txt"]));
     assert_eq!(out, "uploaded a/b.txt (2.9 KiB)\n");
     assert_eq!(
-        fs::read(files.join("a/b.txt")).unwrap(),
+        server.stored(USER, "a/b.txt").unwrap(),
         fs::read(d.join("small.bin")).unwrap()
     );
     success(netdisk(&server, d).args(["-q", "put", "empty", "报告.txt", "--as", "x/y"]));
     success(netdisk(&server, d).args(["-q", "put", "small.bin", "--as", "x/"]));
-    let stored = tree(&files.join("x"));
+    let stored = server.stored_tree(USER, "x");
     let names: Vec<&String> = stored.keys().collect();
     assert_eq!(names, ["small.bin", "y", "y/empty", "y/报告.txt"]);
     // A file where a folder would go, and a folder where a file would.
@@ -467,5 +464,5 @@ fn the_shell_changes_folders_shows_them_and_completes_remote_paths() {
         fs::read(down.join("q1 报告.txt")).unwrap(),
         fs::read(d.join("报告.txt")).unwrap()
     );
-    assert!(server.user_files(USER).join("报告/2023/new").is_dir());
+    assert!(server.is_stored_dir(USER, "报告/2023/new"));
 }

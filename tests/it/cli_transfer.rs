@@ -68,7 +68,7 @@ fn put_as_another_name_and_quiet() {
     let d = dir.path();
     let out = success(netdisk(&server, d).args(["put", "small.bin", "--as", "copy.bin", "-q"]));
     assert_eq!(out, "", "-q after the subcommand silences confirmations");
-    let saved = fs::read(server.user_files(USER).join("copy.bin")).unwrap();
+    let saved = server.stored(USER, "copy.bin").unwrap();
     assert_eq!(saved, fs::read(testdata().join("small.bin")).unwrap());
     let out = success(netdisk(&server, d).args(["-q", "get", "copy.bin"]));
     assert_eq!(out, "");
@@ -86,7 +86,7 @@ fn several_files_go_up_and_down_in_parallel() {
     let out = success(netdisk(&server, d).args(["put", "-j", "4"]).args(&names));
     assert_eq!(out.lines().count(), names.len(), "{out}");
     for name in &names {
-        let saved = fs::read(server.user_files(USER).join(name)).unwrap();
+        let saved = server.stored(USER, name).unwrap();
         assert_eq!(saved, fs::read(d.join(name)).unwrap(), "{name}");
     }
     success(
@@ -186,10 +186,7 @@ fn an_interrupted_upload_resumes() {
         stderr.contains("resuming the upload at 2.4 MiB"),
         "{stderr}"
     );
-    assert_eq!(
-        fs::read(server.user_files(USER).join("big.bin")).unwrap(),
-        data
-    );
+    assert_eq!(server.stored(USER, "big.bin").unwrap(), data);
 }
 
 #[test]
@@ -209,10 +206,7 @@ fn a_resumed_upload_with_a_stale_prefix_starts_over_once() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("does not match the local file"), "{stderr}");
     assert_eq!(stdout, "uploaded big.bin (4.8 MiB)\n");
-    assert_eq!(
-        fs::read(server.user_files(USER).join("big.bin")).unwrap(),
-        data
-    );
+    assert_eq!(server.stored(USER, "big.bin").unwrap(), data);
 }
 
 #[test]

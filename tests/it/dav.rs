@@ -10,6 +10,7 @@ use netdisk::error::ErrorCode;
 use netdisk::protocol::Password;
 use netdisk::ratelimit::MAX_PER_USER;
 
+use crate::accounts_db::admin_db;
 use crate::admin::admin;
 use crate::http::{Resp, Web};
 use crate::protocol::{code, put_all};
@@ -110,8 +111,15 @@ fn r18_basic_auth_goes_through_the_login_limiter_and_follows_password_changes() 
     assert_eq!(alice.propfind("/dav/", "0", "").status, 207);
     assert_eq!(alice.put("/dav/a.txt", b"one").status, 201);
     // The verified credentials do not outlive a password change.
-    let data = server.data.path();
-    assert!(admin(data, Some("a new password"), &["passwd", "alice"]).0);
+    let changed = match server.db_url() {
+        Some(url) => admin_db(url, Some("a new password"), &["passwd", "alice"]),
+        None => admin(
+            server.data.path(),
+            Some("a new password"),
+            &["passwd", "alice"],
+        ),
+    };
+    assert!(changed.0, "{}", changed.2);
     assert_eq!(alice.propfind("/dav/", "0", "").status, 401);
     alice.auth = basic("alice", "a new password");
     assert_eq!(alice.propfind("/dav/a.txt", "0", "").status, 207);
@@ -270,10 +278,7 @@ fn r18_paths_and_destinations_stay_in_the_users_own_tree() {
     );
     assert_eq!(r.status, 201, "{}", text(&r));
     assert_eq!(bob.ls().unwrap().len(), 1);
-    assert_eq!(
-        fs::read(server.user_files("bob").join("secret")).unwrap(),
-        b"bob's"
-    );
+    assert_eq!(server.stored("bob", "secret").unwrap(), b"bob's");
     let names: Vec<_> = server
         .login("alice")
         .ls()
@@ -340,12 +345,34 @@ fn r18_properties_and_names_round_trip_and_follow_moves() {
 fn r18_a_huge_folder_is_listed_in_chunks_and_xml_bombs_are_refused() {
     let server = TestServer::start();
     server.user("alice");
-    let files = server.user_files("alice");
-    let dir = files.join("many");
-    fs::create_dir(&dir).unwrap();
     let long = "n".repeat(200);
-    for i in 0..45_000 {
-        fs::write(dir.join(format!("{long}{i:05}")), b"").unwrap();
+    match server.db_url() {
+        None => {
+            let dir = server.user_files("alice").join("many");
+            fs::create_dir(&dir).unwrap();
+            for i in 0..45_000 {
+                fs::write(dir.join(format!("{long}{i:05}")), b"").unwrap();
+            }
+        }
+        // The rows as many uploads of empty files would leave them, made
+        // at once.
+        Some(url) => {
+            let mut pg = postgres::Client::connect(url, postgres::NoTls).unwrap();
+            pg.execute(
+                "INSERT INTO nodes (account, path, parent, is_dir, mtime)
+                 SELECT id, 'many', '', true, 0 FROM accounts WHERE key = 'alice'",
+                &[],
+            )
+            .unwrap();
+            pg.execute(
+                "INSERT INTO nodes (account, path, parent, is_dir, mtime, md5)
+                 SELECT a.id, 'many/' || $1 || lpad(i::text, 5, '0'), 'many', false, 0,
+                        'd41d8cd98f00b204e9800998ecf8427e'
+                 FROM accounts a, generate_series(0, 44999) AS i WHERE a.key = 'alice'",
+                &[&long],
+            )
+            .unwrap();
+        }
     }
     let mut d = Dav::new(&server, "alice");
     let before = server.peak_rss();

@@ -426,6 +426,9 @@ fn a_folder_rename_is_atomic_for_a_concurrent_reader() {
 /// read, written or deleted through.
 #[test]
 fn symlinks_planted_at_depth_are_never_followed() {
+    if crate::support::local_only("symlinks_planted_at_depth_are_never_followed") {
+        return;
+    }
     let (server, mut raw) = server_with_alice();
     ok(&put(&mut raw, "a/b/real", b"mine"));
     let outside = tempfile::tempdir().unwrap();

@@ -3,8 +3,6 @@
 //! folders, resumable uploads by path, bad paths and folder/file
 //! conflicts, and an upload-status GET that changes nothing.
 
-use std::fs;
-
 use serde_json::{json, Value};
 
 use crate::http::{alice, enc, Web};
@@ -49,10 +47,7 @@ fn every_file_route_takes_a_path_and_listings_show_folders() {
         r.json(),
         json!({"name": deep, "size": data.len(), "md5": md5(&data)})
     );
-    assert_eq!(
-        fs::read(server.user_files("alice").join(deep)).unwrap(),
-        data
-    );
+    assert_eq!(server.stored("alice", deep).unwrap(), data);
     // A PUT whose parents are missing makes them when it commits.
     let r = put(&mut web, "new/inner/x.txt?md5=", b"");
     r.error(400, "BAD_REQUEST");
@@ -133,8 +128,8 @@ fn every_file_route_takes_a_path_and_listings_show_folders() {
             .status,
         200
     );
-    assert!(!server.user_files("alice").join("new/inner/x.txt").exists());
-    assert!(server.user_files("alice").join("new/inner").is_dir());
+    assert!(!server.is_stored("alice", "new/inner/x.txt"));
+    assert!(server.is_stored_dir("alice", "new/inner"));
 }
 
 #[test]
@@ -146,7 +141,7 @@ fn mkdir_answers_201_exists_and_makes_missing_parents() {
     // Missing parents are made, like `mkdir -p`.
     let r = web.post("/api/mkdir", &json!({"path": "x/y/z 空"}));
     assert_eq!(r.status, 201, "{r:?}");
-    assert!(server.user_files("alice").join("x/y/z 空").is_dir());
+    assert!(server.is_stored_dir("alice", "x/y/z 空"));
     // An empty folder is listed, and stays.
     assert_eq!(listed(&mut web, "/api/list/x/y").1, ["z 空"]);
     put(&mut web, "f", b"file");
@@ -170,7 +165,7 @@ fn mkdir_answers_201_exists_and_makes_missing_parents() {
         br#"{"path":"b"}"#,
     );
     r.error(403, "BAD_REQUEST");
-    assert!(!server.user_files("alice").join("b").exists());
+    assert!(!server.is_stored("alice", "b"));
 }
 
 #[test]
@@ -182,7 +177,7 @@ fn folders_delete_empty_refuse_full_and_go_whole_with_recursive() {
     }
     assert_eq!(web.get("/api/whoami").json()["used"], 2000);
     assert_eq!(web.change("DELETE", "/api/files/empty", b"").status, 200);
-    assert!(!server.user_files("alice").join("empty").exists());
+    assert!(!server.is_stored("alice", "empty"));
     web.change("DELETE", "/api/files/tree", b"")
         .error(409, "NOT_EMPTY");
     web.change("DELETE", "/api/files/tree?recursive=1", b"")
@@ -191,7 +186,7 @@ fn folders_delete_empty_refuse_full_and_go_whole_with_recursive() {
     r.error(409, "NOT_EMPTY");
     let r = web.change("DELETE", "/api/files/tree?recursive=true", b"");
     assert_eq!(r.status, 200, "{r:?}");
-    assert!(!server.user_files("alice").join("tree").exists());
+    assert!(!server.is_stored("alice", "tree"));
     let w = web.get("/api/whoami").json();
     assert_eq!(
         (w["files"].clone(), w["used"].clone()),
@@ -205,7 +200,6 @@ fn folders_delete_empty_refuse_full_and_go_whole_with_recursive() {
 #[test]
 fn rename_moves_files_and_folders_across_folders() {
     let (server, mut web) = alice(&[]);
-    let files = server.user_files("alice");
     put(&mut web, &enc_path("inbox/photo 照片.jpg"), b"jpeg");
     put(&mut web, "inbox/deep/a.txt", b"a");
     web.post("/api/mkdir", &json!({"path": "archive/2024"}));
@@ -215,7 +209,9 @@ fn rename_moves_files_and_folders_across_folders() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
-        fs::read(files.join("archive/2024/photo 照片.jpg")).unwrap(),
+        server
+            .stored("alice", "archive/2024/photo 照片.jpg")
+            .unwrap(),
         b"jpeg"
     );
     let r = web.get("/api/list/archive/2024").json();
@@ -227,7 +223,7 @@ fn rename_moves_files_and_folders_across_folders() {
     );
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(web.get("/api/files/archive/deep/a.txt").body, b"a");
-    assert!(!files.join("inbox/deep").exists());
+    assert!(!server.is_stored("alice", "inbox/deep"));
     // Into itself, onto something, into nowhere, through a file.
     web.post(
         "/api/rename",
@@ -253,13 +249,11 @@ fn rename_moves_files_and_folders_across_folders() {
 #[test]
 fn nested_uploads_go_in_pieces_and_status_is_read_only() {
     let (server, mut web) = alice(&[]);
-    let files = server.user_files("alice");
     let path = "项目/src/main 😀.bin";
     let url = enc_path(path);
     let data = bytes(1_500_000, 4);
     let size = data.len() as u64;
-    let staging = server.path("users/alice/staging");
-    let staged_count = || fs::read_dir(&staging).map_or(0, |d| d.count());
+    let staged_count = || server.staged_count("alice");
 
     // Asking where to continue makes nothing: no record, no folder, no claim.
     let r = web.get(&format!("/api/uploads/{url}?size={size}"));
@@ -268,7 +262,7 @@ fn nested_uploads_go_in_pieces_and_status_is_read_only() {
         (200, json!({"offset": 0, "size": size}))
     );
     assert_eq!(staged_count(), 0);
-    assert!(!files.join("项目").exists());
+    assert!(!server.is_stored("alice", "项目"));
     assert_eq!(web.get("/api/whoami").json()["staged"], 0);
     let mut v1 = server.login("alice");
     assert_eq!(v1.put_begin(path, size).unwrap(), 0, "GET left no lock");
@@ -295,7 +289,7 @@ fn nested_uploads_go_in_pieces_and_status_is_read_only() {
         (200, json!({"offset": 0, "size": size}))
     );
     assert!(staged_count() > 0);
-    assert!(!files.join("项目").exists(), "parents come at commit");
+    assert!(!server.is_stored("alice", "项目"), "parents come at commit");
     let piece = |web: &mut Web, offset: u64, end: usize, md5: Option<&str>| {
         let mut u = format!("/api/uploads/{url}?size={size}&offset={offset}");
         if let Some(d) = md5 {
@@ -315,7 +309,7 @@ fn nested_uploads_go_in_pieces_and_status_is_read_only() {
     let r = piece(&mut web, 600_000, data.len(), Some(&md5(&data)));
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(r.json()["name"], path);
-    assert_eq!(fs::read(files.join(path)).unwrap(), data);
+    assert_eq!(server.stored("alice", path).unwrap(), data);
     assert_eq!(web.get(&format!("/api/files/{url}")).body, data);
     assert_eq!(staged_count(), 0);
 
@@ -392,12 +386,7 @@ fn bad_paths_are_400_with_a_message_and_nothing_is_touched() {
     let ok255 = format!("{}/{}", "x".repeat(255), "报".repeat(85));
     assert_eq!(put(&mut web, &enc_path(&ok255), b"x").status, 201);
     // Nothing outside the tree was made.
-    let root = server.user_files("alice");
-    let mut top: Vec<_> = fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    top.sort();
+    let top = server.stored_names("alice", "");
     assert_eq!(top, ["a", "d", "x".repeat(255).as_str()]);
     assert_eq!(web.get("/api/files/a/b").body, b"ok");
 }
@@ -425,11 +414,7 @@ fn folders_and_files_in_each_others_place_are_409() {
     web.change("DELETE", "/api/files/dir", b"")
         .error(409, "NOT_EMPTY");
     // Nothing changed.
-    let files = server.user_files("alice");
-    assert_eq!(fs::read(files.join("file")).unwrap(), b"f");
-    assert_eq!(fs::read(files.join("dir/inside")).unwrap(), b"in");
-    assert_eq!(
-        fs::read_dir(server.path("users/alice/staging")).map_or(0, |d| d.count()),
-        0
-    );
+    assert_eq!(server.stored("alice", "file").unwrap(), b"f");
+    assert_eq!(server.stored("alice", "dir/inside").unwrap(), b"in");
+    assert_eq!(server.staged_count("alice"), 0);
 }

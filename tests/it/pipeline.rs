@@ -272,6 +272,17 @@ mod cli {
             .collect()
     }
 
+    /// The server stored `name` as the local file `b` holds it.
+    fn stored_same(server: &TestServer, name: &str, b: &Path) {
+        assert_eq!(
+            server
+                .stored(USER, name)
+                .unwrap_or_else(|| panic!("{name} is stored")),
+            fs::read(b).unwrap(),
+            "{name}"
+        );
+    }
+
     fn same(a: &Path, b: &Path) {
         assert_eq!(
             fs::read(a).unwrap(),
@@ -292,12 +303,11 @@ mod cli {
         let err = failure(netdisk(&server, d).arg("put").args(&names), 1);
         assert!(err.contains("cannot upload f0500.bin"), "{err}");
         assert!(err.contains("1 of 1000 uploads failed"), "{err}");
-        let files = server.user_files(USER);
         for name in &names {
             if name == "f0500.bin" {
-                assert!(!files.join(name).exists());
+                assert!(!server.is_stored(USER, name));
             } else {
-                same(&files.join(name), &d.join(name));
+                stored_same(&server, name, &d.join(name));
             }
         }
         drop(holder);
@@ -344,7 +354,7 @@ mod cli {
             assert!(line.starts_with(&format!("uploaded {name} (")), "{line}");
         }
         for name in &names {
-            same(&server.user_files(USER).join(name), &d.join(name));
+            stored_same(&server, name, &d.join(name));
         }
         let out = success(
             netdisk(&server, d)
@@ -407,7 +417,7 @@ mod cli {
         assert!(out.status.success(), "{stderr}");
         assert!(stderr.contains("trying the rest again"), "{stderr}");
         for name in &names {
-            same(&server.user_files(USER).join(name), &d.join(name));
+            stored_same(&server, name, &d.join(name));
         }
     }
 
@@ -440,7 +450,7 @@ mod cli {
         );
         assert_eq!(out.lines().count(), names.len(), "{out}");
         for name in &names {
-            same(&server.user_files(USER).join(name), &d.join(name));
+            stored_same(&server, name, &d.join(name));
         }
     }
 }

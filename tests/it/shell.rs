@@ -76,7 +76,7 @@ fn r10_history_is_kept_across_sessions_without_the_password() {
     pty.expect("files:  1");
     pty.expect(PROMPT);
     end(pty);
-    assert!(server.user_files(USER).join("small.bin").exists());
+    assert!(server.is_stored(USER, "small.bin"));
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn r10_ctrl_c_cancels_a_put_the_server_keeps_it_and_the_next_put_resumes() {
     pty.expect("cancelled; ");
     pty.expect("`put big.bin` continues it");
     pty.expect(PROMPT);
-    assert!(!server.user_files(USER).join("big.bin").exists());
+    assert!(!server.is_stored(USER, "big.bin"));
     // The server lets go of the name once it sees the connection close.
     server.wait_for_log("\"put\" \"big.bin\"");
 
@@ -284,7 +284,7 @@ fn r10_ctrl_c_cancels_a_put_the_server_keeps_it_and_the_next_put_resumes() {
     pty.expect("uploaded big.bin (48.0 MiB, resumed at");
     pty.expect(PROMPT);
     end(pty);
-    let stored = fs::read(server.user_files(USER).join("big.bin")).unwrap();
+    let stored = server.stored(USER, "big.bin").unwrap();
     assert_eq!(md5(&stored), md5(&data));
 }
 

@@ -1,6 +1,7 @@
 //! Test fixtures: a real `netdisk serve` on `127.0.0.1:0` with a temp data
 //! dir, a raw frame client for hostile input, and small helpers.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
@@ -87,6 +88,9 @@ pub struct TestServer {
     /// The data directory (kept across restarts by [`TestServer::restart`]).
     pub data: Arc<TempDir>,
     log: Arc<(Mutex<String>, Condvar)>,
+    /// The database of a server started with `--db`.
+    db_url: Option<String>,
+    _db: Option<Arc<TestDb>>,
     _stdout: BufReader<ChildStdout>,
 }
 
@@ -141,9 +145,26 @@ impl TestServer {
         } else {
             command.arg(data.path());
         }
-        if let Some(db) = db_for(data.path()) {
+        // A test that names its own database keeps it.
+        let named = args
+            .iter()
+            .position(|a| *a == "--db")
+            .and_then(|i| args.get(i + 1))
+            .map(|url| (*url).to_string())
+            .or_else(|| {
+                args.iter()
+                    .find_map(|a| a.strip_prefix("--db="))
+                    .map(str::to_string)
+            });
+        let db = if named.is_some() {
+            None
+        } else {
+            db_for(data.path())
+        };
+        if let Some(db) = &db {
             command.arg("--db").arg(&db.url);
         }
+        let db_url = named.or_else(|| db.as_ref().map(|d| d.url.clone()));
         let mut child = command
             .args(args)
             .stdin(Stdio::null())
@@ -176,7 +197,269 @@ impl TestServer {
             addr,
             data,
             log,
+            db_url,
+            _db: db,
             _stdout: stdout,
+        }
+    }
+
+    /// The database the server keeps its disk in (`--db`), if any.
+    pub fn db_url(&self) -> Option<&str> {
+        self.db_url.as_deref()
+    }
+
+    /// A connection to the server's database, if it has one.
+    fn pg(&self) -> Option<postgres::Client> {
+        let url = self.db_url()?;
+        Some(postgres::Client::connect(url, postgres::NoTls).expect("connect to the test database"))
+    }
+
+    /// The row of `path` on `user`'s disk: whether it is a folder, and
+    /// its blob. `None` without a database.
+    fn node(&self, user: &str, path: &str) -> Option<Option<(bool, Option<String>)>> {
+        let mut pg = self.pg()?;
+        let row = pg
+            .query_opt(
+                "SELECT n.is_dir, n.blob FROM nodes n JOIN accounts a ON a.id = n.account
+                 WHERE a.key = $1 AND n.path = $2",
+                &[&user, &path],
+            )
+            .unwrap();
+        Some(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Where the blob `key` keeps its bytes.
+    fn blob_path(&self, key: &str) -> PathBuf {
+        self.data.path().join("blobs").join(&key[..2]).join(key)
+    }
+
+    /// The bytes of the file at `path` on `user`'s disk, as the server
+    /// stored them (`None`: no file there), whichever engine keeps it.
+    pub fn stored(&self, user: &str, path: &str) -> Option<Vec<u8>> {
+        match self.node(user, path) {
+            None => std::fs::read(self.user_files(user).join(path)).ok(),
+            Some(Some((false, Some(blob)))) => {
+                Some(std::fs::read(self.blob_path(&blob)).expect("a file row's blob"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Whether anything (file or folder) is stored at `path`.
+    pub fn is_stored(&self, user: &str, path: &str) -> bool {
+        match self.node(user, path) {
+            None => self.user_files(user).join(path).exists(),
+            Some(row) => row.is_some(),
+        }
+    }
+
+    /// Whether a folder is stored at `path`.
+    pub fn is_stored_dir(&self, user: &str, path: &str) -> bool {
+        match self.node(user, path) {
+            None => self.user_files(user).join(path).is_dir(),
+            Some(row) => matches!(row, Some((true, _))),
+        }
+    }
+
+    /// The names in the folder `path` (`""`: the top), sorted.
+    pub fn stored_names(&self, user: &str, path: &str) -> Vec<String> {
+        let mut names: Vec<String> = match self.pg() {
+            None => std::fs::read_dir(self.user_files(user).join(path))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect(),
+            Some(mut pg) => pg
+                .query(
+                    "SELECT n.path FROM nodes n JOIN accounts a ON a.id = n.account
+                     WHERE a.key = $1 AND n.parent = $2",
+                    &[&user, &path],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let full: String = r.get(0);
+                    full.rsplit('/').next().unwrap().to_string()
+                })
+                .collect(),
+        };
+        names.sort();
+        names
+    }
+
+    /// The subtree below the folder `path`: each path relative to it, with
+    /// a file's bytes or `None` for a folder (hidden names left out).
+    pub fn stored_tree(&self, user: &str, path: &str) -> BTreeMap<String, Option<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![String::new()];
+        while let Some(rel) = todo.pop() {
+            let at = |name: &str| {
+                [path, &rel, name]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/")
+            };
+            for name in self.stored_names(user, &at("")) {
+                if name.starts_with('.') {
+                    continue;
+                }
+                let full = at(&name);
+                if self.db_url.is_none() {
+                    let meta = std::fs::symlink_metadata(self.user_files(user).join(&full));
+                    assert!(!meta.unwrap().is_symlink(), "a link at {full}");
+                }
+                let rel = if rel.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if self.is_stored_dir(user, &full) {
+                    out.insert(rel.clone(), None);
+                    todo.push(rel);
+                } else {
+                    let bytes = self.stored(user, &full).expect("a file listed");
+                    out.insert(rel, Some(bytes));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `user` has a home: a folder under `users/`, or an account
+    /// row.
+    pub fn has_home(&self, user: &str) -> bool {
+        match self.pg() {
+            None => self.data.path().join("users").join(user).exists(),
+            Some(mut pg) => pg
+                .query_opt("SELECT 1 FROM accounts WHERE key = $1", &[&user])
+                .unwrap()
+                .is_some(),
+        }
+    }
+
+    /// Whether the server has kept where its users logged in from
+    /// (`known-addresses.json`, or its table).
+    pub fn keeps_known_addresses(&self) -> bool {
+        match self.pg() {
+            None => self.path("known-addresses.json").exists(),
+            Some(mut pg) => pg
+                .query_opt("SELECT 1 FROM known_addresses LIMIT 1", &[])
+                .unwrap()
+                .is_some(),
+        }
+    }
+
+    /// The PEM of the certificate the server presents (as rclone or curl
+    /// would be given it).
+    pub fn cert_pem(&self) -> Vec<u8> {
+        match self.pg() {
+            None => std::fs::read(self.path("tls/cert.pem")).unwrap(),
+            Some(mut pg) => pg
+                .query_one(
+                    "SELECT value FROM settings WHERE name = 'tls.cert_pem'",
+                    &[],
+                )
+                .unwrap()
+                .get(0),
+        }
+    }
+
+    /// The file an unfinished upload of `name` is staged in, once it
+    /// exists (a failing test gives up after a minute).
+    #[track_caller]
+    pub fn staged_file(&self, user: &str, name: &str) -> PathBuf {
+        let Some(mut pg) = self.pg() else {
+            let id = md5(name.as_bytes());
+            return self
+                .data
+                .path()
+                .join(format!("users/{user}/staging/{id}.part"));
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let row = pg
+                .query_opt(
+                    "SELECT s.blob FROM staged s JOIN accounts a ON a.id = s.account
+                     WHERE a.key = $1 AND s.path = $2",
+                    &[&user, &name],
+                )
+                .unwrap();
+            if let Some(blob) = row.map(|r| self.blob_path(r.get(0))) {
+                if blob.exists() {
+                    return blob;
+                }
+            }
+            assert!(Instant::now() < deadline, "{name} was never staged");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sets the modification time of the file at `path`, as kept by the
+    /// engine, to `secs` after the epoch.
+    pub fn set_stored_mtime(&self, user: &str, path: &str, secs: u64) {
+        match self.pg() {
+            None => std::fs::File::options()
+                .write(true)
+                .open(self.user_files(user).join(path))
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap(),
+            Some(mut pg) => {
+                let n = pg
+                    .execute(
+                        "UPDATE nodes SET mtime = $3 FROM accounts a
+                         WHERE a.id = nodes.account AND a.key = $1 AND nodes.path = $2",
+                        &[&user, &path, &i64::try_from(secs).unwrap()],
+                    )
+                    .unwrap();
+                assert_eq!(n, 1, "{path}");
+            }
+        }
+    }
+
+    /// The names of the accounts, in the order they were made: the rows of
+    /// `users.xlsx`, or of the accounts table.
+    pub fn account_names(&self) -> Vec<String> {
+        match self.pg() {
+            None => crate::lifecycle::sheet_rows(&self.path("users.xlsx"))[1..]
+                .iter()
+                .map(|r| r[0].to_string())
+                .collect(),
+            Some(mut pg) => pg
+                .query("SELECT name FROM accounts ORDER BY id", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+        }
+    }
+
+    /// How many unfinished uploads `user` has staged.
+    pub fn staged_count(&self, user: &str) -> usize {
+        match self.pg() {
+            // `H.part`, `H.meta`, `H.md5`: one upload.
+            None => std::fs::read_dir(self.data.path().join("users").join(user).join("staging"))
+                .map_or(0, |d| {
+                    let stems: std::collections::BTreeSet<String> = d
+                        .map(|e| {
+                            let name = e.unwrap().file_name().into_string().unwrap();
+                            name.split('.').next().unwrap().to_string()
+                        })
+                        .collect();
+                    stems.len()
+                }),
+            Some(mut pg) => {
+                let n: i64 = pg
+                    .query_one(
+                        "SELECT count(*) FROM staged s JOIN accounts a ON a.id = s.account
+                         WHERE a.key = $1",
+                        &[&user],
+                    )
+                    .unwrap()
+                    .get(0);
+                usize::try_from(n).unwrap()
+            }
         }
     }
 

@@ -20,7 +20,7 @@ fn r21_a_quota_refusal_gives_the_figures() {
         err.contains("quota exceeded: needs 2.0 MiB, 976.6 KiB left of 4.8 MiB"),
         "{err}"
     );
-    assert!(!server.user_files(USER).join("second.bin").exists());
+    assert!(!server.is_stored(USER, "second.bin"));
 }
 
 #[test]
@@ -31,8 +31,7 @@ fn r21_put_goes_on_past_a_missing_file_and_rm_takes_several() {
     let (code, err) = failed(netdisk(&server, d).args(["put", "missing.bin", "good.txt"]));
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("missing.bin"), "{err}");
-    let stored = server.user_files(USER);
-    assert_eq!(fs::read(stored.join("good.txt")).unwrap(), b"good\n");
+    assert_eq!(server.stored(USER, "good.txt").unwrap(), b"good\n");
 
     for name in ["a", "b", "c"] {
         fs::write(d.join(name), name).unwrap();
@@ -40,9 +39,9 @@ fn r21_put_goes_on_past_a_missing_file_and_rm_takes_several() {
     success(netdisk(&server, d).args(["put", "a", "b", "c"]));
     success(netdisk(&server, d).args(["rm", "a", "b", "c"]));
     for name in ["a", "b", "c"] {
-        assert!(!stored.join(name).exists(), "{name}");
+        assert!(!server.is_stored(USER, name), "{name}");
     }
-    assert!(stored.join("good.txt").exists());
+    assert!(server.is_stored(USER, "good.txt"));
 }
 
 #[test]
