@@ -59,12 +59,26 @@ pub fn redact(url: &str) -> String {
 /// If the database cannot be reached (the message names the URL without
 /// its password), or its schema is newer than this server knows.
 pub fn open(url: &str) -> anyhow::Result<Pool> {
+    open_as(url, "netdisk")
+}
+
+/// The `application_name` of a server's connections: how other servers
+/// tell that it is alive (see `disk::db`).
+pub fn server_name(server: &str) -> String {
+    format!("netdisk/{server}")
+}
+
+/// [`open`], the connections named `application_name`.
+///
+/// # Errors
+/// As [`open`].
+pub fn open_as(url: &str, application_name: &str) -> anyhow::Result<Pool> {
     let shown = redact(url);
     let (mut config, tls) = tls::settings(url, &shown)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
-    config.application_name("netdisk");
+    config.application_name(application_name);
     let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
     let pool = r2d2::Pool::builder()
         .max_size(POOL_SIZE)

@@ -61,6 +61,15 @@ impl TestDb {
     pub fn pool(&self) -> super::Pool {
         super::open(&self.url).expect("open the test database")
     }
+
+    /// A pool whose connections are named as those of the server
+    /// `server` (see [`super::server_name`]).
+    ///
+    /// # Panics
+    /// If the database cannot be opened.
+    pub fn pool_as(&self, server: &str) -> super::Pool {
+        super::open_as(&self.url, &super::server_name(server)).expect("open the test database")
+    }
 }
 
 impl Drop for TestDb {

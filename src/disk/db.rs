@@ -11,9 +11,12 @@
 //! Bookings are conditional updates of the `accounts` row: an upload is
 //! claimed by one `UPDATE … WHERE used - replaced + staged + size <= quota
 //! AND staged_count < max_staged …`, so two servers never overbook a quota.
-//! An upload's claim is the `holder` of its `staged` row, alive while its
-//! server refreshes `heartbeat` ([`HEARTBEAT`]); a server that dies leaves
-//! claims that lapse after [`CLAIM_LAPSES`].
+//! An upload's claim is the `holder` of its `staged` row (`SERVER/N`),
+//! alive while its server refreshes `heartbeat` ([`HEARTBEAT`]) and has a
+//! connection to the database (named `netdisk/SERVER`, seen in
+//! `pg_stat_activity`): a killed server's claims are free as soon as the
+//! database sees its connections close, a server cut off from the database
+//! loses them after [`CLAIM_LAPSES`].
 //!
 //! A blob no row names any more is written to `retired` in the transaction
 //! that drops its row, and deleted after the commit (or by the next sweep
@@ -168,17 +171,24 @@ impl Found {
 }
 
 impl DbDisk {
-    /// A disk over `pool`, its bytes under `root/blobs`; starts the thread
-    /// that renews this server's upload claims.
+    /// A disk over `pool`, its bytes under `root/blobs`, for the server
+    /// `server`, whose pool names its connections
+    /// [`crate::db::server_name`]; starts the thread that renews this
+    /// server's upload claims.
     ///
     /// # Errors
     /// If the blob folder cannot be made.
-    pub fn open(pool: Pool, root: &std::path::Path, limits: &Limits) -> Result<DbDisk, Error> {
+    pub fn open(
+        pool: Pool,
+        root: &std::path::Path,
+        limits: &Limits,
+        server: &str,
+    ) -> Result<DbDisk, Error> {
         let blobs = Blobs::open(root)?;
         let inner = Arc::new(Inner {
             pool,
             blobs: Some(blobs),
-            server: Blobs::new_key()?[..16].to_string(),
+            server: server.to_string(),
             claims: AtomicU64::new(0),
             live: Mutex::default(),
             max_staged: limits.max_staged,
@@ -357,7 +367,11 @@ impl Inner {
 }
 
 /// Whether a staged row's claim is held by a live server.
-const LIVE: &str = "holder IS NOT NULL AND heartbeat > $9";
+/// Its server has a connection to the database now (a killed server's
+/// connections end with it, so its claims are free at once).
+const LIVE: &str = "holder IS NOT NULL AND heartbeat > $9
+    AND EXISTS (SELECT 1 FROM pg_stat_activity
+                WHERE application_name = 'netdisk/' || split_part(holder, '/', 1))";
 
 impl Disk for DbDisk {
     fn create_home(&self, _key: &str) -> Result<(), Error> {
@@ -764,8 +778,11 @@ impl Disk for DbDisk {
         };
         let cutoff = now() - CLAIM_LAPSES;
         let staged = tx.query_opt(
-            "SELECT size, blob, holder IS NOT NULL AND heartbeat > $3, holder FROM staged
-             WHERE account = $1 AND path = $2 FOR UPDATE",
+            &format!(
+                "SELECT size, blob, {}, holder FROM staged
+                 WHERE account = $1 AND path = $2 FOR UPDATE",
+                LIVE.replace("$9", "$3")
+            ),
             &[&account, &name, &cutoff],
         )?;
         // A staged row of another size is an upload started over: its
@@ -971,8 +988,11 @@ impl Disk for DbDisk {
             return false;
         };
         c.query_opt(
-            "SELECT 1 FROM staged s JOIN accounts a ON a.id = s.account
-             WHERE a.key = $1 AND s.path = $2 AND s.holder IS NOT NULL AND s.heartbeat > $3",
+            &format!(
+                "SELECT 1 FROM staged JOIN accounts a ON a.id = staged.account
+                 WHERE a.key = $1 AND staged.path = $2 AND {}",
+                LIVE.replace("$9", "$3")
+            ),
             &[&key, &name, &(now() - CLAIM_LAPSES)],
         )
         .is_ok_and(|r| r.is_some())
@@ -984,8 +1004,10 @@ impl Disk for DbDisk {
         let mut tx = c.transaction()?;
         let account = inner.lock_account(&mut tx, key)?;
         let row = tx.query_opt(
-            "SELECT holder IS NOT NULL AND heartbeat > $3 FROM staged
-             WHERE account = $1 AND path = $2",
+            &format!(
+                "SELECT {} FROM staged WHERE account = $1 AND path = $2",
+                LIVE.replace("$9", "$3")
+            ),
             &[&account, &name, &(now() - CLAIM_LAPSES)],
         )?;
         match row {
@@ -1010,8 +1032,11 @@ impl Disk for DbDisk {
         let old = now() - i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
         let stale = c
             .query(
-                "SELECT DISTINCT account FROM staged WHERE created_at < $1
-                 AND (holder IS NULL OR heartbeat <= $2)",
+                &format!(
+                    "SELECT DISTINCT account FROM staged WHERE created_at < $1
+                     AND NOT coalesce({}, false)",
+                    LIVE.replace("$9", "$2")
+                ),
                 &[&old, &(now() - CLAIM_LAPSES)],
             )
             .unwrap_or_default();
@@ -1028,8 +1053,8 @@ impl Disk for DbDisk {
                 continue;
             }
             let filter = format!(
-                "created_at < $2 AND (holder IS NULL OR heartbeat <= {})",
-                now() - CLAIM_LAPSES
+                "created_at < $2 AND NOT coalesce({}, false)",
+                LIVE.replace("$9", &(now() - CLAIM_LAPSES).to_string())
             );
             if inner.drop_staged(&mut tx, account, &filter, &old).is_ok() {
                 let _ = tx.commit();
@@ -1326,7 +1351,7 @@ mod tests {
     /// A disk on a new database with the account `alice`, and its folder.
     fn disk(test: &str) -> Option<(TestDb, tempfile::TempDir, DbDisk)> {
         let db = TestDb::create(test)?;
-        let pool = db.pool();
+        let pool = db.pool_as("first");
         pool.get()
             .unwrap()
             .execute(
@@ -1336,7 +1361,7 @@ mod tests {
             )
             .unwrap();
         let root = tempfile::tempdir().unwrap();
-        let disk = DbDisk::open(pool, root.path(), &LIMITS).unwrap();
+        let disk = DbDisk::open(pool, root.path(), &LIMITS, "first").unwrap();
         Some((db, root, disk))
     }
 
@@ -1432,8 +1457,8 @@ mod tests {
         let Some((db, root, _)) = disk("changes_that_free_blobs") else {
             return;
         };
-        let pool = db.pool();
-        let disk = DbDisk::open(pool.clone(), root.path(), &LIMITS).unwrap();
+        let pool = db.pool_as("second");
+        let disk = DbDisk::open(pool.clone(), root.path(), &LIMITS, "second").unwrap();
         put(&disk, "f", b"old");
         stage(&disk, "s", 100, b"half");
         let held: Vec<_> = (1..crate::db::POOL_SIZE)
@@ -1508,12 +1533,40 @@ mod tests {
     }
 
     #[test]
+    fn the_claims_of_a_server_gone_from_the_database_are_free_at_once() {
+        let Some((db, root, disk)) = disk("claims_of_a_gone_server") else {
+            return;
+        };
+        let held = disk.lock_upload("alice", "f", 10, None).unwrap();
+        let next = DbDisk::open(db.pool_as("next"), root.path(), &LIMITS, "next").unwrap();
+        assert!(matches!(
+            next.lock_upload("alice", "f", 10, None),
+            Err(Error::Locked)
+        ));
+        // As a killed server: its claim never released, its connections
+        // closed.
+        std::mem::forget(held);
+        drop(disk);
+        // The database notices a closed connection within moments.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match next.lock_upload("alice", "f", 10, None) {
+                Ok(_) => break,
+                Err(Error::Locked) if std::time::Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("the claim of a gone server still holds: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn claims_released_at_shutdown_free_the_name_for_the_next_server() {
         let Some((db, root, disk)) = disk("claims_released_at_shutdown") else {
             return;
         };
         let held = disk.lock_upload("alice", "f", 10, None).unwrap();
-        let next = DbDisk::open(db.pool(), root.path(), &LIMITS).unwrap();
+        let next = DbDisk::open(db.pool_as("next"), root.path(), &LIMITS, "next").unwrap();
         assert!(matches!(
             next.lock_upload("alice", "f", 10, None),
             Err(Error::Locked)

@@ -99,7 +99,13 @@ impl Server {
             None => Some(DataLock::acquire(&config.data)?),
             Some(_) => None,
         };
-        let db = config.db.as_deref().map(crate::db::open).transpose()?;
+        // This server, in the claims it holds and its connections' name.
+        let server_id = crate::disk::blobs::Blobs::new_key()?[..16].to_string();
+        let db = config
+            .db
+            .as_deref()
+            .map(|url| crate::db::open_as(url, &crate::db::server_name(&server_id)))
+            .transpose()?;
         let (disk, mut users): (Box<dyn Disk>, UserStore) = match &db {
             Some(pool) => {
                 let limits = crate::disk::db::Limits {
@@ -107,8 +113,8 @@ impl Server {
                     max_files: config.max_files,
                     listing_memory: config.listing_memory,
                 };
-                let disk =
-                    DbDisk::open(pool.clone(), &config.data, &limits).with_context(|| {
+                let disk = DbDisk::open(pool.clone(), &config.data, &limits, &server_id)
+                    .with_context(|| {
                         format!("cannot open the blob folder in {}", config.data.display())
                     })?;
                 (Box::new(disk), UserStore::open_db(pool.clone())?)
