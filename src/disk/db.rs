@@ -34,6 +34,8 @@ use std::time::Duration;
 
 use md5::digest::common::hazmat::{SerializableState, SerializedState};
 use md5::{Digest, Md5};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
 use postgres::{GenericClient, Transaction};
 
 use super::blobs::Blobs;
@@ -447,27 +449,39 @@ impl Disk for DbDisk {
         let inner = &self.inner;
         let mut c = inner.pool.get()?;
         let account = inner.account(&mut *c, key)?;
-        let rows = if recursive {
-            let prefix = if path.is_empty() {
-                String::new()
-            } else {
-                format!("{path}/")
-            };
-            c.query(
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}/")
+        };
+        let (sql, under): (&str, &(dyn ToSql + Sync)) = if recursive {
+            (
                 "SELECT path, is_dir, size, mtime, md5 FROM nodes
                  WHERE account = $1 AND starts_with(path, $2)",
-                &[&account, &prefix],
-            )?
+                &prefix,
+            )
         } else {
-            c.query(
+            (
                 "SELECT path, is_dir, size, mtime, md5 FROM nodes
                  WHERE account = $1 AND parent = $2",
-                &[&account, &path],
-            )?
+                &path,
+            )
         };
+        let params: [&(dyn ToSql + Sync); 2] = [&account, under];
+        // Row by row into the listing's compact form, never all the rows
+        // at once (a folder may hold a hundred thousand).
+        let mut rows = c.query_raw(sql, params)?;
+        let mut failed = None;
         let skip = if path.is_empty() { 0 } else { path.len() + 1 };
-        Listing::of_records(rows.into_iter().map(|row| {
-            let full: String = row.get(0);
+        let records = std::iter::from_fn(|| match rows.next() {
+            Ok(row) => row,
+            Err(e) => {
+                failed = Some(e);
+                None
+            }
+        })
+        .map(|row| {
+            let full: &str = row.get(0);
             Record {
                 name: full.get(skip..).unwrap_or_default().to_string(),
                 folder: row.get(1),
@@ -475,7 +489,12 @@ impl Disk for DbDisk {
                 mtime: uint(row.get(3)),
                 md5: row.get(4),
             }
-        }))
+        });
+        let listing = Listing::of_records(records)?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(listing),
+        }
     }
 
     fn shared_listing(
