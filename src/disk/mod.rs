@@ -18,6 +18,7 @@
 pub mod blobs;
 pub mod db;
 mod local;
+pub mod s3;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
