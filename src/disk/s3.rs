@@ -11,7 +11,10 @@
 //! the store, never a credential or a signed URL. Multipart uploads are
 //! driven by the caller, who keeps the part list itself.
 
+mod body;
 mod config;
+#[cfg(test)]
+mod fault_tests;
 mod multipart;
 mod request;
 mod retry;
@@ -20,7 +23,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +42,7 @@ const SIGNED_FOR: Duration = Duration::from_secs(60 * 60);
 pub type Body = Box<dyn Read + Send + Sync>;
 
 /// One bucket (and prefix) of a store; cheap to share in an `Arc`.
+#[derive(Clone)]
 pub struct S3 {
     bucket: Bucket,
     credentials: Credentials,
@@ -164,43 +168,23 @@ impl S3 {
     }
 
     /// Blob `id`'s bytes from `offset` on, streamed as they arrive (each
-    /// read bounded by the I/O timeout); nothing at or past its end.
+    /// read bounded by the I/O timeout); nothing at or past its end. A
+    /// body cut short (a reset, an early close) is asked for again from
+    /// where it stopped, of the same object (`If-Match` its ETag), within
+    /// the retry bound; a read that times out fails at once.
     ///
     /// # Errors
     /// [`Error::NotFound`] for no such blob; a store fault or refusal.
     pub fn get_range(&self, id: &str, offset: u64) -> Result<Body, Error> {
         let key = self.key(id)?;
-        let range = format!("bytes={offset}-");
-        self.call(
-            "get",
-            &key,
-            None,
-            || {
-                let url = self
-                    .bucket
-                    .get_object(Some(&self.credentials), &key)
-                    .sign(SIGNED_FOR);
-                let request = self.agent.request_url("GET", &url);
-                if offset == 0 {
-                    request
-                } else {
-                    request.set("Range", &range)
-                }
-            },
-            |status, answer| match status {
-                206 => Attempt::Done(answer.into_reader()),
-                // A store that ignores Range sends it all: skip to the offset.
-                200..=299 => {
-                    let mut body = answer.into_reader();
-                    match io::copy(&mut (&mut body).take(offset), &mut io::sink()) {
-                        Ok(_) => Attempt::Done(body),
-                        Err(e) => Attempt::Again(self.fault("get", &key, format!("reading: {e}"))),
-                    }
-                }
-                416 => Attempt::Done(Box::new(io::empty()) as Body),
-                _ => Attempt::Fail(self.refused("get", &key, status, answer)),
-            },
-        )
+        let (body, etag) = self.get_from(&key, offset, None)?;
+        Ok(Box::new(body::Resuming::new(
+            self.clone(),
+            key,
+            offset,
+            etag,
+            body,
+        )))
     }
 
     /// Blob `id`'s size in bytes.
