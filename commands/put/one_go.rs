@@ -147,7 +147,9 @@ impl OneGo {
         let checked = self.check()?;
         checked.sync()?;
         let (answer, dir) = checked.place()?;
-        sync_dir(&dir)?;
+        if let Some(dir) = dir {
+            sync_dir(&dir)?;
+        }
         Ok(answer)
     }
 }
@@ -182,7 +184,7 @@ impl Checked {
     ///
     /// # Errors
     /// `INTERNAL` (the old file untouched).
-    pub fn place(self) -> Result<(Reply, PathBuf), Error> {
+    pub fn place(self) -> Result<(Reply, Option<PathBuf>), Error> {
         let (md5, dir) = self.verified.place()?;
         let answer = fields(Answer {
             name: self.name,

@@ -39,6 +39,7 @@ use postgres::types::ToSql;
 use postgres::{GenericClient, Transaction};
 
 use super::blobs::Blobs;
+use super::s3::S3;
 use super::{Disk, Encode, Kind, Opened, Stat, Upload, UploadLock, Verified};
 use crate::db::{now, Pool};
 use crate::error::Error;
@@ -46,6 +47,8 @@ use crate::hashcopy::{hash_prefix, hash_range, hashed_copy};
 use crate::protocol::FileInfo;
 use crate::storage::budget::{Budget, PER_ENTRY};
 use crate::storage::{Listing, Prop, Record};
+
+mod parts;
 
 /// How often a server renews the claims of the uploads it runs.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -62,6 +65,8 @@ struct Inner {
     /// `None` for an admin command, which changes rows only: the blobs it
     /// retires are freed by the servers' housekeeping.
     blobs: Option<Blobs>,
+    /// The bytes in S3 instead (`--blobs`).
+    s3: Option<S3>,
     /// This server, in the claims it holds (random per start).
     server: String,
     claims: AtomicU64,
@@ -109,7 +114,7 @@ impl Drop for DbLock {
 /// A staged upload being received into its blob.
 pub struct DbUpload {
     inner: Arc<Inner>,
-    file: File,
+    sink: Sink,
     hasher: Md5,
     held: u64,
     size: u64,
@@ -117,6 +122,14 @@ pub struct DbUpload {
     path: String,
     holder: String,
     blob: String,
+}
+
+/// Where an upload's bytes go.
+enum Sink {
+    /// Its blob file, appended to.
+    File(File),
+    /// Parts of an S3 upload.
+    Parts(Box<parts::Parts>),
 }
 
 /// An upload whose MD5 matched, ready to commit.
@@ -187,9 +200,29 @@ impl DbDisk {
         server: &str,
     ) -> Result<DbDisk, Error> {
         let blobs = Blobs::open(root)?;
+        DbDisk::start(pool, Some(blobs), None, limits, server)
+    }
+
+    /// A disk over `pool` with its bytes in the bucket of `s3`
+    /// (`--blobs`), for the server `server` (as [`DbDisk::open`]).
+    ///
+    /// # Errors
+    /// If the claims thread cannot start.
+    pub fn open_s3(pool: Pool, s3: S3, limits: &Limits, server: &str) -> Result<DbDisk, Error> {
+        DbDisk::start(pool, None, Some(s3), limits, server)
+    }
+
+    fn start(
+        pool: Pool,
+        blobs: Option<Blobs>,
+        s3: Option<S3>,
+        limits: &Limits,
+        server: &str,
+    ) -> Result<DbDisk, Error> {
         let inner = Arc::new(Inner {
             pool,
-            blobs: Some(blobs),
+            blobs,
+            s3,
             server: server.to_string(),
             claims: AtomicU64::new(0),
             live: Mutex::default(),
@@ -212,6 +245,7 @@ impl DbDisk {
             inner: Arc::new(Inner {
                 pool,
                 blobs: None,
+                s3: None,
                 server: "admin".into(),
                 claims: AtomicU64::new(0),
                 live: Mutex::default(),
@@ -294,12 +328,13 @@ impl Inner {
     /// Drops blobs whose rows are gone, once `retired` names them; `only`
     /// limits it to those (after a commit), else it takes what it can.
     fn free(&self, only: Option<&[String]>) {
+        if let Some(s3) = &self.s3 {
+            self.free_s3(s3, only);
+            return;
+        }
         let Some(blobs) = &self.blobs else {
             return;
         };
-        if only.is_some_and(<[String]>::is_empty) {
-            return;
-        }
         let Ok(mut c) = self.pool.get() else {
             return;
         };
@@ -324,6 +359,48 @@ impl Inner {
         }
     }
 
+    /// [`Inner::free`] in S3: each retired object deleted (an unfinished
+    /// upload's multipart upload aborted) while its row is locked, and the
+    /// row dropped once the store said yes, so that a store fault leaves
+    /// it for the next sweep and no two servers work on one (`SKIP
+    /// LOCKED`): each is aborted or deleted exactly once.
+    fn free_s3(&self, s3: &S3, only: Option<&[String]>) {
+        if only.is_some_and(<[String]>::is_empty) {
+            return;
+        }
+        let Ok(mut c) = self.pool.get() else {
+            return;
+        };
+        let Ok(mut tx) = c.transaction() else {
+            return;
+        };
+        let rows = match only {
+            Some(keys) => tx.query(
+                "SELECT blob, upload_id FROM retired WHERE blob = ANY($1) FOR UPDATE SKIP LOCKED",
+                &[&keys],
+            ),
+            None => tx.query(
+                "SELECT blob, upload_id FROM retired FOR UPDATE SKIP LOCKED LIMIT 1000",
+                &[],
+            ),
+        };
+        let mut done = Vec::new();
+        for row in rows.unwrap_or_default() {
+            let (blob, upload_id): (String, Option<String>) = (row.get(0), row.get(1));
+            let aborted = upload_id.map_or(Ok(()), |id| s3.abort_multipart(&blob, &id));
+            if aborted.is_ok() && s3.delete_object(&blob).is_ok() {
+                done.push(blob);
+            }
+        }
+        if !done.is_empty()
+            && tx
+                .execute("DELETE FROM retired WHERE blob = ANY($1)", &[&done])
+                .is_ok()
+        {
+            let _ = tx.commit();
+        }
+    }
+
     /// Drops the staged rows of `account` that `filter` selects (their
     /// bookings with them) and retires their blobs; returns the blobs.
     fn drop_staged(
@@ -334,12 +411,13 @@ impl Inner {
         arg: &(dyn postgres::types::ToSql + Sync),
     ) -> Result<Vec<String>, Error> {
         let sql = format!(
-            "WITH gone AS (DELETE FROM staged WHERE account = $1 AND {filter} RETURNING blob, size),
+            "WITH gone AS (DELETE FROM staged WHERE account = $1 AND {filter}
+                           RETURNING blob, size, upload_id),
                   booked AS (UPDATE accounts SET
                       staged_count = staged_count - (SELECT count(*) FROM gone),
                       staged_bytes = staged_bytes - (SELECT coalesce(sum(size), 0) FROM gone)
                     WHERE id = $1)
-             INSERT INTO retired (blob, since) SELECT blob, $3 FROM gone
+             INSERT INTO retired (blob, since, upload_id) SELECT blob, $3, upload_id FROM gone
              ON CONFLICT DO NOTHING RETURNING blob"
         );
         let rows = tx.query(&sql, &[&account, arg, &now()])?;
@@ -571,9 +649,18 @@ impl Disk for DbDisk {
             return Err(Error::IsAFolder);
         }
         let blob = blob.ok_or_else(|| Error::Internal(format!("{path}: a file without bytes")))?;
-        let file = inner.blobs()?.open_read(&blob)?;
+        let source = match &inner.s3 {
+            Some(s3) => {
+                let s3 = s3.clone();
+                super::Source::Remote(Box::new(move |offset| {
+                    let body: Box<dyn std::io::Read + Send> = s3.get_range(&blob, offset)?;
+                    Ok(body)
+                }))
+            }
+            None => super::Source::File(inner.blobs()?.open_read(&blob)?),
+        };
         Ok(Opened {
-            source: super::Source::File(file),
+            source,
             size: uint(size),
             mtime: uint(mtime),
             md5,
@@ -924,6 +1011,9 @@ impl Disk for DbDisk {
             .ok_or_else(|| Error::Internal("the upload's claim is gone".into()))?
         };
         let (hashed, saved): (i64, Option<Vec<u8>>) = (state.get(0), state.get(1));
+        if let Some(s3) = &inner.s3 {
+            return self.resume_parts(s3, lock, hashed, saved);
+        }
         let mut file = inner.blobs()?.open_staged(&lock.blob)?;
         let mut held = file.metadata()?.len();
         let mut hasher = Md5::new();
@@ -945,13 +1035,21 @@ impl Disk for DbDisk {
             }
         }
         file.seek(SeekFrom::Start(held))?;
-        Ok(Upload::Db(self.upload(lock, file, hasher, held)))
+        Ok(Upload::Db(self.upload(
+            lock,
+            Sink::File(file),
+            hasher,
+            held,
+        )))
     }
 
     fn begin_fresh_upload(&self, lock: &UploadLock) -> Result<Upload, Error> {
         let UploadLock::Db(lock) = lock else {
             return Err(Error::Internal("a lock from another disk".into()));
         };
+        if let Some(s3) = &self.inner.s3 {
+            return self.fresh_parts(s3, lock);
+        }
         let file = self.inner.blobs()?.open_staged(&lock.blob)?;
         file.set_len(0)?;
         {
@@ -962,13 +1060,28 @@ impl Disk for DbDisk {
                 &[&lock.account, &lock.path, &lock.holder],
             )?;
         }
-        Ok(Upload::Db(self.upload(lock, file, Md5::new(), 0)))
+        Ok(Upload::Db(self.upload(
+            lock,
+            Sink::File(file),
+            Md5::new(),
+            0,
+        )))
     }
 
     fn staged_bytes(&self, key: &str) -> u64 {
         let Ok(mut c) = self.inner.pool.get() else {
             return 0;
         };
+        if self.inner.s3.is_some() {
+            // The parts sent: what the store holds of each.
+            return c
+                .query_one(
+                    "SELECT coalesce(sum(s.hashed), 0)::bigint FROM staged s
+                     JOIN accounts a ON a.id = s.account WHERE a.key = $1",
+                    &[&key],
+                )
+                .map_or(0, |r| uint(r.get(0)));
+        }
         let rows = c
             .query(
                 "SELECT s.blob FROM staged s JOIN accounts a ON a.id = s.account WHERE a.key = $1",
@@ -985,13 +1098,16 @@ impl Disk for DbDisk {
             return 0;
         };
         let row = c.query_opt(
-            "SELECT s.size, s.blob FROM staged s JOIN accounts a ON a.id = s.account
+            "SELECT s.size, s.blob, s.hashed FROM staged s JOIN accounts a ON a.id = s.account
              WHERE a.key = $1 AND s.path = $2",
             &[&key, &name],
         );
         match row {
             Ok(Some(row)) if uint(row.get(0)) == size => {
-                let held = self.inner.blobs.as_ref().map_or(0, |b| b.len(row.get(1)));
+                let held = match &self.inner.s3 {
+                    Some(_) => uint(row.get(2)),
+                    None => self.inner.blobs.as_ref().map_or(0, |b| b.len(row.get(1))),
+                };
                 if held <= size {
                     held
                 } else {
@@ -1106,10 +1222,10 @@ impl Disk for DbDisk {
 }
 
 impl DbDisk {
-    fn upload(&self, lock: &DbLock, file: File, hasher: Md5, held: u64) -> DbUpload {
+    fn upload(&self, lock: &DbLock, sink: Sink, hasher: Md5, held: u64) -> DbUpload {
         DbUpload {
             inner: Arc::clone(&self.inner),
-            file,
+            sink,
             hasher,
             held,
             size: lock.size,
@@ -1118,6 +1234,66 @@ impl DbDisk {
             holder: lock.holder.clone(),
             blob: lock.blob.clone(),
         }
+    }
+
+    /// Resumes an S3 upload after the parts its row records, with the MD5
+    /// state after them; one whose record does not add up starts over.
+    fn resume_parts(
+        &self,
+        s3: &S3,
+        lock: &DbLock,
+        hashed: i64,
+        saved: Option<Vec<u8>>,
+    ) -> Result<Upload, Error> {
+        let row = self.inner.pool.get()?.query_one(
+            "SELECT upload_id, parts FROM staged WHERE account = $1 AND path = $2 AND holder = $3",
+            &[&lock.account, &lock.path, &lock.holder],
+        )?;
+        let upload_id: Option<String> = row.get(0);
+        let sent: Vec<parts::Part> = serde_json::from_value(row.get(1)).unwrap_or_default();
+        let state = saved
+            .and_then(|s| SerializedState::<Md5>::try_from(s.as_slice()).ok())
+            .and_then(|s| Md5::deserialize(&s).ok());
+        let sum: u64 = sent.iter().map(|p| p.size).sum();
+        match (upload_id, state) {
+            (Some(id), Some(hasher)) if sum == uint(hashed) && sum > 0 && sum < lock.size => {
+                let parts = parts::Parts::new(s3.clone(), &lock.blob, lock.size, Some(id), sent);
+                Ok(Upload::Db(self.upload(
+                    lock,
+                    Sink::Parts(Box::new(parts)),
+                    hasher,
+                    sum,
+                )))
+            }
+            _ => self.fresh_parts(s3, lock),
+        }
+    }
+
+    /// Starts an S3 upload from its first byte: a multipart upload the row
+    /// named is aborted (its parts are worth nothing now).
+    fn fresh_parts(&self, s3: &S3, lock: &DbLock) -> Result<Upload, Error> {
+        let mut c = self.inner.pool.get()?;
+        let keys: [&(dyn ToSql + Sync); 3] = [&lock.account, &lock.path, &lock.holder];
+        let old = c.query_opt(
+            "SELECT upload_id FROM staged WHERE account = $1 AND path = $2 AND holder = $3",
+            &keys,
+        )?;
+        c.execute(
+            "UPDATE staged SET hashed = 0, hash_state = NULL, upload_id = NULL, parts = '[]'
+             WHERE account = $1 AND path = $2 AND holder = $3",
+            &keys,
+        )?;
+        drop(c);
+        if let Some(id) = old.and_then(|r| r.get::<_, Option<String>>(0)) {
+            let _ = s3.abort_multipart(&lock.blob, &id);
+        }
+        let parts = parts::Parts::new(s3.clone(), &lock.blob, lock.size, None, Vec::new());
+        Ok(Upload::Db(self.upload(
+            lock,
+            Sink::Parts(Box::new(parts)),
+            Md5::new(),
+            0,
+        )))
     }
 
     /// Sets one column of the row at `path`.
@@ -1167,7 +1343,24 @@ impl DbUpload {
         &mut self,
         mut fill: impl FnMut(&mut [u8]) -> (usize, Result<(), Error>),
     ) -> Result<(), Error> {
-        let file = &self.file;
+        let file = match &mut self.sink {
+            Sink::File(file) => &*file,
+            Sink::Parts(parts) => {
+                return receive_parts(
+                    parts,
+                    &mut self.hasher,
+                    &mut self.held,
+                    self.size,
+                    &self.inner.pool,
+                    &parts::Row {
+                        account: self.account,
+                        path: &self.path,
+                        holder: &self.holder,
+                    },
+                    fill,
+                )
+            }
+        };
         let held = &mut self.held;
         let mut unhashed = 0;
         let received = hashed_copy(&mut self.hasher, self.size - *held, Some(file), |chunk| {
@@ -1232,7 +1425,7 @@ impl DbUpload {
         };
         if tx.commit().is_ok() {
             drop(c);
-            drop(self.file);
+            drop(self.sink);
             inner.free(Some(&freed));
         }
     }
@@ -1255,9 +1448,34 @@ impl DbUpload {
     }
 }
 
+/// [`DbUpload::receive`] into S3 parts: what arrives is hashed and cut
+/// into parts, each sent and recorded once whole.
+fn receive_parts(
+    parts: &mut parts::Parts,
+    hasher: &mut Md5,
+    held: &mut u64,
+    size: u64,
+    pool: &Pool,
+    row: &parts::Row<'_>,
+    mut fill: impl FnMut(&mut [u8]) -> (usize, Result<(), Error>),
+) -> Result<(), Error> {
+    let mut buf = vec![0u8; (size - *held).min(1 << 20) as usize];
+    while *held < size {
+        let want = (size - *held).min(buf.len() as u64) as usize;
+        let (got, read) = fill(&mut buf[..want]);
+        parts::feed(parts, hasher, &buf[..got], pool, row)?;
+        *held += got as u64;
+        read?;
+    }
+    Ok(())
+}
+
 impl DbVerified {
     pub fn sync(&self) -> Result<(), Error> {
-        self.upload.file.sync_all()?;
+        // An S3 upload is sent whole when it is placed.
+        if let Sink::File(file) = &self.upload.sink {
+            file.sync_all()?;
+        }
         Ok(())
     }
 
@@ -1269,9 +1487,19 @@ impl DbVerified {
     /// # Errors
     /// `IS_A_FOLDER`, `NOT_A_FOLDER`, `INTERNAL` (the old file kept, the
     /// upload staged).
-    pub fn place(self) -> Result<(String, PathBuf), Error> {
-        let up = self.upload;
-        let inner = &up.inner;
+    pub fn place(self) -> Result<(String, Option<PathBuf>), Error> {
+        let mut up = self.upload;
+        let inner = Arc::clone(&up.inner);
+        let inner = &inner;
+        if let Sink::Parts(parts) = &mut up.sink {
+            // The object first: a row never names bytes the store lacks.
+            let row = parts::Row {
+                account: up.account,
+                path: &up.path,
+                holder: &up.holder,
+            };
+            parts.finish(&self.md5, &inner.pool, &row, &up.hasher)?;
+        }
         let mut c = inner.pool.get()?;
         let mut tx = c.transaction()?;
         tx.query_one(
@@ -1345,7 +1573,10 @@ impl DbVerified {
         // first, or a busy pool would wait on itself.
         drop(c);
         inner.free(Some(&freed));
-        let dir = inner.blobs()?.dir_of(&up.blob)?;
+        let dir = match &up.sink {
+            Sink::File(_) => Some(inner.blobs()?.dir_of(&up.blob)?),
+            Sink::Parts(_) => None,
+        };
         Ok((self.md5, dir))
     }
 }

@@ -232,7 +232,9 @@ impl Upload {
         let verified = self.verify(expected)?;
         verified.sync()?;
         let (md5, dir) = verified.place()?;
-        storage::sync_dir(&dir)?;
+        if let Some(dir) = dir {
+            storage::sync_dir(&dir)?;
+        }
         Ok(md5)
     }
 
@@ -268,13 +270,13 @@ impl Verified {
     }
 
     /// Makes the file visible; returns its MD5 and the folder to sync
-    /// before the answer counts as durable.
+    /// before the answer counts as durable (none for bytes in S3).
     ///
     /// # Errors
     /// `INTERNAL` (the old file kept).
-    pub fn place(self) -> Result<(String, PathBuf), Error> {
+    pub fn place(self) -> Result<(String, Option<PathBuf>), Error> {
         match self {
-            Verified::Local(v) => v.place(),
+            Verified::Local(v) => v.place().map(|(md5, dir)| (md5, Some(dir))),
             Verified::Db(v) => v.place(),
         }
     }

@@ -33,6 +33,7 @@ use mio::{Poll, Waker};
 use rustls::ServerConfig;
 
 use crate::disk::db::DbDisk;
+use crate::disk::s3::{S3Config, S3};
 use crate::disk::Disk;
 use crate::http::sessions::Sessions;
 pub use crate::state::{Config, Shared};
@@ -113,10 +114,17 @@ impl Server {
                     max_files: config.max_files,
                     listing_memory: config.listing_memory,
                 };
-                let disk = DbDisk::open(pool.clone(), &config.data, &limits, &server_id)
-                    .with_context(|| {
-                        format!("cannot open the blob folder in {}", config.data.display())
-                    })?;
+                let disk = match &config.blobs {
+                    Some(url) => {
+                        let s3 = S3Config::from_env(url)?;
+                        let s3 = S3::open(s3).map_err(|e| anyhow::anyhow!("--blobs {url}: {e}"))?;
+                        DbDisk::open_s3(pool.clone(), s3, &limits, &server_id)?
+                    }
+                    None => DbDisk::open(pool.clone(), &config.data, &limits, &server_id)
+                        .with_context(|| {
+                            format!("cannot open the blob folder in {}", config.data.display())
+                        })?,
+                };
                 (Box::new(disk), UserStore::open_db(pool.clone())?)
             }
             None => {

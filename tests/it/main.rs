@@ -34,6 +34,7 @@ mod protocol;
 mod proxy;
 mod proxy_haproxy;
 mod pty;
+mod s3;
 mod sheet;
 mod shell;
 mod smoke;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use netdisk::client::Client;
 use netdisk::db::testing::TestDb;
+use netdisk::disk::s3::testing::TestS3;
 use netdisk::protocol::Password;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -48,9 +49,22 @@ pub fn serve_refuses(data: &Path) -> String {
 /// directory exists, so that a restart finds its disk again.
 pub const ENGINE: &str = "NETDISK_TEST_ENGINE";
 
-/// Whether this run's servers keep accounts and metadata in PostgreSQL.
+/// Whether this run's servers keep accounts and metadata in PostgreSQL
+/// (`NETDISK_TEST_ENGINE=db`, or `s3` for their bytes in S3 as well).
 pub fn on_db() -> bool {
-    std::env::var(ENGINE).is_ok_and(|v| v == "db")
+    std::env::var(ENGINE).is_ok_and(|v| v == "db" || v == "s3")
+}
+
+/// Whether this run's servers keep the file bytes in S3 (`--blobs`, on a
+/// moto server of each data directory's own: `NETDISK_TEST_ENGINE=s3`).
+pub fn on_s3() -> bool {
+    std::env::var(ENGINE).is_ok_and(|v| v == "s3")
+}
+
+/// What a data directory's servers keep their disk in.
+pub struct Engine {
+    pub db: TestDb,
+    pub s3: Option<TestS3>,
 }
 
 /// Says that `test` checks what only the local engine has (the data
@@ -64,8 +78,8 @@ pub fn local_only(test: &str) -> bool {
 }
 
 /// The database of the data directory `data`, made on first use.
-fn db_for(data: &Path) -> Option<Arc<TestDb>> {
-    static DBS: Mutex<Vec<(PathBuf, Arc<TestDb>)>> = Mutex::new(Vec::new());
+fn db_for(data: &Path) -> Option<Arc<Engine>> {
+    static DBS: Mutex<Vec<(PathBuf, Arc<Engine>)>> = Mutex::new(Vec::new());
     if !on_db() {
         return None;
     }
@@ -75,9 +89,11 @@ fn db_for(data: &Path) -> Option<Arc<TestDb>> {
     if let Some((_, db)) = dbs.iter().find(|(dir, _)| dir == data) {
         return Some(Arc::clone(db));
     }
-    let db = Arc::new(TestDb::create("the suite on PostgreSQL").expect("NETDISK_TEST_PG is set"));
-    dbs.push((data.to_path_buf(), Arc::clone(&db)));
-    Some(db)
+    let db = TestDb::create("the suite on PostgreSQL").expect("NETDISK_TEST_PG is set");
+    let s3 = on_s3().then(|| TestS3::start("the suite on S3").expect("moto_server is installed"));
+    let engine = Arc::new(Engine { db, s3 });
+    dbs.push((data.to_path_buf(), Arc::clone(&engine)));
+    Some(engine)
 }
 
 /// A running server; killed and reaped on drop.
@@ -90,7 +106,7 @@ pub struct TestServer {
     log: Arc<(Mutex<String>, Condvar)>,
     /// The database of a server started with `--db`.
     db_url: Option<String>,
-    _db: Option<Arc<TestDb>>,
+    engine: Option<Arc<Engine>>,
     _stdout: BufReader<ChildStdout>,
 }
 
@@ -108,6 +124,13 @@ impl TestServer {
     /// Starts a server on an existing data directory.
     pub fn start_in(data: Arc<TempDir>, args: &[&str]) -> TestServer {
         TestServer::spawn(Command::new(bin()), data, args)
+    }
+
+    /// Starts a server on `data` with `env` set as well.
+    pub fn start_with_env(data: Arc<TempDir>, args: &[&str], env: &[(&str, &str)]) -> TestServer {
+        let mut command = Command::new(bin());
+        command.envs(env.iter().copied());
+        TestServer::spawn(command, data, args)
     }
 
     /// Starts a server listening on `addr` (a loopback address with port
@@ -161,10 +184,19 @@ impl TestServer {
         } else {
             db_for(data.path())
         };
-        if let Some(db) = &db {
-            command.arg("--db").arg(&db.url);
+        if let Some(engine) = &db {
+            command.arg("--db").arg(&engine.db.url);
+            if let Some(s3) = &engine.s3 {
+                command
+                    .arg("--blobs")
+                    .arg(format!("s3://{}", s3.bucket))
+                    .env("AWS_ENDPOINT_URL", &s3.endpoint)
+                    .env("AWS_ACCESS_KEY_ID", "testing")
+                    .env("AWS_SECRET_ACCESS_KEY", "testing-secret")
+                    .env("AWS_REGION", "us-east-1");
+            }
         }
-        let db_url = named.or_else(|| db.as_ref().map(|d| d.url.clone()));
+        let db_url = named.or_else(|| db.as_ref().map(|d| d.db.url.clone()));
         let mut child = command
             .args(args)
             .stdin(Stdio::null())
@@ -198,7 +230,7 @@ impl TestServer {
             data,
             log,
             db_url,
-            _db: db,
+            engine: db,
             _stdout: stdout,
         }
     }
@@ -233,14 +265,28 @@ impl TestServer {
         self.data.path().join("blobs").join(&key[..2]).join(key)
     }
 
+    /// The bytes of the blob `key`, in the data directory or in S3.
+    fn blob_bytes(&self, key: &str) -> Vec<u8> {
+        match self.engine.as_ref().and_then(|e| e.s3.as_ref()) {
+            Some(s3) => {
+                let mut bytes = Vec::new();
+                s3.open("")
+                    .get_range(key, 0)
+                    .expect("a file row's object")
+                    .read_to_end(&mut bytes)
+                    .unwrap();
+                bytes
+            }
+            None => std::fs::read(self.blob_path(key)).expect("a file row's blob"),
+        }
+    }
+
     /// The bytes of the file at `path` on `user`'s disk, as the server
     /// stored them (`None`: no file there), whichever engine keeps it.
     pub fn stored(&self, user: &str, path: &str) -> Option<Vec<u8>> {
         match self.node(user, path) {
             None => std::fs::read(self.user_files(user).join(path)).ok(),
-            Some(Some((false, Some(blob)))) => {
-                Some(std::fs::read(self.blob_path(&blob)).expect("a file row's blob"))
-            }
+            Some(Some((false, Some(blob)))) => Some(self.blob_bytes(&blob)),
             Some(_) => None,
         }
     }

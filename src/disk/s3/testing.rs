@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,9 @@ pub struct TestS3 {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     pub bucket: String,
+    /// moto's log line of each request so far (`"DELETE /b/k?uploadId=…
+    /// HTTP/1.1" 204 -`).
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestS3 {
@@ -46,12 +49,26 @@ impl TestS3 {
     /// # Panics
     /// If moto is missing in CI, or does not start, or refuses the bucket.
     pub fn start(test: &str) -> Option<TestS3> {
-        let spawned = Command::new(TOOL)
+        // Killed with the thread that started it, should this value never
+        // be dropped (one kept to the end of a test run, say): util-linux's
+        // `setpriv --pdeathsig`, where it is (Debian: always).
+        let mut command = match which("setpriv") {
+            true => {
+                let mut c = Command::new("setpriv");
+                c.args(["--pdeathsig", "KILL", TOOL]);
+                c
+            }
+            false => Command::new(TOOL),
+        };
+        if !which(TOOL) {
+            command = Command::new(TOOL);
+        }
+        command
             .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
+            .stderr(Stdio::piped());
+        let spawned = command.spawn();
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -69,10 +86,14 @@ impl TestS3 {
         // each request there after: read on to the end, or it would block.
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&requests);
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
                     let _ = tx.send(rest.trim().parse::<u16>().ok());
+                } else if line.contains(" HTTP/1.1\" ") {
+                    log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
                 }
             }
         });
@@ -80,6 +101,7 @@ impl TestS3 {
             child,
             endpoint: String::new(),
             bucket: String::new(),
+            requests,
         };
         let port = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Some(port)) => port,
@@ -132,6 +154,14 @@ impl TestS3 {
         config
     }
 
+    /// The request lines the store has logged so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// A client of the bucket, keys under `prefix`.
     ///
     /// # Panics
@@ -158,4 +188,10 @@ impl Drop for TestS3 {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether `tool` is on the PATH.
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }

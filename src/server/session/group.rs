@@ -36,7 +36,7 @@ pub struct Entry {
 }
 
 /// An upload renamed into place, with the folder still to sync.
-type Placed = Result<(Reply, PathBuf), Error>;
+type Placed = Result<(Reply, Option<PathBuf>), Error>;
 
 /// Checked uploads waiting for one commit.
 #[derive(Default)]
@@ -82,7 +82,7 @@ impl Group {
             .collect();
         let mut dirs: Vec<PathBuf> = Vec::new();
         for (_, p) in &placed {
-            if let Ok((_, dir)) = p {
+            if let Ok((_, Some(dir))) = p {
                 if !dirs.contains(dir) {
                     dirs.push(dir.clone());
                 }
@@ -93,7 +93,7 @@ impl Group {
                 // The renames in it are not known to be durable: say so.
                 let words = e.to_string();
                 for (_, p) in &mut placed {
-                    if p.as_ref().is_ok_and(|(_, d)| *d == dir) {
+                    if p.as_ref().is_ok_and(|(_, d)| d.as_ref() == Some(&dir)) {
                         *p = Err(Error::Internal(format!("folder sync failed: {words}")));
                     }
                 }
