@@ -13,6 +13,7 @@ mod budget;
 mod cli;
 mod cli_folders;
 mod cli_transfer;
+mod cluster;
 mod concurrency;
 mod dav;
 mod dav_clients;

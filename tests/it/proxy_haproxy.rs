@@ -27,7 +27,7 @@ use crate::http::Web;
 use crate::support::*;
 
 /// Whether `tool` runs; panics under `CI=true` when it does not.
-fn have(tool: &str, version_arg: &str) -> bool {
+pub fn have(tool: &str, version_arg: &str) -> bool {
     let runs = Command::new(tool)
         .arg(version_arg)
         .stdout(Stdio::null())
@@ -47,7 +47,7 @@ fn have(tool: &str, version_arg: &str) -> bool {
 
 /// Kills and reaps a child on drop, so that a failing test leaves
 /// nothing running.
-struct Reaped(Child);
+pub struct Reaped(Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -57,16 +57,16 @@ impl Drop for Reaped {
 }
 
 /// A running HAProxy in front of one server.
-struct Haproxy {
+pub struct Haproxy {
     /// Where clients connect: `127.0.0.1:PORT`.
-    addr: String,
+    pub addr: String,
     _child: Reaped,
     dir: TempDir,
 }
 
 impl Haproxy {
     /// What HAProxy printed (for a failing test's message).
-    fn output(&self) -> String {
+    pub fn output(&self) -> String {
         fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
     }
 }
@@ -97,6 +97,12 @@ backend netdisk
 /// connections (retried within a deadline); a port taken in between is
 /// tried again with another.
 fn start_haproxy(backend: &str) -> Haproxy {
+    start_haproxy_with(|port| config(port, backend))
+}
+
+/// Starts HAProxy as [`start_haproxy`] does, with the configuration
+/// `config` makes for a listening port.
+pub fn start_haproxy_with(config: impl Fn(u16) -> String) -> Haproxy {
     for _ in 0..5 {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -105,7 +111,7 @@ fn start_haproxy(backend: &str) -> Haproxy {
             .unwrap()
             .port();
         let cfg = dir.path().join("haproxy.cfg");
-        fs::write(&cfg, config(port, backend)).unwrap();
+        fs::write(&cfg, config(port)).unwrap();
         let log = fs::File::create(dir.path().join("haproxy.log")).unwrap();
         let child = Command::new("haproxy")
             .arg("-db")

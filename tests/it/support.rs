@@ -136,7 +136,13 @@ impl TestServer {
     /// Starts a server listening on `addr` (a loopback address with port
     /// 0) instead of `127.0.0.1:0`.
     pub fn on(addr: &str, args: &[&str]) -> TestServer {
+        TestServer::on_with_env(addr, args, &[])
+    }
+
+    /// [`TestServer::on`] with `env` set as well.
+    pub fn on_with_env(addr: &str, args: &[&str], env: &[(&str, &str)]) -> TestServer {
         let mut command = Command::new(bin());
+        command.envs(env.iter().copied());
         command.args(["serve", "--addr", addr, "--data"]);
         TestServer::spawn_with(command, Arc::new(tempfile::tempdir().unwrap()), args, false)
     }
