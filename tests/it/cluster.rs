@@ -175,7 +175,7 @@ fn two_servers_behind_haproxy_serve_one_disk_and_see_each_client() {
     let mut up = logged_in(&lb_addr, 6);
     let offset = up.put_begin("big.bin", size).unwrap();
     assert!(
-        offset >= 32 << 20 && offset % (8 << 20) == 0,
+        offset >= 32 << 20 && offset.is_multiple_of(8 << 20),
         "resumed at {offset}"
     );
     up.write_body(&data[offset as usize..]).unwrap();
