@@ -1,7 +1,10 @@
 //! `just bench --db`: the disk with accounts and metadata in PostgreSQL
-//! (`serve --db`) beside the default one, in one run, round by round: a big
-//! file up and down, many small ones, and logins. The database is a fresh
-//! one on the server `NETDISK_TEST_PG` names (as the tests use).
+//! (`serve --db`), and with the bytes in S3 as well (`--db --blobs`, on a
+//! moto server, if `moto_server` is installed), beside the default one, in
+//! one run, round by round: a big file up and down, many small ones, and
+//! logins; and the store's own ceiling, a plain `PutObject`/`GetObject` of
+//! the same big file. The database is a fresh one on the server
+//! `NETDISK_TEST_PG` names (as the tests use).
 
 use std::fs;
 use std::path::Path;
@@ -11,6 +14,7 @@ use std::time::Instant;
 
 use netdisk::client::Client;
 use netdisk::db::testing::TestDb;
+use netdisk::disk::s3::testing::TestS3;
 use netdisk::protocol::Password;
 
 use super::{
@@ -40,13 +44,18 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
     let big = work.join("big.bin");
     let big_md5 = write_random(&big, sizes.big);
     let small = SmallSet::write(&work.join("small"), sizes.small_count, sizes.small_size);
-    let start = |name: &'static str, extra: &[&str]| {
+    let s3 = TestS3::start("bench --db --blobs");
+    // A database of its own for the S3 disk: one user name per database.
+    let db2 = s3
+        .as_ref()
+        .map(|_| TestDb::create("bench --db --blobs").expect("a database"));
+    let start = |name: &'static str, extra: &[&str], env: &[(&str, &str)]| {
         // One user's logins are paced (`--login-burst`, `--login-rate`):
         // lifted here, the rows measure what a login costs.
         let mut args = vec!["--workers", "40", "--login-burst", "1000000"];
         args.extend_from_slice(&["--login-rate", "1000000"]);
         args.extend_from_slice(extra);
-        let server = BenchServer::start_with(bin, &work.join(format!("data-{name}")), &args);
+        let server = BenchServer::start_env(bin, &work.join(format!("data-{name}")), &args, env);
         let mut c = Client::connect(&server.addr).expect("connect");
         c.register(USER, &Password::new(PASSWORD))
             .expect("register");
@@ -60,7 +69,23 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
             logins: 0.0,
         }
     };
-    let mut engines = [start("default", &[]), start("--db", &["--db", &db.url])];
+    let mut engines = vec![
+        start("default", &[], &[]),
+        start("--db", &["--db", &db.url], &[]),
+    ];
+    let blobs = s3.as_ref().map(|s3| format!("s3://{}/bench", s3.bucket));
+    if let (Some(s3), Some(blobs), Some(db2)) = (&s3, &blobs, &db2) {
+        let env = [
+            ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing-secret"),
+        ];
+        engines.push(start(
+            "--db --blobs",
+            &["--db", &db2.url, "--blobs", blobs],
+            &env,
+        ));
+    }
     let down = work.join("down.bin");
     let big_arg = big.display().to_string();
     let down_arg = down.display().to_string();
@@ -125,9 +150,37 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
             note: format!("{LOGIN_CLIENTS} at once, each on a new connection; the pace lifted"),
         });
     }
-    let [plain, on_db] = &mut engines;
     let ratio = |a: &mut Vec<f64>, b: &mut Vec<f64>| median(a) / median(b);
-    let targets = vec![
+    let mut targets = Vec::new();
+    if let (Some(s3), [_, _, on_s3]) = (&s3, &mut engines[..]) {
+        let (put, get) = store_ceiling(s3, &big, sizes.big);
+        rows.push(Row::rate(
+            "the store itself: PutObject of the big file",
+            sizes.big,
+            sizes.big as f64 / put,
+            None,
+        ));
+        rows.push(Row::rate(
+            "the store itself: GetObject of the big file",
+            sizes.big,
+            sizes.big as f64 / get,
+            None,
+        ));
+        targets.push(Target::at_least(
+            "--db --blobs: big put / the store's PutObject",
+            put / median(&mut on_s3.puts),
+            0.8,
+        ));
+        targets.push(Target::at_least(
+            "--db --blobs: big get / the store's GetObject",
+            get / median(&mut on_s3.gets),
+            0.8,
+        ));
+    }
+    let [plain, on_db, ..] = &mut engines[..] else {
+        unreachable!("two engines at least");
+    };
+    targets.extend([
         Target::at_least(
             "--db: big put / default",
             ratio(&mut plain.puts, &mut on_db.puts),
@@ -148,8 +201,41 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
             ratio(&mut plain.small_gets, &mut on_db.small_gets),
             0.7,
         ),
-    ];
+    ]);
     (rows, targets)
+}
+
+/// Seconds of one `PutObject` and one `GetObject` of the file `path` in
+/// the store, the median of three.
+fn store_ceiling(s3: &TestS3, path: &Path, len: u64) -> (f64, f64) {
+    use md5::{Digest, Md5};
+    use std::io::Read;
+    let store = s3.open("ceiling");
+    let bytes = fs::read(path).expect("the big file");
+    let digest = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        Md5::digest(&bytes),
+    );
+    let id = "00000000000000000000000000000000";
+    let (mut puts, mut gets) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        store.put_object(id, &bytes, &digest).expect("PutObject");
+        puts.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let mut body = store.get_range(id, 0).expect("GetObject");
+        let mut got = 0u64;
+        loop {
+            match body.read(&mut buf).expect("GetObject body") {
+                0 => break,
+                n => got += n as u64,
+            }
+        }
+        assert_eq!(got, len);
+        gets.push(t.elapsed().as_secs_f64());
+    }
+    (median(&mut puts), median(&mut gets))
 }
 
 /// Logins a second: `total` logins of one user, each on a new connection,

@@ -1051,7 +1051,12 @@ impl BenchServer {
     }
 
     fn start_with(bin: &Path, data: &Path, extra: &[&str]) -> BenchServer {
+        BenchServer::start_env(bin, data, extra, &[])
+    }
+
+    fn start_env(bin: &Path, data: &Path, extra: &[&str], env: &[(&str, &str)]) -> BenchServer {
         let mut child = serve::serve_args(&mut Command::new(bin), data)
+            .envs(env.iter().copied())
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
