@@ -106,10 +106,12 @@ CREATE INDEX web_sessions_by_account ON web_sessions (account, seq);
 CREATE INDEX web_sessions_by_last_seen ON web_sessions (last_seen);
 "#,
     // 3: file bytes in S3 (`serve --blobs`): an unfinished upload's
-    // multipart upload and the parts it has sent; a retired upload's id,
-    // for the sweeper to abort it.
+    // multipart upload, the parts it has sent, and the bytes after them
+    // (less than a part) when it stopped; a retired upload's id, for the
+    // sweeper to abort it.
     r#"
-ALTER TABLE staged ADD COLUMN upload_id text, ADD COLUMN parts jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE staged ADD COLUMN upload_id text, ADD COLUMN parts jsonb NOT NULL DEFAULT '[]',
+    ADD COLUMN tail bytea;
 ALTER TABLE retired ADD COLUMN upload_id text;
 "#,
 ];

@@ -1246,25 +1246,31 @@ impl DbDisk {
         saved: Option<Vec<u8>>,
     ) -> Result<Upload, Error> {
         let row = self.inner.pool.get()?.query_one(
-            "SELECT upload_id, parts FROM staged WHERE account = $1 AND path = $2 AND holder = $3",
+            "SELECT upload_id, parts, tail FROM staged
+             WHERE account = $1 AND path = $2 AND holder = $3",
             &[&lock.account, &lock.path, &lock.holder],
         )?;
         let upload_id: Option<String> = row.get(0);
         let sent: Vec<parts::Part> = serde_json::from_value(row.get(1)).unwrap_or_default();
+        let tail: Vec<u8> = row.get::<_, Option<Vec<u8>>>(2).unwrap_or_default();
         let state = saved
             .and_then(|s| SerializedState::<Md5>::try_from(s.as_slice()).ok())
             .and_then(|s| Md5::deserialize(&s).ok());
-        let sum: u64 = sent.iter().map(|p| p.size).sum();
-        match (upload_id, state) {
-            (Some(id), Some(hasher)) if sum == uint(hashed) && sum > 0 && sum < lock.size => {
-                let parts = parts::Parts::new(s3.clone(), &lock.blob, lock.size, Some(id), sent);
-                Ok(Upload::Db(self.upload(
-                    lock,
-                    Sink::Parts(Box::new(parts)),
-                    hasher,
-                    sum,
-                )))
-            }
+        let parts = parts::Parts::new(s3.clone(), &lock.blob, lock.size, upload_id, sent, tail);
+        let held = parts.held();
+        // The record adds up: its parts and tail are the bytes hashed (and
+        // a multipart upload has its id).
+        let whole = held == uint(hashed)
+            && held > 0
+            && held <= lock.size
+            && (parts.sent_bytes() == 0 || parts.has_upload());
+        match state {
+            Some(hasher) if whole => Ok(Upload::Db(self.upload(
+                lock,
+                Sink::Parts(Box::new(parts)),
+                hasher,
+                held,
+            ))),
             _ => self.fresh_parts(s3, lock),
         }
     }
@@ -1279,7 +1285,8 @@ impl DbDisk {
             &keys,
         )?;
         c.execute(
-            "UPDATE staged SET hashed = 0, hash_state = NULL, upload_id = NULL, parts = '[]'
+            "UPDATE staged SET hashed = 0, hash_state = NULL, upload_id = NULL, parts = '[]',
+                 tail = NULL
              WHERE account = $1 AND path = $2 AND holder = $3",
             &keys,
         )?;
@@ -1287,7 +1294,7 @@ impl DbDisk {
         if let Some(id) = old.and_then(|r| r.get::<_, Option<String>>(0)) {
             let _ = s3.abort_multipart(&lock.blob, &id);
         }
-        let parts = parts::Parts::new(s3.clone(), &lock.blob, lock.size, None, Vec::new());
+        let parts = parts::Parts::new(s3.clone(), &lock.blob, lock.size, None, vec![], vec![]);
         Ok(Upload::Db(self.upload(
             lock,
             Sink::Parts(Box::new(parts)),
@@ -1449,7 +1456,8 @@ impl DbUpload {
 }
 
 /// [`DbUpload::receive`] into S3 parts: what arrives is hashed and cut
-/// into parts, each sent and recorded once whole.
+/// into parts, each sent and recorded once whole; an upload that stops
+/// keeps the rest in its row.
 fn receive_parts(
     parts: &mut parts::Parts,
     hasher: &mut Md5,
@@ -1463,9 +1471,16 @@ fn receive_parts(
     while *held < size {
         let want = (size - *held).min(buf.len() as u64) as usize;
         let (got, read) = fill(&mut buf[..want]);
-        parts::feed(parts, hasher, &buf[..got], pool, row)?;
-        *held += got as u64;
-        read?;
+        let fed = parts::feed(parts, hasher, &buf[..got], pool, row);
+        *held = parts.held();
+        if let Err(e) = fed.and(read) {
+            // Stopped: what it holds past its last part is kept to resume
+            // from (a fault keeping it leaves the last part's record).
+            if *held > parts.sent_bytes() {
+                let _ = parts.keep_tail(pool, row, hasher);
+            }
+            return Err(e);
+        }
     }
     Ok(())
 }

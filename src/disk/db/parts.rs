@@ -5,9 +5,11 @@
 //! is a multipart upload: each part (at least 8 MiB, larger for files past
 //! 80 GiB so that 10,000 parts hold them) is sent once it is whole, and
 //! then its number, ETag and size and the MD5 state after it are recorded
-//! in the upload's row. Any server resumes from the last part recorded
-//! without reading a byte back; bytes past it that never made a part are
-//! sent again. The store's part list is never asked for.
+//! in the upload's row. An upload that stops (a cut connection, the end of
+//! a web page's piece) keeps the bytes after its last part, less than a
+//! part, in its row with the MD5 state after them. Any server resumes it
+//! from there without reading a byte back from the store, whose part list
+//! is never asked for.
 
 use md5::digest::common::hazmat::SerializableState;
 use md5::{Digest, Md5};
@@ -60,21 +62,61 @@ pub struct Parts {
 
 impl Parts {
     /// An upload resumed after the parts `sent` of the multipart upload
-    /// `upload_id` (none for a new one).
-    pub fn new(s3: S3, blob: &str, size: u64, upload_id: Option<String>, sent: Vec<Part>) -> Parts {
+    /// `upload_id` (none for a new one) and the bytes `tail` after them.
+    pub fn new(
+        s3: S3,
+        blob: &str,
+        size: u64,
+        upload_id: Option<String>,
+        sent: Vec<Part>,
+        tail: Vec<u8>,
+    ) -> Parts {
         Parts {
             s3,
             blob: blob.to_string(),
             size,
             upload_id,
             sent,
-            buf: Vec::new(),
+            buf: tail,
         }
     }
 
-    /// Bytes in the parts sent: where a resumed upload continues.
+    /// Bytes in the parts sent.
     pub fn sent_bytes(&self) -> u64 {
         self.sent.iter().map(|p| p.size).sum()
+    }
+
+    /// Whether a multipart upload was begun.
+    pub fn has_upload(&self) -> bool {
+        self.upload_id.is_some()
+    }
+
+    /// Bytes held: the parts sent and those after them.
+    pub fn held(&self) -> u64 {
+        self.sent_bytes() + self.buf.len() as u64
+    }
+
+    /// Keeps the bytes after the last part in the row, with `hasher`'s
+    /// state (which covers them), so that the upload resumes after them.
+    ///
+    /// # Errors
+    /// A database fault (the upload then resumes after its last part).
+    pub fn keep_tail(&self, pool: &Pool, row: &Row<'_>, hasher: &Md5) -> Result<(), Error> {
+        let hashed = i64::try_from(self.held()).unwrap_or(i64::MAX);
+        let state = hasher.serialize().to_vec();
+        pool.get()?.execute(
+            "UPDATE staged SET tail = $4, hashed = $5, hash_state = $6
+             WHERE account = $1 AND path = $2 AND holder = $3",
+            &[
+                &row.account,
+                &row.path,
+                &row.holder,
+                &self.buf,
+                &hashed,
+                &state,
+            ],
+        )?;
+        Ok(())
     }
 
     /// How many of the next bytes belong to the part being filled.
@@ -132,7 +174,7 @@ impl Parts {
         let hashed = i64::try_from(self.sent_bytes()).unwrap_or(i64::MAX);
         let state = hasher.serialize().to_vec();
         let n = pool.get()?.execute(
-            "UPDATE staged SET upload_id = $4, parts = $5, hashed = $6, hash_state = $7
+            "UPDATE staged SET upload_id = $4, parts = $5, hashed = $6, hash_state = $7, tail = NULL
              WHERE account = $1 AND path = $2 AND holder = $3",
             &[
                 &row.account,
