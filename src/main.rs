@@ -466,22 +466,11 @@ fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `netdisk user ...`: one change to the accounts, under the data lock.
-fn user(args: UserArgs) -> anyhow::Result<()> {
-    use netdisk::users::control::{self, Op};
-    if let Some(url) = args.db.clone() {
-        return user_db(&url, args);
-    }
-    // Only `serve` makes a data directory: a mistyped --data must not
-    // silently list an empty new one.
-    if !args.data.is_dir() {
-        bail!(
-            "there is no data directory at {}: pass --data DIR, the directory \
-             `netdisk serve --data DIR` uses",
-            args.data.display()
-        );
-    }
-    let op = match args.action {
+/// The change a `netdisk user` subcommand asks for (passwords asked
+/// here), or for `export`, the sheet to write.
+fn account_op(action: UserAction) -> anyhow::Result<Result<netdisk::users::control::Op, PathBuf>> {
+    use netdisk::users::control::Op;
+    Ok(Ok(match action {
         UserAction::Add { name } => {
             let password = cli::ask_password(&name, true)?;
             Op::Add {
@@ -502,7 +491,28 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
             bytes: bytes.0,
         },
         UserAction::List => Op::List,
-        UserAction::Export { xlsx } => {
+        UserAction::Export { xlsx } => return Ok(Err(xlsx)),
+    }))
+}
+
+/// `netdisk user ...`: one change to the accounts, under the data lock.
+fn user(args: UserArgs) -> anyhow::Result<()> {
+    use netdisk::users::control;
+    if let Some(url) = args.db.clone() {
+        return user_db(&url, args);
+    }
+    // Only `serve` makes a data directory: a mistyped --data must not
+    // silently list an empty new one.
+    if !args.data.is_dir() {
+        bail!(
+            "there is no data directory at {}: pass --data DIR, the directory \
+             `netdisk serve --data DIR` uses",
+            args.data.display()
+        );
+    }
+    let op = match account_op(args.action)? {
+        Ok(op) => op,
+        Err(xlsx) => {
             // A reading of the sheet, which is only ever replaced whole.
             let users = UserStore::open(&args.data.join("users.xlsx"))
                 .with_context(|| format!("cannot load the accounts in {}", args.data.display()))?;
@@ -537,31 +547,12 @@ fn user(args: UserArgs) -> anyhow::Result<()> {
 /// `netdisk user … --db URL`: one change to the accounts in the database.
 fn user_db(url: &str, args: UserArgs) -> anyhow::Result<()> {
     use netdisk::http::sessions::Sessions;
-    use netdisk::users::control::{self, Op};
+    use netdisk::users::control;
     let pool = netdisk::db::open(url)?;
     let users = UserStore::open_db(pool.clone())?;
-    let op = match args.action {
-        UserAction::Export { xlsx } => return export(&users, &xlsx),
-        UserAction::Add { name } => {
-            let password = cli::ask_password(&name, true)?;
-            Op::Add {
-                name,
-                password: password.expose().to_string(),
-            }
-        }
-        UserAction::Passwd { name } => {
-            let password = cli::ask_password(&name, true)?;
-            Op::Passwd {
-                name,
-                password: password.expose().to_string(),
-            }
-        }
-        UserAction::Del { name } => Op::Del { name },
-        UserAction::Quota { name, bytes } => Op::Quota {
-            name,
-            bytes: bytes.0,
-        },
-        UserAction::List => Op::List,
+    let op = match account_op(args.action)? {
+        Ok(op) => op,
+        Err(xlsx) => return export(&users, &xlsx),
     };
     let sessions = Sessions::with_db(pool.clone());
     // Rows only: a new account owns no rows of an old one; a removed one's

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use crate::support::{bytes, md5, on_db, wait_for_size, TestServer, PASSWORD};
+use crate::support::{bytes, have_tool, md5, on_db, wait_for_size, TestServer, PASSWORD};
 
 const USER: &str = "alice";
 
@@ -28,21 +28,7 @@ const SUITES: [&str; 5] = ["basic", "copymove", "props", "locks", "http"];
 
 /// Whether `tool` runs; panics under `CI=true` when it does not.
 fn have(tool: &str, version_arg: &str) -> bool {
-    let runs = Command::new(tool)
-        .arg(version_arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if runs {
-        return true;
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "the WebDAV client test needs {tool} (CI=true: not skipped; `bash .ci/run` installs it)"
-    );
-    eprintln!("NOTICE: WebDAV client test skipped: {tool} is missing (apt-get install {tool}, or `bash .ci/run`)");
-    false
+    have_tool(tool, version_arg, "WebDAV client test")
 }
 
 /// Kills and reaps a child on drop, so that a failing test leaves

@@ -28,21 +28,7 @@ use crate::support::*;
 
 /// Whether `tool` runs; panics under `CI=true` when it does not.
 pub fn have(tool: &str, version_arg: &str) -> bool {
-    let runs = Command::new(tool)
-        .arg(version_arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if runs {
-        return true;
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "the load balancer test needs {tool} (CI=true: not skipped; `bash .ci/run` installs it)"
-    );
-    eprintln!("NOTICE: load balancer test skipped: {tool} is missing (apt-get install {tool}, or `bash .ci/run`)");
-    false
+    have_tool(tool, version_arg, "load balancer test")
 }
 
 /// Kills and reaps a child on drop, so that a failing test leaves

@@ -794,3 +794,26 @@ pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     std::fs::write(&p, data).unwrap();
     p
 }
+
+/// Whether `tool` runs (`tool VERSION_ARG`); says that `what` is skipped
+/// when it does not, and panics instead under `CI=true`, where every test
+/// must run.
+pub fn have_tool(tool: &str, version_arg: &str, what: &str) -> bool {
+    let runs = Command::new(tool)
+        .arg(version_arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if runs {
+        return true;
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "the {what} needs {tool} (CI=true: not skipped; `bash .ci/run` installs it)"
+    );
+    eprintln!(
+        "NOTICE: {what} skipped: {tool} is missing (apt-get install {tool}, or `bash .ci/run`)"
+    );
+    false
+}
