@@ -115,6 +115,8 @@ impl Drop for DbLock {
 pub struct DbUpload {
     inner: Arc<Inner>,
     sink: Sink,
+    /// Committed or discarded: nothing of it to keep.
+    settled: bool,
     hasher: Md5,
     held: u64,
     size: u64,
@@ -1226,6 +1228,7 @@ impl DbDisk {
         DbUpload {
             inner: Arc::clone(&self.inner),
             sink,
+            settled: false,
             hasher,
             held,
             size: lock.size,
@@ -1408,7 +1411,8 @@ impl DbUpload {
     }
 
     /// Drops what this upload staged, its row and its booking.
-    pub fn discard(self) {
+    pub fn discard(mut self) {
+        self.settled = true;
         let inner = Arc::clone(&self.inner);
         let Ok(mut c) = inner.pool.get() else {
             return;
@@ -1432,7 +1436,6 @@ impl DbUpload {
         };
         if tx.commit().is_ok() {
             drop(c);
-            drop(self.sink);
             inner.free(Some(&freed));
         }
     }
@@ -1452,6 +1455,27 @@ impl DbUpload {
             upload: self,
             md5: actual,
         })
+    }
+}
+
+/// An S3 upload that ends uncommitted (all its bytes in but no digest
+/// yet, a step 4 refused, a commit that failed) keeps what its row does
+/// not hold yet.
+impl Drop for DbUpload {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        if let Sink::Parts(parts) = &mut self.sink {
+            if parts.unkept() {
+                let row = parts::Row {
+                    account: self.account,
+                    path: &self.path,
+                    holder: &self.holder,
+                };
+                let _ = parts.keep_tail(&self.inner.pool, &row, &self.hasher);
+            }
+        }
     }
 }
 
@@ -1476,7 +1500,7 @@ fn receive_parts(
         if let Err(e) = fed.and(read) {
             // Stopped: what it holds past its last part is kept to resume
             // from (a fault keeping it leaves the last part's record).
-            if *held > parts.sent_bytes() {
+            if parts.unkept() {
                 let _ = parts.keep_tail(pool, row, hasher);
             }
             return Err(e);
@@ -1584,6 +1608,7 @@ impl DbVerified {
             freed.push(blob);
         }
         tx.commit()?;
+        up.settled = true;
         // Freeing takes a connection of its own: this one goes back
         // first, or a busy pool would wait on itself.
         drop(c);

@@ -213,7 +213,7 @@ impl Timed {
                 Err(e) => {
                     let e = io::Error::from(e);
                     if !self.wait_more(&e, since) {
-                        return Err(e);
+                        return Err(self.check().err().unwrap_or(e));
                     }
                 }
             }
@@ -271,7 +271,8 @@ impl Read for Timed {
                     return Ok(n);
                 }
                 Err(e) if self.wait_more(&e, since) => {}
-                Err(e) => return Err(e),
+                // A cut body's socket is shut down: say why, not how.
+                Err(e) => return Err(self.check().err().unwrap_or(e)),
             }
         }
     }
@@ -288,7 +289,8 @@ impl Write for Timed {
                     return Ok(n);
                 }
                 Err(e) if self.wait_more(&e, since) => {}
-                Err(e) => return Err(e),
+                // A cut body's socket is shut down: say why, not how.
+                Err(e) => return Err(self.check().err().unwrap_or(e)),
             }
         }
     }
@@ -303,7 +305,8 @@ impl Write for Timed {
                     return Ok(n);
                 }
                 Err(e) if self.wait_more(&e, since) => {}
-                Err(e) => return Err(e),
+                // A cut body's socket is shut down: say why, not how.
+                Err(e) => return Err(self.check().err().unwrap_or(e)),
             }
         }
     }

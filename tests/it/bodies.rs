@@ -127,8 +127,16 @@ fn the_rate_floor_cuts_a_reader_slower_than_it_within_seconds() {
         .and_then(|rest| rest.split(' ').next()?.parse().ok())
         .unwrap();
     assert!(logged >= read as u64, "{line}: {read} read");
+    // The worker was let go within seconds (the log's duration); the
+    // reader sees the end later, once it has read what the socket
+    // buffers still held (a few MiB at its crawl).
+    let held_ms: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_suffix("ms")?.parse().ok())
+        .unwrap();
+    assert!(held_ms < 10_000, "{line}: the worker was held {held_ms} ms");
     assert!(
-        cut < Duration::from_secs(20),
+        cut < Duration::from_secs(40),
         "cut after {cut:?}, {read} bytes"
     );
     // The file is whole, and a fast reader gets it.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use crate::support::{bytes, have_tool, md5, on_db, wait_for_size, TestServer, PASSWORD};
+use crate::support::{bytes, have_tool, md5, on_db, TestServer, PASSWORD};
 
 const USER: &str = "alice";
 
@@ -381,8 +381,9 @@ fn interrupted_copy(server: &TestServer, rclone: &Rclone, big: &Path) {
             .spawn()
             .unwrap(),
     );
-    let part = server.staged_file(USER, NAME);
-    wait_for_size(&part, 8 << 20, || child.0.try_wait().unwrap().is_none());
+    server.wait_staged(USER, NAME, 8 << 20, || {
+        child.0.try_wait().unwrap().is_none()
+    });
     drop(child);
     assert!(!server.is_stored(USER, NAME), "a cut upload is not visible");
 
@@ -404,6 +405,6 @@ fn interrupted_copy(server: &TestServer, rclone: &Rclone, big: &Path) {
         "the cut upload's staged bytes are gone"
     );
     if !on_db() {
-        assert!(!part.exists());
+        assert!(!server.staged_file(USER, NAME).exists());
     }
 }

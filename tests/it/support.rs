@@ -77,6 +77,16 @@ pub fn local_only(test: &str) -> bool {
     on_db()
 }
 
+/// Says that `test` breaks or plants the bytes in the data directory
+/// (a disk error, a sparse file), which S3 keeps elsewhere, and is
+/// skipped with `NETDISK_TEST_ENGINE=s3`; `true` if so.
+pub fn local_bytes_only(test: &str) -> bool {
+    if on_s3() {
+        eprintln!("skipped {test} with {ENGINE}=s3: it works on the bytes in the data directory");
+    }
+    on_s3()
+}
+
 /// The database of the data directory `data`, made on first use.
 fn db_for(data: &Path) -> Option<Arc<Engine>> {
     static DBS: Mutex<Vec<(PathBuf, Arc<Engine>)>> = Mutex::new(Vec::new());
@@ -414,6 +424,34 @@ impl TestServer {
                 )
                 .unwrap()
                 .get(0),
+        }
+    }
+
+    /// Waits until the unfinished upload of `name` holds `len` bytes or
+    /// more, wherever they are (with S3: sent parts, as its row counts
+    /// them); `alive` fails the test if the uploader is gone.
+    #[track_caller]
+    pub fn wait_staged(&self, user: &str, name: &str, len: u64, mut alive: impl FnMut() -> bool) {
+        if !on_s3() {
+            return wait_for_size(&self.staged_file(user, name), len, alive);
+        }
+        let mut pg = self.pg().expect("a database");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let held: Option<i64> = pg
+                .query_opt(
+                    "SELECT s.hashed FROM staged s JOIN accounts a ON a.id = s.account
+                     WHERE a.key = $1 AND s.path = $2",
+                    &[&user, &name],
+                )
+                .unwrap()
+                .map(|r| r.get(0));
+            if held.is_some_and(|h| h as u64 >= len) {
+                return;
+            }
+            assert!(alive(), "the uploader of {name} is gone");
+            assert!(Instant::now() < deadline, "{name} never held {len} bytes");
+            thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -58,6 +58,8 @@ pub struct Parts {
     sent: Vec<Part>,
     /// Bytes after the last part sent.
     buf: Vec<u8>,
+    /// Bytes the row accounts for (parts and kept tail).
+    kept: u64,
 }
 
 impl Parts {
@@ -71,6 +73,7 @@ impl Parts {
         sent: Vec<Part>,
         tail: Vec<u8>,
     ) -> Parts {
+        let kept = sent.iter().map(|p| p.size).sum::<u64>() + tail.len() as u64;
         Parts {
             s3,
             blob: blob.to_string(),
@@ -78,6 +81,7 @@ impl Parts {
             upload_id,
             sent,
             buf: tail,
+            kept,
         }
     }
 
@@ -101,7 +105,7 @@ impl Parts {
     ///
     /// # Errors
     /// A database fault (the upload then resumes after its last part).
-    pub fn keep_tail(&self, pool: &Pool, row: &Row<'_>, hasher: &Md5) -> Result<(), Error> {
+    pub fn keep_tail(&mut self, pool: &Pool, row: &Row<'_>, hasher: &Md5) -> Result<(), Error> {
         let hashed = i64::try_from(self.held()).unwrap_or(i64::MAX);
         let state = hasher.serialize().to_vec();
         pool.get()?.execute(
@@ -116,7 +120,13 @@ impl Parts {
                 &state,
             ],
         )?;
+        self.kept = self.held();
         Ok(())
+    }
+
+    /// Whether it holds bytes its row does not account for.
+    pub fn unkept(&self) -> bool {
+        self.held() > self.kept
     }
 
     /// How many of the next bytes belong to the part being filled.
@@ -189,6 +199,7 @@ impl Parts {
         if n == 0 {
             return Err(Error::Internal("the upload's claim lapsed".into()));
         }
+        self.kept = self.sent_bytes();
         Ok(())
     }
 
