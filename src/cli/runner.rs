@@ -4,6 +4,7 @@
 //! order given.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use rayon::prelude::*;
@@ -15,6 +16,12 @@ use super::pipeline::Outcome;
 use super::progress::{Bar, Progress};
 use super::remote::{is_broken, Remote};
 use crate::client::{Client, ClientError};
+use crate::error::ErrorCode;
+
+/// How long a file of a broken batch, sent again over a new connection,
+/// waits out `LOCKED` (the old connection's claim, until the server has
+/// seen it end).
+const LOCKED_AFTER_BREAK: Duration = Duration::from_secs(10);
 
 /// What a transfer does with one item over one connection.
 pub(super) trait Work<J, T>:
@@ -139,6 +146,25 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
         progress.note(&format!(
             "the connection broke during the batch ({e}); trying the rest again"
         ));
+        // The server may still be winding the broken connection down (its
+        // worker reading what was buffered before the break), holding the
+        // name it was receiving: `LOCKED` for that name is waited out.
+        let patient = |c: &mut Client, job: &J, bar: &mut Bar, progress: &Progress| {
+            let deadline = Instant::now() + LOCKED_AFTER_BREAK;
+            let mut pause = Duration::from_millis(20);
+            loop {
+                let result = work(c, job, bar, progress);
+                let locked = result.as_ref().is_err_and(|e| {
+                    e.downcast_ref::<Plain>()
+                        .is_some_and(|p| p.0.code() == Some(ErrorCode::Locked))
+                });
+                if !locked || Instant::now() + pause > deadline || cancel::check().is_err() {
+                    return result;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        };
         run_rest(
             remote,
             items,
@@ -147,7 +173,7 @@ pub(super) fn run_all<J: Sync + Clone, T: Send>(
             &mut results,
             parallel,
             &progress,
-            &work,
+            &patient,
         )?;
     }
     Ok(finished(results))
