@@ -14,6 +14,8 @@ const URL = process.env.NETDISK_URL;
 const USER = process.env.NETDISK_USER;
 const PASSWORD = process.env.NETDISK_PASSWORD;
 const OUT = process.env.NETDISK_ARTIFACTS;
+/** A second server, without a quota (the same user on it). */
+const URL_NO_QUOTA = process.env.NETDISK_URL_NO_QUOTA;
 const MIB = 1024 * 1024;
 
 const md5 = (b) => crypto.createHash('md5').update(b).digest('hex');
@@ -87,10 +89,31 @@ async function run(browser) {
   await page.click('#sign-in-button');
   await page.waitForSelector('#message:has-text("Wrong user name or password.")');
   assert.doesNotMatch(await page.textContent('#message'), /AUTH_FAILED/);
+
+  step('repeated wrong logins are locked out, and the page says when to try again');
+  // Another name: the lockout is per name and address, so USER still signs in.
+  await page.fill('#user', 'mallory');
+  const clear = () => page.evaluate(() => { document.getElementById('message').textContent = ''; });
+  for (let i = 0; i < 5; i++) {
+    await clear();
+    await page.fill('#password', 'wrong password ' + i);
+    await page.click('#sign-in-button');
+    await page.waitForSelector('#message:has-text("Wrong user name or password.")');
+  }
+  await clear();
+  await page.fill('#password', 'wrong password again');
+  await page.click('#sign-in-button');
+  await page.waitForSelector('#message:has-text("try again in")');
+  const locked = await page.textContent('#message');
+  assert.match(locked, /^Too many failed logins; try again in \d+ s\.$/);
+
+  await page.fill('#user', USER);
   await page.fill('#password', PASSWORD);
   await page.press('#password', 'Enter');
   await page.waitForSelector('#disk', { state: 'visible' });
   assert.equal(await page.textContent('#user-name'), USER);
+  // A quota: the bar shows how full it is.
+  assert.equal(await page.isVisible('#usage-bar'), true);
 
   step('two files, one with a Chinese name, upload and list with their MD5');
   const small = [
@@ -312,6 +335,23 @@ async function run(browser) {
   await page.waitForSelector('#sign-in', { state: 'visible' });
   const after = await page.evaluate(async () => (await fetch('/api/files')).status);
   assert.equal(after, 401);
+
+  step('without a quota there is no bar to fill, and one file is "1 file"');
+  if (URL_NO_QUOTA) {
+    const other = await browser.newContext();
+    const p2 = await other.newPage();
+    await p2.goto(URL_NO_QUOTA);
+    await p2.fill('#user', USER);
+    await p2.fill('#password', PASSWORD);
+    await p2.press('#password', 'Enter');
+    await p2.waitForSelector('#disk', { state: 'visible' });
+    await p2.setInputFiles('#picker', [{ name: 'one.txt', mimeType: 'text/plain', buffer: Buffer.from('one\n') }]);
+    await p2.locator('#files tbody tr[data-name="one.txt"]').waitFor();
+    await p2.waitForSelector('#usage-text:has-text("1 file")');
+    assert.match(await p2.textContent('#usage-text'), /^4 B used in 1 file, no quota/);
+    assert.equal(await p2.isVisible('#usage-bar'), false);
+    await other.close();
+  }
 
   assert.deepEqual(foreign, [], 'requests to other origins');
   assert.deepEqual(errors.filter((e) => !/401|Failed to load resource/.test(e)), [], 'page errors');

@@ -75,10 +75,17 @@ fn the_page_signs_in_uploads_resumes_downloads_renames_deletes_and_shows_the_quo
     // 24 MiB: the 20 MiB upload fits, another 8 MiB does not.
     let server = TestServer::with_args(&["--quota", "25165824"]);
     drop(server.user("alice"));
+    // And one without a quota, where the page shows no bar.
+    let unlimited = TestServer::start();
+    drop(unlimited.user("alice"));
     let mut child = Command::new("node")
         .arg(dir.join("run.js"))
         .current_dir(&dir)
         .env("NETDISK_URL", format!("http://{}/", server.addr))
+        .env(
+            "NETDISK_URL_NO_QUOTA",
+            format!("http://{}/", unlimited.addr),
+        )
         .env("NETDISK_USER", "alice")
         .env("NETDISK_PASSWORD", PASSWORD)
         .env("NETDISK_ARTIFACTS", &artifacts)
@@ -115,6 +122,11 @@ fn the_page_signs_in_uploads_resumes_downloads_renames_deletes_and_shows_the_quo
         names,
         ["big 大文件.bin", "dropped 拖放.txt", "报告 2026 😀.txt"],
         "{files:?}"
+    );
+    assert_eq!(
+        unlimited.stored("alice", "one.txt").unwrap(),
+        b"one\n",
+        "the upload on the server without a quota"
     );
     let report = server.stored("alice", "报告 2026 😀.txt").unwrap();
     assert_eq!(report.len(), 300 * 1024);
