@@ -52,7 +52,7 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
     let start = |name: &'static str, extra: &[&str], env: &[(&str, &str)]| {
         // One user's logins are paced (`--login-burst`, `--login-rate`):
         // lifted here, the rows measure what a login costs.
-        let mut args = vec!["--workers", "40", "--login-burst", "1000000"];
+        let mut args = vec!["--workers", "40", "--login-burst", "100000"];
         args.extend_from_slice(&["--login-rate", "1000000"]);
         args.extend_from_slice(extra);
         let server = BenchServer::start_env(bin, &work.join(format!("data-{name}")), &args, env);

@@ -43,7 +43,7 @@ fn begin_one_go(ctx: &Ctx<'_>, args: &Args) -> Result<Receive, Error> {
     let storage = &ctx.shared.disk;
     let quota = ctx.quota(&user);
     ctx.unlocked(&user, &args.name, false)?;
-    let lock = match storage.lock_upload(&user.key, &args.name, args.size, quota) {
+    let lock = match storage.lock_one_go(&user.key, &args.name, args.size, quota) {
         Ok(lock) => lock,
         Err(e) => {
             if !matches!(e, Error::Locked) {
@@ -192,5 +192,24 @@ impl Checked {
             md5,
         });
         Ok((answer, dir))
+    }
+
+    /// Places several, as [`Checked::place`] each, in order; the disk may
+    /// commit them together (the database does, in one transaction).
+    pub fn place_all(items: Vec<Checked>) -> Vec<Result<(Reply, Option<PathBuf>), Error>> {
+        let mut verified = Vec::with_capacity(items.len());
+        let mut rest = Vec::with_capacity(items.len());
+        for c in items {
+            verified.push(c.verified);
+            rest.push((c._lock, c.name, c.size));
+        }
+        let placed = Verified::place_all(verified);
+        // The claims end once their files are in place.
+        rest.into_iter()
+            .zip(placed)
+            .map(|((_lock, name, size), p)| {
+                p.map(|(md5, dir)| (fields(Answer { name, size, md5 }), dir))
+            })
+            .collect()
     }
 }

@@ -89,6 +89,33 @@ impl Blobs {
         }
     }
 
+    /// Creates `key` (its folder too), without syncing the folder: the
+    /// caller syncs it once the bytes are (a group commit does).
+    ///
+    /// # Errors
+    /// An I/O error, or `key` existing already.
+    pub fn open_new(&self, key: &str) -> Result<File, Error> {
+        let path = self.path(key)?;
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&path)
+        };
+        match open() {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A new folder: its name made durable in the store's.
+                fs::create_dir_all(self.dir_of(key)?)?;
+                crate::storage::sync_dir(&self.dir)?;
+                Ok(open()?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Opens `key` for reading.
     ///
     /// # Errors

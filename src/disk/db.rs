@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::Duration;
@@ -48,6 +48,7 @@ use crate::protocol::FileInfo;
 use crate::storage::budget::{Budget, PER_ENTRY};
 use crate::storage::{Listing, Prop, Record};
 
+mod one_go;
 mod parts;
 
 /// How often a server renews the claims of the uploads it runs.
@@ -74,6 +75,9 @@ struct Inner {
     /// renewed, so a claim whose release failed (the database away when
     /// its upload ended) lapses, and this server takes it over at once.
     live: Mutex<HashSet<String>>,
+    /// Uploads in one go claimed here, to be checked at their commit
+    /// ([`one_go`]): (account key, path).
+    pending: Mutex<HashSet<(String, String)>>,
     max_staged: usize,
     max_files: u64,
     listing_budget: Arc<Budget>,
@@ -94,6 +98,12 @@ pub struct DbLock {
     pub(super) size: u64,
     holder: String,
     blob: String,
+    /// Its row holds no bytes and no digest state (new, or started over).
+    fresh: bool,
+    /// Its row is gone (the upload committed): nothing to release.
+    gone: Arc<AtomicBool>,
+    /// An upload in one go, checked when it commits: no row until then.
+    deferred: Option<one_go::Deferred>,
 }
 
 impl Drop for DbLock {
@@ -101,7 +111,14 @@ impl Drop for DbLock {
         let Some(inner) = self.inner.upgrade() else {
             return;
         };
+        if let Some(d) = &self.deferred {
+            inner.pending().remove(&(d.key.clone(), self.path.clone()));
+            return;
+        }
         inner.live_claims().remove(&self.holder);
+        if self.gone.load(Ordering::Acquire) {
+            return;
+        }
         if let Ok(mut c) = inner.pool.get() {
             let _ = c.execute(
                 "UPDATE staged SET holder = NULL WHERE account = $1 AND path = $2 AND holder = $3",
@@ -124,6 +141,10 @@ pub struct DbUpload {
     path: String,
     holder: String,
     blob: String,
+    /// Its lock's [`DbLock::gone`].
+    gone: Arc<AtomicBool>,
+    /// Its lock's [`DbLock::deferred`].
+    deferred: Option<one_go::Deferred>,
 }
 
 /// Where an upload's bytes go.
@@ -172,6 +193,23 @@ struct Found {
 }
 
 impl Found {
+    /// From rows of (path, is_dir, size, mtime, md5, blob).
+    fn of(rows: Vec<postgres::Row>, path: &str) -> Found {
+        let mut found = Found {
+            this: None,
+            parents: Vec::new(),
+        };
+        for row in rows {
+            let p: String = row.get(0);
+            if p == path {
+                found.this = Some((row.get(1), row.get(2), row.get(3), row.get(4), row.get(5)));
+            } else {
+                found.parents.push((p, row.get(1)));
+            }
+        }
+        found
+    }
+
     /// PROTOCOL.md "Folders": the first parent that is missing is
     /// `NOT_FOUND`, the first that is a file `NOT_A_FOLDER`.
     fn check_parents(&self, path: &str, missing_ok: bool) -> Result<(), Error> {
@@ -228,6 +266,7 @@ impl DbDisk {
             server: server.to_string(),
             claims: AtomicU64::new(0),
             live: Mutex::default(),
+            pending: Mutex::default(),
             max_staged: limits.max_staged,
             max_files: limits.max_files,
             listing_budget: Arc::new(Budget::new(limits.listing_memory)),
@@ -251,6 +290,7 @@ impl DbDisk {
                 server: "admin".into(),
                 claims: AtomicU64::new(0),
                 live: Mutex::default(),
+                pending: Mutex::default(),
                 max_staged: 0,
                 max_files: 0,
                 listing_budget: Arc::new(Budget::new(0)),
@@ -312,19 +352,23 @@ impl Inner {
              WHERE account = $1 AND path = ANY($2)",
             &[&account, &wanted],
         )?;
-        let mut found = Found {
-            this: None,
-            parents: Vec::new(),
-        };
-        for row in rows {
-            let p: String = row.get(0);
-            if p == path {
-                found.this = Some((row.get(1), row.get(2), row.get(3), row.get(4), row.get(5)));
-            } else {
-                found.parents.push((p, row.get(1)));
-            }
-        }
-        Ok(found)
+        Ok(Found::of(rows, path))
+    }
+
+    /// [`Inner::find`] by the account's key, in one round trip (a `get`'s
+    /// whole business with the database). No account: no rows.
+    fn find_by_key(&self, c: &mut postgres::Client, key: &str, path: &str) -> Result<Found, Error> {
+        use postgres::types::Type;
+        let mut wanted = ancestors(path);
+        wanted.push(path.to_string());
+        // Typed: parsed with its parameters, without a round trip of its own.
+        let rows = c.query_typed(
+            "SELECT n.path, n.is_dir, n.size, n.mtime, n.md5, n.blob
+             FROM nodes n JOIN accounts a ON a.id = n.account
+             WHERE a.key = $1 AND n.path = ANY($2)",
+            &[(&key, Type::TEXT), (&wanted, Type::TEXT_ARRAY)],
+        )?;
+        Ok(Found::of(rows, path))
     }
 
     /// Drops blobs whose rows are gone, once `retired` names them; `only`
@@ -337,6 +381,9 @@ impl Inner {
         let Some(blobs) = &self.blobs else {
             return;
         };
+        if only.is_some_and(<[String]>::is_empty) {
+            return;
+        }
         let Ok(mut c) = self.pool.get() else {
             return;
         };
@@ -431,6 +478,11 @@ impl Inner {
         let name = format!("{}/{n}", self.server);
         self.live_claims().insert(name.clone());
         name
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        // A set of names, as `live`.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn live_claims(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -640,9 +692,7 @@ impl Disk for DbDisk {
 
     fn open_file(&self, key: &str, path: &str) -> Result<Opened, Error> {
         let inner = &self.inner;
-        let mut c = inner.pool.get()?;
-        let account = inner.account(&mut *c, key)?;
-        let found = inner.find(&mut *c, account, path)?;
+        let found = inner.find_by_key(&mut *inner.pool.get()?, key, path)?;
         found.check_parents(path, false)?;
         let Some((dir, size, mtime, md5, blob)) = found.this else {
             return Err(Error::NotFound);
@@ -858,6 +908,20 @@ impl Disk for DbDisk {
         self.update_node(key, path, "mtime = $3", &int(secs)?)
     }
 
+    fn lock_one_go(
+        &self,
+        key: &str,
+        name: &str,
+        size: u64,
+        quota: Option<u64>,
+    ) -> Result<UploadLock, Error> {
+        if self.inner.s3.is_some() {
+            // One PutObject at the commit: booked first, as any upload.
+            return self.lock_upload(key, name, size, quota);
+        }
+        self.lock_deferred(key, name, size, quota)
+    }
+
     fn lock_upload(
         &self,
         key: &str,
@@ -874,6 +938,12 @@ impl Disk for DbDisk {
             None => int(size)?,
         };
         let quota_signed = quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX));
+        if inner
+            .pending()
+            .contains(&(key.to_string(), name.to_string()))
+        {
+            return Err(Error::Locked);
+        }
         let mut c = inner.pool.get()?;
         let mut tx = c.transaction()?;
         let account = inner.lock_account(&mut tx, key)?;
@@ -995,6 +1065,9 @@ impl Disk for DbDisk {
             size,
             holder,
             blob,
+            fresh: had == 0 || prev != signed,
+            gone: Arc::default(),
+            deferred: None,
         }))
     }
 
@@ -1002,6 +1075,9 @@ impl Disk for DbDisk {
         let UploadLock::Db(lock) = lock else {
             return Err(Error::Internal("a lock from another disk".into()));
         };
+        if lock.deferred.is_some() {
+            return Err(Error::Internal("an upload in one go is not resumed".into()));
+        }
         let inner = &self.inner;
         let state = {
             let mut c = inner.pool.get()?;
@@ -1052,9 +1128,19 @@ impl Disk for DbDisk {
         if let Some(s3) = &self.inner.s3 {
             return self.fresh_parts(s3, lock);
         }
+        if lock.deferred.is_some() {
+            // A new blob, its folder synced with the commit's.
+            let file = self.inner.blobs()?.open_new(&lock.blob)?;
+            return Ok(Upload::Db(self.upload(
+                lock,
+                Sink::File(file),
+                Md5::new(),
+                0,
+            )));
+        }
         let file = self.inner.blobs()?.open_staged(&lock.blob)?;
         file.set_len(0)?;
-        {
+        if !lock.fresh {
             let mut c = self.inner.pool.get()?;
             c.execute(
                 "UPDATE staged SET hashed = 0, hash_state = NULL
@@ -1121,6 +1207,13 @@ impl Disk for DbDisk {
     }
 
     fn uploading(&self, key: &str, name: &str) -> bool {
+        if self
+            .inner
+            .pending()
+            .contains(&(key.to_string(), name.to_string()))
+        {
+            return true;
+        }
         let Ok(mut c) = self.inner.pool.get() else {
             return false;
         };
@@ -1236,6 +1329,8 @@ impl DbDisk {
             path: lock.path.clone(),
             holder: lock.holder.clone(),
             blob: lock.blob.clone(),
+            gone: Arc::clone(&lock.gone),
+            deferred: lock.deferred.clone(),
         }
     }
 
@@ -1383,7 +1478,7 @@ impl DbUpload {
             }
             read
         });
-        if received.is_err() {
+        if received.is_err() && self.deferred.is_none() {
             let hashed = self.held - unhashed;
             if hashed > 0 {
                 self.keep_state(hashed);
@@ -1410,10 +1505,25 @@ impl DbUpload {
         );
     }
 
+    /// Drops the bytes of an upload in one go (it has no row).
+    fn drop_bytes(&mut self) {
+        self.settled = true;
+        if let Ok(blobs) = self.inner.blobs() {
+            let _ = blobs.delete(&self.blob);
+        }
+    }
+
     /// Drops what this upload staged, its row and its booking.
     pub fn discard(mut self) {
         self.settled = true;
         let inner = Arc::clone(&self.inner);
+        if let Some(d) = self.deferred.take() {
+            // No row of its own; what an earlier upload of the name
+            // staged goes too, unless it is in progress (PROTOCOL.md).
+            self.drop_bytes();
+            let _ = DbDisk { inner }.discard(&d.key, &self.path);
+            return;
+        }
         let Ok(mut c) = inner.pool.get() else {
             return;
         };
@@ -1510,6 +1620,15 @@ fn receive_parts(
 }
 
 impl DbVerified {
+    /// Places several uploads of one connection: those in one go in one
+    /// transaction ([`one_go`]), the others one by one; answers in order.
+    pub fn place_all(items: Vec<DbVerified>) -> Vec<one_go::Placed> {
+        if items.iter().all(|i| i.upload.deferred.is_some()) {
+            return one_go::commit(items);
+        }
+        items.into_iter().map(DbVerified::place).collect()
+    }
+
     pub fn sync(&self) -> Result<(), Error> {
         // An S3 upload is sent whole when it is placed.
         if let Sink::File(file) = &self.upload.sink {
@@ -1527,6 +1646,11 @@ impl DbVerified {
     /// `IS_A_FOLDER`, `NOT_A_FOLDER`, `INTERNAL` (the old file kept, the
     /// upload staged).
     pub fn place(self) -> Result<(String, Option<PathBuf>), Error> {
+        if self.upload.deferred.is_some() {
+            return DbVerified::place_all(vec![self])
+                .pop()
+                .unwrap_or_else(|| Err(Error::Internal("no answer for the upload".into())));
+        }
         let mut up = self.upload;
         let inner = Arc::clone(&up.inner);
         let inner = &inner;
@@ -1609,6 +1733,7 @@ impl DbVerified {
         }
         tx.commit()?;
         up.settled = true;
+        up.gone.store(true, Ordering::Release);
         // Freeing takes a connection of its own: this one goes back
         // first, or a busy pool would wait on itself.
         drop(c);
@@ -1632,14 +1757,14 @@ mod tests {
     use super::*;
     use crate::db::testing::TestDb;
 
-    const LIMITS: Limits = Limits {
+    pub(super) const LIMITS: Limits = Limits {
         max_staged: 16,
         max_files: 1000,
         listing_memory: 1 << 20,
     };
 
     /// A disk on a new database with the account `alice`, and its folder.
-    fn disk(test: &str) -> Option<(TestDb, tempfile::TempDir, DbDisk)> {
+    pub(super) fn disk(test: &str) -> Option<(TestDb, tempfile::TempDir, DbDisk)> {
         let db = TestDb::create(test)?;
         let pool = db.pool_as("first");
         pool.get()
@@ -1657,7 +1782,7 @@ mod tests {
 
     /// Stages `data` of an upload of `size` bytes and stops, as a client
     /// that hangs up; returns the offset it began at.
-    fn stage(disk: &DbDisk, name: &str, size: u64, data: &[u8]) -> u64 {
+    pub(super) fn stage(disk: &DbDisk, name: &str, size: u64, data: &[u8]) -> u64 {
         let lock = disk.lock_upload("alice", name, size, None).unwrap();
         let mut up = disk.begin_upload(&lock).unwrap();
         let offset = up.offset();

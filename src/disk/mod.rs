@@ -129,6 +129,18 @@ pub trait Disk: Send + Sync {
         size: u64,
         quota: Option<u64>,
     ) -> Result<UploadLock, Error>;
+    /// Claims `name` for an upload in one go, whose answer comes after its
+    /// body: an engine may book it when it commits instead (the database
+    /// does, a group of them in one transaction).
+    fn lock_one_go(
+        &self,
+        key: &str,
+        name: &str,
+        size: u64,
+        quota: Option<u64>,
+    ) -> Result<UploadLock, Error> {
+        self.lock_upload(key, name, size, quota)
+    }
     /// Opens or resumes the staged upload `lock` claims.
     fn begin_upload(&self, lock: &UploadLock) -> Result<Upload, Error>;
     /// Opens the staged upload `lock` claims from scratch.
@@ -262,6 +274,22 @@ impl Verified {
     ///
     /// # Errors
     /// An I/O error.
+    /// Places several, as [`Verified::place`] each, in order; an engine
+    /// may commit them together.
+    pub fn place_all(items: Vec<Verified>) -> Vec<Result<(String, Option<PathBuf>), Error>> {
+        if items.iter().all(|v| matches!(v, Verified::Db(_))) {
+            let db = items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Verified::Db(v) => Some(v),
+                    Verified::Local(_) => None,
+                })
+                .collect();
+            return db::DbVerified::place_all(db);
+        }
+        items.into_iter().map(Verified::place).collect()
+    }
+
     pub fn sync(&self) -> Result<(), Error> {
         match self {
             Verified::Local(v) => v.sync(),
