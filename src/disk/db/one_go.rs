@@ -147,10 +147,7 @@ type Verdicts = Vec<Result<(), Error>>;
 
 /// The group's transaction: each upload's verdict, and the blobs it
 /// retired (to free once committed).
-fn transaction(
-    inner: &Inner,
-    items: &[DbVerified],
-) -> Result<(Verdicts, Vec<String>), Error> {
+fn transaction(inner: &Inner, items: &[DbVerified]) -> Result<(Verdicts, Vec<String>), Error> {
     let deferred = items[0]
         .upload
         .deferred
