@@ -29,6 +29,8 @@ struct Engine {
     name: &'static str,
     server: BenchServer,
     puts: Vec<f64>,
+    /// The store's CPU seconds during each put (`--blobs` only).
+    put_cpu: Vec<f64>,
     gets: Vec<f64>,
     small_puts: Vec<f64>,
     small_gets: Vec<f64>,
@@ -40,7 +42,11 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
         panic!("bench --db: set NETDISK_TEST_PG to a PostgreSQL superuser URL");
     };
     let sizes = sizes(quick);
-    let logins = if quick { 1000 } else { 10_000 };
+    // `LOGINS=N` sets how many logins the login rows make.
+    let logins = std::env::var("LOGINS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(if quick { 1000 } else { 10_000 });
     let big = work.join("big.bin");
     let big_md5 = write_random(&big, sizes.big);
     let small = SmallSet::write(&work.join("small"), sizes.small_count, sizes.small_size);
@@ -63,6 +69,7 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
             name,
             server,
             puts: Vec::new(),
+            put_cpu: Vec::new(),
             gets: Vec::new(),
             small_puts: Vec::new(),
             small_gets: Vec::new(),
@@ -93,8 +100,12 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
     // over the run weighs on both alike.
     for round in 0..ROUNDS {
         for e in &mut engines {
+            let cpu = s3.as_ref().and_then(TestS3::cpu_seconds);
             let (secs, _) = e.server.client(bin, &["put", &big_arg]);
             e.puts.push(secs);
+            if let Some(after) = s3.as_ref().and_then(TestS3::cpu_seconds) {
+                e.put_cpu.push(after - cpu.unwrap_or(after));
+            }
             let (secs, _) = e
                 .server
                 .client(bin, &["get", "big.bin", "--overwrite", "-o", &down_arg]);
@@ -110,17 +121,23 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
         }
     }
     for e in &mut engines {
-        e.logins = login_rate(&e.server.addr, logins);
+        if logins > 0 {
+            e.logins = login_rate(&e.server.addr, logins);
+        }
     }
     let mut rows = Vec::new();
     for e in &mut engines {
         let (put, get) = (median(&mut e.puts), median(&mut e.gets));
-        rows.push(Row::rate(
+        let mut row = Row::rate(
             &format!("{}: put {} MiB", e.name, sizes.big >> 20),
             sizes.big,
             sizes.big as f64 / put,
             None,
-        ));
+        );
+        if e.name.contains("--blobs") {
+            row.note = format!("the store's CPU {:.1} s", median(&mut e.put_cpu));
+        }
+        rows.push(row);
         rows.push(Row::rate(
             &format!("{}: get {} MiB", e.name, sizes.big >> 20),
             sizes.big,
@@ -153,13 +170,28 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
     let ratio = |a: &mut Vec<f64>, b: &mut Vec<f64>| median(a) / median(b);
     let mut targets = Vec::new();
     if let (Some(s3), [_, _, on_s3]) = (&s3, &mut engines[..]) {
-        let (put, get) = store_ceiling(s3, &big, sizes.big);
-        rows.push(Row::rate(
+        let ceiling = store_ceiling(s3, &big, sizes.big);
+        let (put, get) = (ceiling.put, ceiling.get);
+        let mut row = Row::rate(
             "the store itself: PutObject of the big file",
             sizes.big,
             sizes.big as f64 / put,
             None,
-        ));
+        );
+        row.note = format!("the store's CPU {:.1} s", ceiling.put_cpu);
+        rows.push(row);
+        let mut row = Row::rate(
+            "the store itself: the big file in parts, one after another",
+            sizes.big,
+            sizes.big as f64 / ceiling.parts,
+            None,
+        );
+        row.note = format!(
+            "{} MiB parts as netdisk cuts them; the store's CPU {:.1} s",
+            netdisk::disk::db::part_size(sizes.big) >> 20,
+            ceiling.parts_cpu
+        );
+        rows.push(row);
         rows.push(Row::rate(
             "the store itself: GetObject of the big file",
             sizes.big,
@@ -169,6 +201,11 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
         targets.push(Target::at_least(
             "--db --blobs: big put / the store's PutObject",
             put / median(&mut on_s3.puts),
+            0.8,
+        ));
+        targets.push(Target::at_least(
+            "--db --blobs: big put / the store's upload in parts",
+            ceiling.parts / median(&mut on_s3.puts),
             0.8,
         ));
         targets.push(Target::at_least(
@@ -205,9 +242,19 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
     (rows, targets)
 }
 
-/// Seconds of one `PutObject` and one `GetObject` of the file `path` in
-/// the store, the median of three.
-fn store_ceiling(s3: &TestS3, path: &Path, len: u64) -> (f64, f64) {
+/// The store's own ceiling, in seconds (the median of three) and the
+/// store's CPU seconds.
+struct Ceiling {
+    put: f64,
+    put_cpu: f64,
+    parts: f64,
+    parts_cpu: f64,
+    get: f64,
+}
+
+/// One `PutObject`, one multipart upload (the parts netdisk would cut, sent
+/// one after another) and one `GetObject` of the file `path` in the store.
+fn store_ceiling(s3: &TestS3, path: &Path, len: u64) -> Ceiling {
     use md5::{Digest, Md5};
     use std::io::Read;
     let store = s3.open("ceiling");
@@ -217,12 +264,33 @@ fn store_ceiling(s3: &TestS3, path: &Path, len: u64) -> (f64, f64) {
         Md5::digest(&bytes),
     );
     let id = "00000000000000000000000000000000";
-    let (mut puts, mut gets) = (Vec::new(), Vec::new());
+    let cpu = || s3.cpu_seconds().unwrap_or(0.0);
+    let (mut puts, mut put_cpu, mut parts, mut parts_cpu, mut gets) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut buf = vec![0u8; 1 << 20];
+    let part = netdisk::disk::db::part_size(len) as usize;
     for _ in 0..ROUNDS {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu());
         store.put_object(id, &bytes, &digest).expect("PutObject");
         puts.push(t.elapsed().as_secs_f64());
+        put_cpu.push(cpu() - c);
+        let (t, c) = (Instant::now(), cpu());
+        let upload = store.create_multipart(id).expect("CreateMultipartUpload");
+        let etags: Vec<(u16, String)> = bytes
+            .chunks(part)
+            .zip(1u16..)
+            .map(|(chunk, n)| {
+                let etag = store
+                    .upload_part(id, &upload, n, chunk)
+                    .expect("UploadPart");
+                (n, etag)
+            })
+            .collect();
+        store
+            .complete_multipart(id, &upload, &etags)
+            .expect("CompleteMultipartUpload");
+        parts.push(t.elapsed().as_secs_f64());
+        parts_cpu.push(cpu() - c);
         let t = Instant::now();
         let mut body = store.get_range(id, 0).expect("GetObject");
         let mut got = 0u64;
@@ -235,7 +303,13 @@ fn store_ceiling(s3: &TestS3, path: &Path, len: u64) -> (f64, f64) {
         assert_eq!(got, len);
         gets.push(t.elapsed().as_secs_f64());
     }
-    (median(&mut puts), median(&mut gets))
+    Ceiling {
+        put: median(&mut puts),
+        put_cpu: median(&mut put_cpu),
+        parts: median(&mut parts),
+        parts_cpu: median(&mut parts_cpu),
+        get: median(&mut gets),
+    }
 }
 
 /// Logins a second: `total` logins of one user, each on a new connection,

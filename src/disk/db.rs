@@ -51,6 +51,8 @@ use crate::storage::{Listing, Prop, Record};
 mod one_go;
 mod parts;
 
+pub use parts::part_size;
+
 /// How often a server renews the claims of the uploads it runs.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// A claim not renewed for this long belongs to a server that is gone.

@@ -162,6 +162,17 @@ impl TestS3 {
             .clone()
     }
 
+    /// The CPU seconds the store has used so far (user and system), where
+    /// `/proc` tells them.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name, which is in parentheses.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ticks as f64 / 100.0)
+    }
+
     /// A client of the bucket, keys under `prefix`.
     ///
     /// # Panics
