@@ -5,6 +5,8 @@
 //! store's faults. Each test needs `NETDISK_TEST_PG` and `moto_server`.
 
 use std::io::Read;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,10 +42,15 @@ impl Cluster {
 
     /// A server on the cluster over `data` (a new one if `None`).
     fn server(&self, data: Option<Arc<tempfile::TempDir>>) -> TestServer {
+        self.server_via(&self.s3.endpoint, data)
+    }
+
+    /// A server that reaches the store at `endpoint`.
+    fn server_via(&self, endpoint: &str, data: Option<Arc<tempfile::TempDir>>) -> TestServer {
         let args = self.args();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let env = [
-            ("AWS_ENDPOINT_URL", self.s3.endpoint.as_str()),
+            ("AWS_ENDPOINT_URL", endpoint),
             ("AWS_ACCESS_KEY_ID", "testing"),
             ("AWS_SECRET_ACCESS_KEY", "testing-secret"),
             ("AWS_REGION", "us-east-1"),
@@ -303,4 +310,90 @@ fn a_store_gone_mid_upload_fails_it_cleanly() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].size, 15);
     drop(db);
+}
+
+/// A way to the store that can be shut: while shut, every connection is
+/// closed as soon as it is made.
+struct Gate {
+    endpoint: String,
+    shut: Arc<AtomicBool>,
+}
+
+impl Gate {
+    fn new(store: &str) -> Gate {
+        let to = store.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let shut = Arc::new(AtomicBool::new(false));
+        let closed = shut.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                if closed.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(store) = TcpStream::connect(&to) else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (conn.try_clone().unwrap(), store.try_clone().unwrap()),
+                    (store, conn),
+                ] {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Gate { endpoint, shut }
+    }
+
+    fn shut(&self, shut: bool) {
+        self.shut.store(shut, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_part_the_store_refuses_is_kept_and_the_upload_resumes_once_it_is_back() {
+    let Some(cl) = Cluster::new("s3 part refused") else {
+        return;
+    };
+    let gate = Gate::new(&cl.s3.endpoint);
+    let server = cl.server_via(&gate.endpoint, None);
+    drop(server.user("alice"));
+    let data = bytes(30 << 20, 6);
+    let size = data.len() as u64;
+    let mut c = server.login("alice");
+    assert_eq!(c.put_begin("big.bin", size).unwrap(), 0);
+    c.write_body(&data[..(12 << 20)]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server_parts(&cl) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the first part was never recorded"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The second part leaves at 16 MiB and fails; the upload learns of it
+    // when the third is whole, at 24 MiB.
+    gate.shut(true);
+    let failed = c
+        .write_body(&data[(12 << 20)..])
+        .and_then(|()| c.put_end(&md5(&data)));
+    assert!(failed.is_err(), "an upload whose part failed was answered");
+    drop(c);
+    gate.shut(false);
+    let mut c = server.login("alice");
+    let offset = c.put_begin("big.bin", size).unwrap();
+    assert_eq!(
+        offset,
+        24 << 20,
+        "the recorded part, and the failed one's bytes kept with those after it"
+    );
+    c.write_body(&data[offset as usize..]).unwrap();
+    assert_eq!(c.put_end(&md5(&data)).unwrap().md5, md5(&data));
+    assert_eq!(get_all(&mut c, "big.bin"), data);
+    assert_eq!(cl.object(&cl.blob("alice", "big.bin")).unwrap(), data);
+    assert_eq!(c.whoami().unwrap().staged, 0);
 }
