@@ -107,11 +107,16 @@ CREATE INDEX web_sessions_by_last_seen ON web_sessions (last_seen);
 "#,
     // 3: file bytes in S3 (`serve --blobs`): an unfinished upload's
     // multipart upload, the parts it has sent, and the bytes after them
-    // (less than a part) when it stopped; a retired upload's id, for the
-    // sweeper to abort it.
+    // when it stopped; a retired upload's id, for the sweeper to abort it.
     r#"
 ALTER TABLE staged ADD COLUMN upload_id text, ADD COLUMN parts jsonb NOT NULL DEFAULT '[]',
     ADD COLUMN tail bytea;
 ALTER TABLE retired ADD COLUMN upload_id text;
+"#,
+    // 4: which file names a blob, for the sweeper to find local blobs no
+    // row names (an upload in one go cut short by a crash before its
+    // commit).
+    r#"
+CREATE INDEX nodes_by_blob ON nodes (blob) WHERE blob IS NOT NULL;
 "#,
 ];

@@ -137,6 +137,25 @@ impl Blobs {
             .map_or(0, |m| m.len())
     }
 
+    /// The keys of the blobs last written before `before`.
+    pub fn written_before(&self, before: std::time::SystemTime) -> Vec<String> {
+        let entries = |dir: &Path| fs::read_dir(dir).into_iter().flatten().flatten();
+        let mut keys = Vec::new();
+        for shard in entries(&self.dir) {
+            for blob in entries(&shard.path()) {
+                let name = blob.file_name().to_string_lossy().into_owned();
+                let old = blob
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < before);
+                if old && self.path(&name).is_ok_and(|p| p == blob.path()) {
+                    keys.push(name);
+                }
+            }
+        }
+        keys
+    }
+
     /// Deletes `key` (a missing one is fine: deletes are retried).
     ///
     /// # Errors

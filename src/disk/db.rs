@@ -410,6 +410,34 @@ impl Inner {
         }
     }
 
+    /// Deletes the local blobs no row names and nothing has written to for
+    /// `max_age`: an upload in one go is claimed in memory only, so one cut
+    /// short by a crash before its commit leaves its bytes unnamed.
+    fn sweep_unnamed(&self, max_age: Duration) {
+        let Some(blobs) = &self.blobs else {
+            return;
+        };
+        let before = std::time::SystemTime::now()
+            .checked_sub(max_age)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        for keys in blobs.written_before(before).chunks(1000) {
+            let Ok(mut c) = self.pool.get() else {
+                return;
+            };
+            let unnamed = c.query(
+                "SELECT b FROM unnest($1::text[]) AS t(b)
+                 WHERE NOT EXISTS (SELECT 1 FROM nodes WHERE blob = b)
+                   AND NOT EXISTS (SELECT 1 FROM staged WHERE blob = b)
+                   AND NOT EXISTS (SELECT 1 FROM retired WHERE blob = b)",
+                &[&keys],
+            );
+            drop(c);
+            for row in unnamed.unwrap_or_default() {
+                let _ = blobs.delete(row.get::<_, &str>(0));
+            }
+        }
+    }
+
     /// [`Inner::free`] in S3: each retired object deleted (an unfinished
     /// upload's multipart upload aborted) while its row is locked, and the
     /// row dropped once the store said yes, so that a store fault leaves
@@ -1294,6 +1322,7 @@ impl Disk for DbDisk {
         }
         drop(c);
         inner.free(None);
+        inner.sweep_unnamed(max_age);
     }
 
     fn recount_usage(&self) {
@@ -1900,6 +1929,40 @@ mod tests {
             started.elapsed()
         );
         drop(held);
+    }
+
+    #[test]
+    fn blobs_no_row_names_are_swept_once_a_day_has_passed_without_a_write() {
+        let Some((db, root, disk)) = disk("blobs_no_row_names") else {
+            return;
+        };
+        put(&disk, "f", b"kept");
+        let named: String = db
+            .pool_as("check")
+            .get()
+            .unwrap()
+            .query_one("SELECT blob FROM nodes WHERE path = 'f'", &[])
+            .unwrap()
+            .get(0);
+        let blobs = Blobs::open(root.path()).unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let two_days_ago = std::time::SystemTime::now() - 2 * day;
+        let (old, new) = (Blobs::new_key().unwrap(), Blobs::new_key().unwrap());
+        for key in [&old, &new] {
+            std::io::Write::write_all(&mut blobs.open_new(key).unwrap(), b"unnamed").unwrap();
+        }
+        for key in [&old, &named] {
+            let file = File::options()
+                .write(true)
+                .open(blobs.path(key).unwrap())
+                .unwrap();
+            file.set_modified(two_days_ago).unwrap();
+        }
+        disk.sweep_staging(day);
+        assert!(!blobs.path(&old).unwrap().exists(), "an old unnamed blob");
+        assert!(blobs.path(&new).unwrap().exists(), "one written lately");
+        assert!(blobs.path(&named).unwrap().exists(), "a file's bytes");
+        assert_eq!(std::fs::read(blobs.path(&named).unwrap()).unwrap(), b"kept");
     }
 
     #[test]

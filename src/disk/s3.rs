@@ -32,7 +32,7 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use crate::error::Error;
 use retry::Attempt;
 
-pub use config::{S3Config, DEFAULT_REGION};
+pub use config::{S3Config, DEFAULT_REGION, IO_TIMEOUT};
 pub use retry::Backoff;
 
 /// How long a signed request stays valid: enough for the slowest send.

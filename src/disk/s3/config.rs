@@ -13,6 +13,9 @@ use super::Backoff;
 /// The region when `AWS_REGION` (and `AWS_DEFAULT_REGION`) is unset.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
+/// How long one read or one write of a request may take.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A store's place, credentials and request bounds. Its `Debug` leaves the
 /// secret out.
 #[derive(Clone)]
@@ -108,7 +111,7 @@ impl S3Config {
             secret: secret.trim().to_string(),
             session_token: var("AWS_SESSION_TOKEN").map(|t| t.trim().to_string()),
             connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(30),
+            io_timeout: IO_TIMEOUT,
             backoff: Backoff::default(),
         })
     }
