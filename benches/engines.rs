@@ -159,15 +159,17 @@ pub fn engines(bin: &Path, work: &Path, quick: bool) -> (Vec<Row>, Vec<Target>) 
             size,
             median(&mut e.small_gets),
         ));
-        rows.push(Row {
-            what: format!("{}: {logins} logins", e.name),
-            bytes: 0,
-            rate_mb_s: None,
-            files_s: Some(e.logins),
-            ratio: None,
-            rss: None,
-            note: format!("{LOGIN_CLIENTS} at once, each on a new connection; the pace lifted"),
-        });
+        if logins > 0 {
+            rows.push(Row {
+                what: format!("{}: {logins} logins", e.name),
+                bytes: 0,
+                rate_mb_s: None,
+                files_s: Some(e.logins),
+                ratio: None,
+                rss: None,
+                note: format!("{LOGIN_CLIENTS} at once, each on a new connection; the pace lifted"),
+            });
+        }
     }
     let ratio = |a: &mut Vec<f64>, b: &mut Vec<f64>| median(a) / median(b);
     let mut targets = Vec::new();
